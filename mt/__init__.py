@@ -1,0 +1,1 @@
+"""mt: train, evaluate and compare neural machine translation models."""

@@ -1,0 +1,56 @@
+"""Self-contained checkpoints: atomic saves, weights_only loads, compatibility checks.
+
+A checkpoint holds the config, the sentencepiece models and the weights, so it can be used
+alone; for resuming it also holds the optimizer, scheduler, RNG states and data position.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from mt.errors import MTError
+
+FORMAT = "mt-checkpoint-1"
+
+
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """Write to a temporary file, flush it to disk, then rename over path.
+
+    A crash at any point leaves either the old checkpoint or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """Load a checkpoint on the CPU with weights_only=True (no arbitrary code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MTError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt, or not a torch file at all
+        raise MTError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise MTError(f"{path}: not an mt checkpoint (expected format {FORMAT})")
+    return payload
+
+
+def check_vocabulary(payload: dict, tokenizer_models: dict[str, bytes], path: Path | str) -> None:
+    """Refuse weights trained with another subword vocabulary than the one in use."""
+    if payload["tokenizer"] != tokenizer_models:
+        raise MTError(
+            f"{path}: the checkpoint was trained with another vocabulary than this run's data "
+            f"settings produce (data, data.vocab_size, data.subword_type or data.joint_vocab differ)"
+        )

@@ -1,0 +1,177 @@
+"""Typed configuration schemas, registered in Hydra's ConfigStore, and cross-field checks.
+
+YAML files under configs/ hold values only; these dataclasses decide which keys exist and of
+what type, so a misspelled key or a wrong type stops the run at start-up naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from mt.errors import MTError
+
+REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+LANGUAGES_OF_MULTI30K = ("de", "en", "fr", "cs")
+
+
+class CorpusFormat(Enum):
+    parallel = "parallel"  # {root}/{name}/{split}.{lang}[.gz], one sentence per line
+    tsv = "tsv"  # {root}/{name}/{split}.tsv[.gz]: source<TAB>target
+    jsonl = "jsonl"  # {root}/{name}/{split}.jsonl[.gz]: {"de": ..., "en": ...}
+    hub = "hub"  # datasets.load_dataset(name, hub_config, split=split)
+
+
+class SubwordType(Enum):
+    unigram = "unigram"
+    bpe = "bpe"
+
+
+@dataclass
+class DataConfig:
+    format: CorpusFormat = CorpusFormat.parallel
+    root: str | None = None  # None: the repository's data/ directory
+    name: str = "multi30k"  # directory under root, or the Hub dataset name
+    hub_config: str | None = None
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_split: str = "test_2016_flickr"
+    download: bool = True  # fetch Multi30k into {root}/multi30k when its files are missing
+    train_limit: int | None = None  # use only the first N training pairs (smoke runs)
+    max_len: int = 128  # training pairs longer than this (in subwords) are dropped
+    max_tokens: int = 2048  # per batch, counting padding: batch size * longest side
+    vocab_size: int = 8000
+    subword_type: SubwordType = SubwordType.unigram
+    joint_vocab: bool = True
+    cache_dir: str | None = None  # None: the repository's data/cache
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int = 256
+    num_heads: int = 8
+    num_layers: int = 3  # in the encoder and in the decoder
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    pre_norm: bool = True
+    tie_embeddings: bool = True  # only possible with a joint vocabulary
+    max_positions: int = 1024
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: int | None = None  # CPU threads for torch; None: torch's default
+    max_steps: int | None = None
+    max_epochs: int | None = 30
+    max_minutes: float | None = None  # wall-clock budget for training
+    lr: float = 7e-4  # peak learning rate, reached after warmup_steps
+    warmup_steps: int = 1000
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    accumulate: int = 1  # batches per optimizer step
+    log_every: int = 100
+    valid_every: int = 1000
+    valid_beam_size: int = 1  # 1: greedy, the cheap choice during training
+    patience: int | None = 10  # validations without a better BLEU before stopping
+    num_samples: int = 3  # sample translations logged at each validation
+    resume: bool = False  # continue from {run dir}/checkpoints/last.pt
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = 5
+    length_penalty: float = 1.0  # GNMT alpha; 0 ranks by raw log-probability
+    nbest: int = 1
+    max_len_a: float = 1.5  # output length limit: a * source length + b
+    max_len_b: int = 10
+    max_tokens: int = 4096  # source tokens per decoding batch
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = MISSING  # one of the model schemas, chosen by the model group
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+MODEL_SCHEMAS = {"transformer": TransformerConfig}
+
+
+def register_configs() -> None:
+    """Make the schemas known to Hydra so YAML files can name them in their defaults."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for name, schema in MODEL_SCHEMAS.items():
+        store.store(group="model", name=f"{name}_schema", node=schema)
+
+
+def model_name(model_cfg: Any) -> str:
+    """The architecture name of a model schema instance."""
+    for name, schema in MODEL_SCHEMAS.items():
+        if isinstance(model_cfg, schema):
+            return name
+    raise MTError(f"unknown model config type {type(model_cfg).__name__}")
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Convert Hydra's composed config into plain dataclasses and check it."""
+    config = OmegaConf.to_object(cfg)
+    check_config(config)
+    return config
+
+
+def to_plain_dict(config: Config) -> dict:
+    """Config as plain Python types (for checkpoints and results)."""
+    plain = OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
+    plain["model_name"] = model_name(config.model)
+    return plain
+
+
+def from_plain_dict(plain: dict) -> Config:
+    """Rebuild a typed Config from to_plain_dict's output."""
+    plain = dict(plain)
+    schema = MODEL_SCHEMAS[plain.pop("model_name")]
+    merged = OmegaConf.merge(OmegaConf.structured(Config(model=schema())), plain)
+    return OmegaConf.to_object(merged)
+
+
+def check_config(config: Config) -> None:
+    """Cross-field checks that a schema cannot express; raise MTError naming the key."""
+    data, trainer, decode = config.data, config.trainer, config.decode
+    if data.src_lang == data.tgt_lang:
+        raise MTError(f"data.src_lang and data.tgt_lang are both '{data.src_lang}'")
+    if data.format is CorpusFormat.parallel and data.name == "multi30k":
+        for key in ("src_lang", "tgt_lang"):
+            if getattr(data, key) not in LANGUAGES_OF_MULTI30K:
+                raise MTError(
+                    f"data.{key}='{getattr(data, key)}': Multi30k has {LANGUAGES_OF_MULTI30K}"
+                )
+    if decode.nbest > decode.beam_size:
+        raise MTError(f"decode.nbest={decode.nbest} exceeds decode.beam_size={decode.beam_size}")
+    if trainer.max_steps is None and trainer.max_epochs is None and trainer.max_minutes is None:
+        raise MTError("set one of trainer.max_steps, trainer.max_epochs, trainer.max_minutes")
+    model = config.model
+    if isinstance(model, TransformerConfig):
+        if model.d_model % model.num_heads:
+            raise MTError(
+                f"model.d_model={model.d_model} is not divisible by "
+                f"model.num_heads={model.num_heads}"
+            )
+        if model.tie_embeddings and not data.joint_vocab:
+            raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
+    for key, value in (("data.max_tokens", data.max_tokens), ("trainer.accumulate",
+                       trainer.accumulate), ("decode.beam_size", decode.beam_size)):
+        if value < 1:
+            raise MTError(f"{key}={value} must be at least 1")

@@ -1,0 +1,23 @@
+"""Model construction: one file per architecture, chosen by the type of its config."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from mt.config import TransformerConfig
+from mt.models.transformer import Transformer
+from mt.tokenizer import Tokenizer
+
+ARCHITECTURES = {TransformerConfig: Transformer}
+
+
+def build_model(model_cfg, tokenizer: Tokenizer) -> nn.Module:
+    """Instantiate the architecture that model_cfg describes, sized for tokenizer's vocabularies."""
+    return ARCHITECTURES[type(model_cfg)](
+        model_cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.joint
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, each shared tensor counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,41 @@
+"""The incremental-decoder contract that search and training rely on, for every architecture.
+
+    logits = model(src, tgt_in)                              teacher-forced, (B, T, V)
+    memory = model.encode(src)                               once per sentence
+    log_probs, state = model.decode_step(prev, memory, state)   one token per row; state=None first
+    state = model.reorder_state(state, index)                keep/duplicate rows (beams, finished)
+
+Memory and state are nested dicts/lists/tuples of batch-first tensors, so selecting rows is
+the same operation for every model: `select_rows`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+State = Any  # nested dict / list / tuple of batch-first tensors (or None)
+
+
+class Seq2Seq(Protocol):
+    def __call__(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor: ...
+
+    def encode(self, src: torch.Tensor) -> State: ...
+
+    def decode_step(
+        self, prev_tokens: torch.Tensor, memory: State, state: State
+    ) -> tuple[torch.Tensor, State]: ...
+
+    def reorder_state(self, state: State, index: torch.Tensor) -> State: ...
+
+
+def select_rows(tree: State, index: torch.Tensor) -> State:
+    """Index every tensor in a nested structure along its first (batch) dimension."""
+    if isinstance(tree, torch.Tensor):
+        return tree.index_select(0, index)
+    if isinstance(tree, dict):
+        return {key: select_rows(value, index) for key, value in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(select_rows(value, index) for value in tree)
+    return tree

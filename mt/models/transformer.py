@@ -1,0 +1,204 @@
+"""The Transformer of "Attention Is All You Need" (Vaswani et al., 2017), with a KV cache.
+
+Pre-norm by default (more stable for small data and short warm-up), post-norm as in the paper
+by `model.pre_norm=false`. Attention runs through F.scaled_dot_product_attention, which picks
+fused kernels on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mt.config import TransformerConfig
+from mt.models.contract import State, select_rows
+from mt.tokenizer import PAD_ID
+
+
+def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...): (max_positions, d)."""
+    position = torch.arange(max_positions, dtype=torch.float).unsqueeze(1)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float)
+                         * (-math.log(10000.0) / d_model))
+    table = torch.zeros(max_positions, d_model)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)
+    return table
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over num_heads subspaces. Keys/values are projected
+    separately (project_kv) so a decoder can cache them."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, d_model = x.shape
+        return x.view(batch, length, self.num_heads, d_model // self.num_heads).transpose(1, 2)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, D) -> keys and values, each (B, H, T, D/H)."""
+        return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+
+    def forward(
+        self,
+        query: torch.Tensor,  # (B, Tq, D)
+        k: torch.Tensor,  # (B, H, Tk, D/H)
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,  # bool, True = may attend; broadcast to (B, H, Tq, Tk)
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        q = self.split_heads(self.q_proj(query))  # (B, H, Tq, D/H)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(out.transpose(1, 2).flatten(2))  # (B, Tq, D)
+
+
+def feed_forward(d_model: int, ff_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+    )
+
+
+class Sublayers(nn.Module):
+    """Shared residual wiring: pre-norm x + f(LN(x)) or post-norm LN(x + f(x))."""
+
+    def __init__(self, cfg: TransformerConfig, count: int):
+        super().__init__()
+        self.pre_norm = cfg.pre_norm
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(count))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def before(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        return self.norms[i](x) if self.pre_norm else x
+
+    def after(self, x: torch.Tensor, out: torch.Tensor, i: int) -> torch.Tensor:
+        x = x + self.drop(out)
+        return x if self.pre_norm else self.norms[i](x)
+
+
+class EncoderLayer(Sublayers):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__(cfg, count=2)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
+        self.ff = feed_forward(cfg.d_model, cfg.ff_dim, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        h = self.before(x, 0)
+        x = self.after(x, self.self_attn(h, *self.self_attn.project_kv(h), mask=src_mask), 0)
+        return self.after(x, self.ff(self.before(x, 1)), 1)
+
+
+class DecoderLayer(Sublayers):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__(cfg, count=3)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
+        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
+        self.ff = feed_forward(cfg.d_model, cfg.ff_dim, cfg.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, T, D): the whole target prefix, or only its newest position
+        cross_kv: tuple[torch.Tensor, torch.Tensor],  # encoder keys/values, (B, H, S, D/H)
+        src_mask: torch.Tensor,  # (B, 1, 1, S)
+        past_kv: tuple[torch.Tensor, torch.Tensor] | None = None,  # cached self-attn keys/values
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h = self.before(x, 0)
+        k, v = self.self_attn.project_kv(h)
+        if past_kv is not None:  # one new position attends to every earlier one: no mask
+            k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+        x = self.after(x, self.self_attn(h, k, v, is_causal=past_kv is None), 0)
+        x = self.after(x, self.cross_attn(self.before(x, 1), *cross_kv, mask=src_mask), 1)
+        x = self.after(x, self.ff(self.before(x, 2)), 2)
+        return x, (k, v)
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig, src_vocab: int, tgt_vocab: int, joint: bool):
+        super().__init__()
+        self.d_model = cfg.d_model
+        self.tgt_embed = nn.Embedding(tgt_vocab, cfg.d_model, padding_idx=PAD_ID)
+        tie = cfg.tie_embeddings and joint
+        self.src_embed = self.tgt_embed if tie else nn.Embedding(
+            src_vocab, cfg.d_model, padding_idx=PAD_ID)
+        # Tied: the output projection is the target embedding matrix (Press & Wolf, 2017).
+        self.output = None if tie else nn.Linear(cfg.d_model, tgt_vocab, bias=False)
+        self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model),
+                             persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        # Pre-norm leaves the residual stream unnormalised: normalise each stack's output.
+        self.encoder_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(cfg.d_model) if cfg.pre_norm else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, p in self.named_parameters():
+            if "embed" in name:
+                # Embeddings are scaled by sqrt(d_model); this keeps their product near unit size.
+                nn.init.normal_(p, mean=0.0, std=self.d_model**-0.5)
+                with torch.no_grad():
+                    p[PAD_ID].zero_()
+            elif p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def embed(self, table: nn.Embedding, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        length = tokens.size(1)
+        if offset + length > self.positions.size(0):
+            raise ValueError(f"sequence of {offset + length} exceeds model.max_positions")
+        x = table(tokens) * math.sqrt(self.d_model) + self.positions[offset : offset + length]
+        return self.drop(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.decoder_norm(x)
+        return F.linear(x, self.tgt_embed.weight) if self.output is None else self.output(x)
+
+    def encode(self, src: torch.Tensor) -> State:
+        """src (B, S) -> {"out": (B, S, D), "mask": (B, 1, 1, S) True at real tokens}."""
+        mask = (src != PAD_ID)[:, None, None, :]
+        x = self.embed(self.src_embed, src)
+        for layer in self.encoder_layers:
+            x = layer(x, mask)
+        return {"out": self.encoder_norm(x), "mask": mask}
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: (B, S), (B, T) -> logits (B, T, V)."""
+        memory = self.encode(src)
+        x = self.embed(self.tgt_embed, tgt_in)
+        for layer in self.decoder_layers:
+            x, _ = layer(x, layer.cross_attn.project_kv(memory["out"]), memory["mask"])
+        return self.logits(x)
+
+    def decode_step(
+        self, prev_tokens: torch.Tensor, memory: State, state: State
+    ) -> tuple[torch.Tensor, State]:
+        """prev_tokens (B,) -> log-probs (B, V) of the next token; state holds the KV caches."""
+        if state is None:  # encoder keys/values: computed once per sentence, then reused
+            state = {"cross": [layer.cross_attn.project_kv(memory["out"])
+                               for layer in self.decoder_layers], "self": None}
+        past = state["self"] or [None] * len(self.decoder_layers)
+        offset = 0 if state["self"] is None else state["self"][0][0].size(2)
+        x = self.embed(self.tgt_embed, prev_tokens[:, None], offset)  # (B, 1, D)
+        present = []
+        for layer, cross_kv, past_kv in zip(self.decoder_layers, state["cross"], past,
+                                            strict=True):
+            x, kv = layer(x, cross_kv, memory["mask"], past_kv)
+            present.append(kv)
+        log_probs = F.log_softmax(self.logits(x[:, -1]).float(), dim=-1)
+        return log_probs, {"cross": state["cross"], "self": present}
+
+    def reorder_state(self, state: State, index: torch.Tensor) -> State:
+        return select_rows(state, index)

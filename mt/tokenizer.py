@@ -1,0 +1,75 @@
+"""Sentencepiece subword models: training on the training split, special ids, (de)serialising."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+
+import sentencepiece as spm
+
+from mt.config import DataConfig
+
+# Fixed ids so that every model and checkpoint agrees on them.
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+def train_sentencepiece(sentences: Iterable[str], cfg: DataConfig) -> bytes:
+    """Train a sentencepiece model in memory and return its serialised proto."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=cfg.vocab_size,
+        model_type=cfg.subword_type.value,
+        character_coverage=1.0,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        # Small corpora cannot fill a large vocabulary; take what the data supports.
+        hard_vocab_limit=False,
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+class Tokenizer:
+    """Source and target subword models (the same one when the vocabulary is joint)."""
+
+    def __init__(self, src_model: bytes, tgt_model: bytes):
+        self.src_model, self.tgt_model = src_model, tgt_model
+        self.src = spm.SentencePieceProcessor(model_proto=src_model)
+        self.tgt = spm.SentencePieceProcessor(model_proto=tgt_model)
+
+    @property
+    def joint(self) -> bool:
+        return self.src_model == self.tgt_model
+
+    @property
+    def src_vocab_size(self) -> int:
+        return self.src.get_piece_size()
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.tgt.get_piece_size()
+
+    def encode_src(self, sentences: list[str]) -> list[list[int]]:
+        """Source ids, each sentence ending in EOS (the encoder's end marker)."""
+        return [ids + [EOS_ID] for ids in self.src.encode(sentences)]
+
+    def encode_tgt(self, sentences: list[str]) -> list[list[int]]:
+        """Target ids without BOS/EOS; batching adds them."""
+        return self.tgt.encode(sentences)
+
+    def decode_tgt(self, ids: list[list[int]]) -> list[str]:
+        """Detokenised target text."""
+        return self.tgt.decode(ids)
+
+    def to_dict(self) -> dict[str, bytes]:
+        return {"src": self.src_model, "tgt": self.tgt_model}
+
+    @classmethod
+    def from_dict(cls, models: dict[str, bytes]) -> Tokenizer:
+        return cls(models["src"], models["tgt"])
