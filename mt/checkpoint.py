@@ -52,5 +52,6 @@ def check_vocabulary(payload: dict, tokenizer_models: dict[str, bytes], path: Pa
     if payload["tokenizer"] != tokenizer_models:
         raise MTError(
             f"{path}: the checkpoint was trained with another vocabulary than this run's data "
-            f"settings produce (data, data.vocab_size, data.subword_type or data.joint_vocab differ)"
+            f"settings produce (data, data.vocab_size, data.subword_type or data.joint_vocab "
+            f"differ)"
         )

@@ -171,7 +171,10 @@ def check_config(config: Config) -> None:
             )
         if model.tie_embeddings and not data.joint_vocab:
             raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
-    for key, value in (("data.max_tokens", data.max_tokens), ("trainer.accumulate",
-                       trainer.accumulate), ("decode.beam_size", decode.beam_size)):
+    for key, value in (
+        ("data.max_tokens", data.max_tokens),
+        ("trainer.accumulate", trainer.accumulate),
+        ("decode.beam_size", decode.beam_size),
+    ):
         if value < 1:
             raise MTError(f"{key}={value} must be at least 1")

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-
-datasets.disable_progress_bars()  # one line per run beats a bar per cached split
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -30,6 +28,8 @@ from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_sentencepiece
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
 CACHE_VERSION = 1  # bump when the cached layout or encoding changes
 SPLITS = ("train", "valid", "test")
+
+datasets.disable_progress_bars()  # one log line per run beats a bar per cached split
 
 
 @dataclass
@@ -295,8 +295,9 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     directory = cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg, raw)}"
     if not directory.is_dir():
         build_cache(cfg, raw, directory)
-    tokenizer = Tokenizer((directory / "src.model").read_bytes(),
-                          (directory / "tgt.model").read_bytes())
+    tokenizer = Tokenizer(
+        (directory / "src.model").read_bytes(), (directory / "tgt.model").read_bytes()
+    )
     return Corpus(tokenizer, *(load_split(directory / split) for split in SPLITS))
 
 
@@ -330,8 +331,9 @@ def token_batches(
 def train_batches(split: Split, max_tokens: int, max_len: int, seed: int, epoch: int):
     """This epoch's training batches: over-long or empty pairs dropped, shuffled by seed+epoch."""
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
-    keep = np.flatnonzero((src_lens > 1) & (tgt_lens > 1) & (src_lens <= max_len)
-                          & (tgt_lens <= max_len))
+    keep = np.flatnonzero(
+        (src_lens > 1) & (tgt_lens > 1) & (src_lens <= max_len) & (tgt_lens <= max_len)
+    )
     rng = np.random.default_rng([seed, epoch])
     return [keep[b] for b in token_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)]
 
@@ -341,10 +343,12 @@ def make_batch(split: Split, indices: np.ndarray) -> Batch:
     src = [split.src_ids[i] for i in indices]
     tgt = [split.tgt_ids[i] for i in indices]
     bos, eos = torch.tensor([BOS_ID]), torch.tensor([EOS_ID])
-    tgt_in = pad_sequence([torch.cat([bos, t]) for t in tgt], batch_first=True,
-                          padding_value=PAD_ID)
-    tgt_out = pad_sequence([torch.cat([t, eos]) for t in tgt], batch_first=True,
-                           padding_value=PAD_ID)
+    tgt_in = pad_sequence(
+        [torch.cat([bos, t]) for t in tgt], batch_first=True, padding_value=PAD_ID
+    )
+    tgt_out = pad_sequence(
+        [torch.cat([t, eos]) for t in tgt], batch_first=True, padding_value=PAD_ID
+    )
     return Batch(
         src=pad_sequence(src, batch_first=True, padding_value=PAD_ID),
         tgt_in=tgt_in,

@@ -40,8 +40,9 @@ def force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy_search(model: Seq2Seq, src: torch.Tensor, max_len_a: float, max_len_b: int
-                  ) -> list[Hypothesis]:
+def greedy_search(
+    model: Seq2Seq, src: torch.Tensor, max_len_a: float, max_len_b: int
+) -> list[Hypothesis]:
     """Most likely next token at every step, until EOS or the length limit."""
     batch = src.size(0)
     limits = max_lengths(src, max_len_a, max_len_b)
@@ -78,16 +79,17 @@ def beam_search(
     """The nbest highest-scoring hypotheses per sentence, best first.
 
     Each step scores all beam x vocabulary extensions, keeps the top 2*beam so that beam
-    non-EOS candidates always remain, ends the EOS candidates that rank within the top beam,
-    and continues with the best beam that did not end. A sentence is done when it has beam
-    finished hypotheses, when no live one can still beat its best, or at its length limit;
-    done sentences leave the batch.
+    non-EOS candidates always remain, ends the EOS candidates that score at least as well as
+    the beam-th live one, and continues with the best beam that did not end. A sentence is
+    done when it has beam finished hypotheses, when no live one can still enter its n-best,
+    or at its length limit; done sentences leave the batch.
     """
     batch, k, device = src.size(0), beam_size, src.device
     limits = max_lengths(src, max_len_a, max_len_b)
     beam_rows = torch.arange(k, device=device)
-    memory = model.reorder_state(model.encode(src), torch.arange(batch, device=device)
-                                 .repeat_interleave(k))
+    memory = model.reorder_state(
+        model.encode(src), torch.arange(batch, device=device).repeat_interleave(k)
+    )
     state = None
     sentence = torch.arange(batch, device=device)  # original index of each active sentence
     scores = torch.zeros(batch, k, device=device)
@@ -95,7 +97,8 @@ def beam_search(
     prefixes = torch.full((batch * k, 1), BOS_ID, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     num_finished = torch.zeros(batch, dtype=torch.long, device=device)
-    best_finished = torch.full((batch,), float("-inf"), device=device)
+    # The nbest-th best finished score per sentence: live hypotheses below it cannot matter.
+    nth_finished = torch.full((batch,), float("-inf"), device=device)
 
     for t in range(1, int(limits.max()) + 1):
         active = sentence.numel()
@@ -108,28 +111,40 @@ def beam_search(
         token = top_index % vocab
         is_eos = token == EOS_ID
 
-        ends = (is_eos[:, :k] & (top_scores[:, :k] > float("-inf"))).nonzero().tolist()
+        # An EOS candidate ends a hypothesis when it would rank within the beam among the
+        # live candidates (beam 1: only when EOS is the argmax, exactly as greedy).
+        live_scores, alive = top_scores.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
+        ends = (
+            (is_eos & (top_scores >= live_scores[:, -1:]) & (top_scores > float("-inf")))
+            .nonzero()
+            .tolist()
+        )
         if ends:
             normalised = top_scores / length_penalty(t, alpha)
             for i, j in ends:
                 original = int(sentence[i])
-                finished[original].append(Hypothesis(
-                    prefixes[origin[i, j], 1:].tolist(), normalised[i, j].item(),
-                    top_scores[i, j].item()))
+                finished[original].append(
+                    Hypothesis(
+                        prefixes[origin[i, j], 1:].tolist(),
+                        normalised[i, j].item(),
+                        top_scores[i, j].item(),
+                    )
+                )
                 num_finished[original] += 1
-                best_finished[original] = max(best_finished[original], normalised[i, j])
+                if len(finished[original]) >= nbest:
+                    ranked = sorted((h.score for h in finished[original]), reverse=True)
+                    nth_finished[original] = ranked[nbest - 1]
 
-        scores, alive = top_scores.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
+        scores = live_scores
         rows = origin.gather(1, alive).view(-1)
         prefixes = torch.cat([prefixes[rows], token.gather(1, alive).view(-1, 1)], dim=1)
         state = model.reorder_state(state, rows)
 
-        # No live hypothesis can beat best_finished once even its best possible normalised
-        # score (current log-prob, the largest length penalty) falls below it.
+        # No live hypothesis can enter the n-best once even its best possible normalised
+        # score (current log-prob, the largest length penalty) falls below the nbest-th.
         limit = limits[sentence]
         bound = scores[:, 0] / length_penalty(limit.float(), alpha)
-        done = ((limit <= t) | (num_finished[sentence] >= k)
-                | (best_finished[sentence] >= bound))
+        done = (limit <= t) | (num_finished[sentence] >= k) | (nth_finished[sentence] >= bound)
         if done.all():
             break
         if done.any():

@@ -17,7 +17,6 @@ from torch.utils.tensorboard import SummaryWriter
 from mt.checkpoint import check_vocabulary, load_checkpoint, save_checkpoint
 from mt.config import Config, DecodeConfig, to_plain_dict
 from mt.data import Corpus, Split, load_corpus, make_batch, token_batches, train_batches
-from mt.errors import MTError
 from mt.inference import autocast, translate
 from mt.models import build_model, count_parameters
 from mt.scoring import corpus_scores
@@ -47,18 +46,24 @@ def pick_device(name: str) -> torch.device:
 
 def inverse_sqrt_schedule(warmup_steps: int):
     """LR factor: linear warm-up to 1 over warmup_steps, then decay with 1/sqrt(step)."""
+
     def factor(step: int) -> float:
         step += 1  # LambdaLR starts counting at 0; the first update should already move
         return min(step / warmup_steps, math.sqrt(warmup_steps / step))
+
     return factor
 
 
 def token_loss(model: nn.Module, batch, label_smoothing: float) -> torch.Tensor:
     """Summed label-smoothed cross-entropy over the real target tokens."""
     logits = model(batch.src, batch.tgt_in)
-    return F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(),
-                           ignore_index=PAD_ID, label_smoothing=label_smoothing,
-                           reduction="sum")
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(),
+        batch.tgt_out.flatten(),
+        ignore_index=PAD_ID,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
 
 
 class Trainer:
@@ -72,10 +77,15 @@ class Trainer:
         self.corpus: Corpus = load_corpus(config.data)
         self.model = build_model(config.model, self.corpus.tokenizer).to(self.device)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=t.lr, betas=tuple(t.adam_betas),
-            weight_decay=t.weight_decay, fused=self.device.type == "cuda" or None)
+            self.model.parameters(),
+            lr=t.lr,
+            betas=tuple(t.adam_betas),
+            weight_decay=t.weight_decay,
+            fused=self.device.type == "cuda" or None,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, inverse_sqrt_schedule(t.warmup_steps))
+            self.optimizer, inverse_sqrt_schedule(t.warmup_steps)
+        )
         self.progress = Progress()
         self.checkpoints = run_dir / "checkpoints"
         if t.resume:
@@ -123,8 +133,7 @@ class Trainer:
             # Normalise by the tokens of the whole update so accumulation equals one big batch.
             (loss / num_tokens).backward()
             total += loss.item()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(),
-                                             self.config.trainer.clip_norm)
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.trainer.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -161,13 +170,15 @@ class Trainer:
         window_loss, window_tokens, window_seconds, window_steps = 0.0, 0, 0.0, 0
         reason = self.should_stop()
         while reason is None:
-            batches = train_batches(self.corpus.train, data.max_tokens, data.max_len,
-                                    t.seed, p.epoch)
+            batches = train_batches(
+                self.corpus.train, data.max_tokens, data.max_len, t.seed, p.epoch
+            )
             while p.batch_in_epoch < len(batches) and reason is None:
                 step_start = time.perf_counter()
                 chunk = batches[p.batch_in_epoch : p.batch_in_epoch + t.accumulate]
                 loss, tokens, grad_norm = self.train_step(
-                    [make_batch(self.corpus.train, b) for b in chunk])
+                    [make_batch(self.corpus.train, b) for b in chunk]
+                )
                 seconds = time.perf_counter() - step_start
                 p.step += 1
                 p.batch_in_epoch += len(chunk)
@@ -176,9 +187,12 @@ class Trainer:
                 window_loss, window_tokens = window_loss + loss, window_tokens + tokens
                 window_seconds, window_steps = window_seconds + seconds, window_steps + 1
                 if p.step % t.log_every == 0:
-                    self.log_train(window_loss / window_steps, grad_norm,
-                                   window_tokens / window_seconds,
-                                   self.eta_seconds(len(batches), window_seconds / window_steps))
+                    self.log_train(
+                        window_loss / window_steps,
+                        grad_norm,
+                        window_tokens / window_seconds,
+                        self.eta_seconds(len(batches), window_seconds / window_steps),
+                    )
                     window_loss, window_tokens, window_seconds, window_steps = 0.0, 0, 0.0, 0
                 if p.step % t.valid_every == 0:
                     self.validate_and_save()
@@ -192,17 +206,27 @@ class Trainer:
         log.info("training stopped: %s", reason)
         return reason
 
-    def log_train(self, loss: float, grad_norm: float, tokens_per_second: float,
-                  eta: float) -> None:
+    def log_train(
+        self, loss: float, grad_norm: float, tokens_per_second: float, eta: float
+    ) -> None:
         p = self.progress
         lr = self.scheduler.get_last_lr()[0]
-        for tag, value in (("train/loss", loss), ("train/lr", lr),
-                           ("train/grad_norm", grad_norm),
-                           ("train/tokens_per_sec", tokens_per_second)):
+        for tag, value in (
+            ("train/loss", loss),
+            ("train/lr", lr),
+            ("train/grad_norm", grad_norm),
+            ("train/tokens_per_sec", tokens_per_second),
+        ):
             self.writer.add_scalar(tag, value, p.step)
-        log.info("step %6d | epoch %3d | loss %6.3f | lr %.2e | %6.0f tok/s | eta %s",
-                 p.step, p.epoch + 1, loss, lr, tokens_per_second,
-                 time.strftime("%H:%M:%S", time.gmtime(eta)))
+        log.info(
+            "step %6d | epoch %3d | loss %6.3f | lr %.2e | %6.0f tok/s | eta %s",
+            p.step,
+            p.epoch + 1,
+            loss,
+            lr,
+            tokens_per_second,
+            time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
 
     # ------------------------------------------------------------ validation
 
@@ -211,8 +235,9 @@ class Trainer:
         """Mean per-token negative log-likelihood (no label smoothing) over a split."""
         self.model.eval()
         total, tokens = 0.0, 0
-        for indices in token_batches(split.src_lengths(), split.tgt_lengths(),
-                                     self.config.data.max_tokens, rng=None):
+        for indices in token_batches(
+            split.src_lengths(), split.tgt_lengths(), self.config.data.max_tokens, rng=None
+        ):
             batch = make_batch(split, indices).to(self.device)
             with autocast(self.device):
                 total += token_loss(self.model, batch, label_smoothing=0.0).item()
@@ -228,24 +253,36 @@ class Trainer:
         p, t = self.progress, self.config.trainer
         valid = self.corpus.valid
         loss = self.split_loss(valid)
-        decode = DecodeConfig(**{**asdict(self.config.decode), "beam_size": t.valid_beam_size,
-                                 "nbest": 1})
+        decode = DecodeConfig(
+            **{**asdict(self.config.decode), "beam_size": t.valid_beam_size, "nbest": 1}
+        )
         scores, hyps = self.evaluate(valid, decode)
-        for tag, value in (("valid/loss", loss), ("valid/ppl", math.exp(min(loss, 50))),
-                           ("valid/bleu", scores["bleu"]), ("valid/chrf", scores["chrf"])):
+        for tag, value in (
+            ("valid/loss", loss),
+            ("valid/ppl", math.exp(min(loss, 50))),
+            ("valid/bleu", scores["bleu"]),
+            ("valid/chrf", scores["chrf"]),
+        ):
             self.writer.add_scalar(tag, value, p.step)
         samples = "\n\n".join(
             f"**src** {valid.src_text[i]}  \n**ref** {valid.tgt_text[i]}  \n**hyp** {hyps[i]}"
-            for i in range(min(t.num_samples, len(valid))))
+            for i in range(min(t.num_samples, len(valid)))
+        )
         self.writer.add_text("valid/samples", samples, p.step)
         improved = scores["bleu"] > p.best_bleu
         if improved:
             p.best_bleu, p.bad_validations = scores["bleu"], 0
         else:
             p.bad_validations += 1
-        log.info("valid step %d | loss %.3f | ppl %.2f | BLEU %.2f | chrF %.2f%s", p.step, loss,
-                 math.exp(min(loss, 50)), scores["bleu"], scores["chrf"],
-                 " | new best" if improved else "")
+        log.info(
+            "valid step %d | loss %.3f | ppl %.2f | BLEU %.2f | chrF %.2f%s",
+            p.step,
+            loss,
+            math.exp(min(loss, 50)),
+            scores["bleu"],
+            scores["chrf"],
+            " | new best" if improved else "",
+        )
         payload = self.payload()
         save_checkpoint(payload, self.checkpoints / "last.pt")
         if improved:
@@ -272,8 +309,13 @@ def train(config: Config, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, run_dir)
     params = count_parameters(trainer.model)
-    log.info("model %s: %d parameters | device %s | run dir %s",
-             type(trainer.model).__name__, params, trainer.device, run_dir)
+    log.info(
+        "model %s: %d parameters | device %s | run dir %s",
+        type(trainer.model).__name__,
+        params,
+        trainer.device,
+        run_dir,
+    )
     trainer.fit()
     scores = trainer.test()
     trainer.writer.close()
@@ -292,7 +334,7 @@ def train(config: Config, run_dir: Path) -> dict:
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     test = scores["test"]
-    print(f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}",
-          flush=True)
+    print(
+        f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
+    )
     return results
-

@@ -21,8 +21,9 @@ from mt.tokenizer import PAD_ID
 def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
     """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...): (max_positions, d)."""
     position = torch.arange(max_positions, dtype=torch.float).unsqueeze(1)
-    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float)
-                         * (-math.log(10000.0) / d_model))
+    inv_freq = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float) * (-math.log(10000.0) / d_model)
+    )
     table = torch.zeros(max_positions, d_model)
     table[:, 0::2] = torch.sin(position * inv_freq)
     table[:, 1::2] = torch.cos(position * inv_freq)
@@ -60,7 +61,11 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         q = self.split_heads(self.q_proj(query))  # (B, H, Tq, D/H)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out_proj(out.transpose(1, 2).flatten(2))  # (B, Tq, D)
@@ -131,12 +136,14 @@ class Transformer(nn.Module):
         self.d_model = cfg.d_model
         self.tgt_embed = nn.Embedding(tgt_vocab, cfg.d_model, padding_idx=PAD_ID)
         tie = cfg.tie_embeddings and joint
-        self.src_embed = self.tgt_embed if tie else nn.Embedding(
-            src_vocab, cfg.d_model, padding_idx=PAD_ID)
+        self.src_embed = (
+            self.tgt_embed if tie else nn.Embedding(src_vocab, cfg.d_model, padding_idx=PAD_ID)
+        )
         # Tied: the output projection is the target embedding matrix (Press & Wolf, 2017).
         self.output = None if tie else nn.Linear(cfg.d_model, tgt_vocab, bias=False)
-        self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model),
-                             persistent=False)
+        self.register_buffer(
+            "positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
+        )
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
@@ -187,14 +194,17 @@ class Transformer(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """prev_tokens (B,) -> log-probs (B, V) of the next token; state holds the KV caches."""
         if state is None:  # encoder keys/values: computed once per sentence, then reused
-            state = {"cross": [layer.cross_attn.project_kv(memory["out"])
-                               for layer in self.decoder_layers], "self": None}
+            state = {
+                "cross": [
+                    layer.cross_attn.project_kv(memory["out"]) for layer in self.decoder_layers
+                ],
+                "self": None,
+            }
         past = state["self"] or [None] * len(self.decoder_layers)
         offset = 0 if state["self"] is None else state["self"][0][0].size(2)
         x = self.embed(self.tgt_embed, prev_tokens[:, None], offset)  # (B, 1, D)
         present = []
-        for layer, cross_kv, past_kv in zip(self.decoder_layers, state["cross"], past,
-                                            strict=True):
+        for layer, cross_kv, past_kv in zip(self.decoder_layers, state["cross"], past, strict=True):
             x, kv = layer(x, cross_kv, memory["mask"], past_kv)
             present.append(kv)
         log_probs = F.log_softmax(self.logits(x[:, -1]).float(), dim=-1)

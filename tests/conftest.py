@@ -1,0 +1,137 @@
+"""Shared fixtures: tiny real Multi30k corpora, composed Hydra configs, one memorised model."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from mt.checkpoint import load_checkpoint
+from mt.config import Config, from_plain_dict, register_configs, to_config
+from mt.models import build_model
+from mt.tokenizer import Tokenizer
+from mt.trainer import train
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+# Multi30k task 1 lives outside the repository: data/multi30k after a download, or the
+# shared copy beside the checkout.
+MULTI30K = next(
+    (
+        d
+        for d in (REPO / "data" / "multi30k", REPO.parent / "shared" / "data" / "multi30k")
+        if (d / "train.de.gz").is_file()
+    ),
+    None,
+)
+
+register_configs()
+
+# A model small enough to train in seconds; every test that trains starts from these.
+TINY = [
+    "model.d_model=64",
+    "model.num_heads=4",
+    "model.num_layers=2",
+    "model.ff_dim=128",
+    "model.dropout=0.0",
+    "data.vocab_size=300",
+    "data.max_tokens=1024",
+    "trainer.log_every=1",
+    "trainer.num_threads=1",
+    "trainer.patience=null",
+    "trainer.max_epochs=null",
+    "trainer.warmup_steps=20",
+    "trainer.lr=3e-3",
+    "decode.beam_size=3",
+]
+
+
+def multi30k_lines(split: str, lang: str, count: int, start: int = 0) -> list[str]:
+    if MULTI30K is None:
+        pytest.skip("Multi30k not found in data/multi30k or ../shared/data/multi30k")
+    with gzip.open(MULTI30K / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    return lines[start : start + count]
+
+
+def write_corpus(root: Path, name: str, splits: dict[str, tuple[list[str], list[str]]]) -> Path:
+    """Plain-text parallel files {root}/{name}/{split}.{de,en}; returns root."""
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, (de, en) in splits.items():
+        (directory / f"{split}.de").write_text("".join(s + "\n" for s in de), encoding="utf-8")
+        (directory / f"{split}.en").write_text("".join(s + "\n" for s in en), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def memorise_root(tmp_path_factory) -> Path:
+    """30 real training pairs, used as train, valid and test alike: a memorisation task."""
+    pairs = (multi30k_lines("train", "de", 30), multi30k_lines("train", "en", 30))
+    return write_corpus(
+        tmp_path_factory.mktemp("data"),
+        "tiny",
+        {"train": pairs, "val": pairs, "test_2016_flickr": pairs},
+    )
+
+
+@pytest.fixture(scope="session")
+def small_root(tmp_path_factory) -> Path:
+    """300 training pairs and 40 unseen validation/test pairs."""
+    train_pairs = (multi30k_lines("train", "de", 300), multi30k_lines("train", "en", 300))
+    valid_pairs = (multi30k_lines("val", "de", 40), multi30k_lines("val", "en", 40))
+    return write_corpus(
+        tmp_path_factory.mktemp("data"),
+        "small",
+        {"train": train_pairs, "val": valid_pairs, "test_2016_flickr": valid_pairs},
+    )
+
+
+def make_config(root: Path, name: str, cache: Path, *overrides: str) -> Config:
+    """Compose the real configs (+experiment=transformer), shrunk, pointed at a tiny corpus."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "+experiment=transformer",
+                *TINY,
+                f"data.root={root}",
+                f"data.name={name}",
+                f"data.cache_dir={cache}",
+                *overrides,
+            ],
+        )
+    return to_config(cfg)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def memorised_run(memorise_root, cache_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny Transformer trained until it knows its 30 pairs by heart."""
+    run_dir = tmp_path_factory.mktemp("memorised")
+    config = make_config(
+        memorise_root, "tiny", cache_dir, "trainer.max_steps=150", "trainer.valid_every=50"
+    )
+    return run_dir, train(config, run_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_model(memorised_run):
+    """The memorised model (from best.pt), its tokenizer, and 20 seen + 20 unseen sentences."""
+    run_dir, _ = memorised_run
+    payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    config = from_plain_dict(payload["config"])
+    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
+    model = build_model(config.model, tokenizer)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    sentences = multi30k_lines("train", "de", 20) + multi30k_lines("val", "de", 20)
+    src = [torch.tensor(ids) for ids in tokenizer.encode_src(sentences)]
+    return model, tokenizer, src

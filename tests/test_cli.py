@@ -1,0 +1,73 @@
+"""`python -m mt.train` as a user runs it: bad settings stop at start-up with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+def run_train(*overrides: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mt.train", *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("experiment", ["transformer"])
+def test_misspelled_key_in_experiment_names_the_key(experiment):
+    result = run_train(f"+experiment={experiment}", "model.num_head=4")
+    assert_clean_failure(result, "num_head")
+
+
+def test_wrong_type_names_the_key():
+    result = run_train("+experiment=transformer", "model.d_model=wide")
+    assert_clean_failure(result, "d_model", "wide")
+
+
+def test_unknown_experiment_is_refused():
+    assert_clean_failure(run_train("+experiment=transformr"), "experiment/transformr")
+
+
+def test_cross_field_error_is_one_line(tmp_path):
+    result = run_train(
+        "+experiment=transformer", "model.num_heads=7", f"hydra.run.dir={tmp_path}", cwd=tmp_path
+    )
+    assert_clean_failure(result, "error: model.d_model=256 is not divisible by model.num_heads=7")
+
+
+def test_missing_data_names_the_files(tmp_path):
+    result = run_train(
+        "+experiment=transformer",
+        f"data.root={tmp_path}",
+        "data.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert_clean_failure(result, f"missing {tmp_path}/multi30k/train.de")
+    assert result.stderr.count("\n") == 1
+
+
+def test_failed_download_says_where_to_put_the_files(tmp_path):
+    """No network here; with one, the files would download instead."""
+    result = run_train(
+        "+experiment=transformer",
+        f"data.root={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    if result.returncode == 0:
+        pytest.skip("Multi30k downloaded: this machine has a network")
+    assert_clean_failure(result, "download failed", f"in {tmp_path}/multi30k")

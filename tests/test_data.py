@@ -1,0 +1,149 @@
+"""Reading, caching, tokenising and batching real Multi30k text; bad input gets clear errors."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from conftest import MULTI30K, make_config, multi30k_lines, write_corpus
+
+from mt.data import load_corpus, make_batch, token_batches, train_batches
+from mt.errors import MTError
+from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+@pytest.fixture(scope="module")
+def small(small_root, cache_dir):
+    return load_corpus(make_config(small_root, "small", cache_dir).data)
+
+
+def test_sentencepiece_round_trips_real_text(small):
+    text = multi30k_lines("val", "en", 40)
+    ids = small.tokenizer.encode_tgt(text)
+    assert small.tokenizer.decode_tgt(ids) == text
+    assert small.valid.tgt_text == text  # raw references kept verbatim for scoring
+
+
+def test_every_split_is_encoded_in_order_with_eos_on_the_source(small):
+    assert (len(small.train), len(small.valid), len(small.test)) == (300, 40, 40)
+    assert all(ids[-1] == EOS_ID for ids in small.train.src_ids)
+    first = small.tokenizer.encode_src([multi30k_lines("train", "de", 1)[0]])[0]
+    assert small.train.src_ids[0].tolist() == first
+
+
+def test_cache_is_reused_and_keyed_by_settings(small_root, tmp_path):
+    load_corpus(make_config(small_root, "small", tmp_path).data)
+    (entry,) = tmp_path.iterdir()
+    stamp = (entry / "src.model").stat().st_mtime_ns
+    load_corpus(make_config(small_root, "small", tmp_path).data)
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]
+    assert (entry / "src.model").stat().st_mtime_ns == stamp
+    load_corpus(make_config(small_root, "small", tmp_path, "data.vocab_size=250").data)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_train_limit_takes_the_first_pairs(small_root, cache_dir):
+    corpus = load_corpus(make_config(small_root, "small", cache_dir, "data.train_limit=25").data)
+    assert corpus.train.src_text == multi30k_lines("train", "de", 25)
+    assert len(corpus.valid) == 40  # evaluation keeps every sentence
+
+
+def test_token_batches_cover_each_sentence_once_within_budget(small):
+    src, tgt = small.train.src_lengths(), small.train.tgt_lengths()
+    batches = token_batches(src, tgt, 400, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
+    for b in batches:
+        assert len(b) * max(src[b].max(), tgt[b].max()) <= 400
+    padded = sum(len(b) * tgt[b].max() for b in batches)
+    assert tgt.sum() / padded > 0.85  # length sorting keeps padding low
+
+
+def test_epochs_shuffle_deterministically_by_seed(small):
+    def order(seed, epoch):
+        return [b.tolist() for b in train_batches(small.train, 400, 128, seed, epoch)]
+
+    assert order(1, 0) == order(1, 0)
+    assert order(1, 0) != order(1, 1)
+    assert order(1, 0) != order(2, 0)
+
+
+def test_training_filter_drops_long_pairs_only_in_training(small):
+    kept = np.concatenate(train_batches(small.train, 4000, 12, seed=1, epoch=0))
+    lengths = np.maximum(small.train.src_lengths(), small.train.tgt_lengths())
+    assert set(kept.tolist()) == set(np.flatnonzero(lengths <= 12).tolist())
+
+
+def test_batch_tensors_are_shifted_and_padded(small):
+    batch = make_batch(small.train, np.array([0, 1, 2]))
+    assert (batch.tgt_in[:, 0] == BOS_ID).all()
+    for row, ids in enumerate(small.train.tgt_ids[:3]):
+        n = len(ids)
+        assert batch.tgt_in[row, 1 : n + 1].tolist() == ids.tolist()
+        assert batch.tgt_out[row, :n].tolist() == ids.tolist()
+        assert batch.tgt_out[row, n] == EOS_ID
+        assert (batch.tgt_out[row, n + 1 :] == PAD_ID).all()
+    assert batch.num_tgt_tokens == sum(len(ids) + 1 for ids in small.train.tgt_ids[:3])
+
+
+@pytest.mark.skipif(MULTI30K is None, reason="Multi30k not available")
+def test_any_language_pair_of_multi30k_works(cache_dir):
+    config = make_config(
+        MULTI30K.parent,
+        "multi30k",
+        cache_dir,
+        "data.src_lang=fr",
+        "data.tgt_lang=cs",
+        "data.train_limit=200",
+    )
+    corpus = load_corpus(config.data)
+    assert corpus.valid.src_text[:3] == multi30k_lines("val", "fr", 3)
+    assert corpus.test.tgt_text[:3] == multi30k_lines("test_2016_flickr", "cs", 3)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def corpus_with(tmp_path, changes: dict[str, bytes | None]):
+    """A valid tiny corpus, then the named files replaced by raw bytes (None: deleted)."""
+    pairs = (multi30k_lines("val", "de", 10), multi30k_lines("val", "en", 10))
+    write_corpus(tmp_path, "bad", {"train": pairs, "val": pairs, "test_2016_flickr": pairs})
+    for name, content in changes.items():
+        path = tmp_path / "bad" / name
+        if content is None:
+            path.unlink()
+        else:
+            path.write_bytes(content)
+    return make_config(tmp_path, "bad", tmp_path / "cache").data
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(MTError, match=r"missing .*bad/train\.en \(or .*train\.en\.gz\)"):
+        load_corpus(corpus_with(tmp_path, {"train.en": None}))
+
+
+def test_mismatched_line_counts_name_both_files(tmp_path):
+    with pytest.raises(MTError, match=r"val\.de has 10 lines but .*val\.en has 3"):
+        load_corpus(corpus_with(tmp_path, {"val.en": b"a\nb\nc\n"}))
+
+
+def test_undecodable_bytes_name_file_and_line(tmp_path):
+    with pytest.raises(MTError, match=r"train\.de:2: not valid UTF-8"):
+        load_corpus(corpus_with(tmp_path, {"train.de": b"gut\n\xff\xfe kaputt\n" + b"x\n" * 8}))
+
+
+def test_empty_corpus_is_refused(tmp_path):
+    with pytest.raises(MTError, match=r"data split 'test' .* is empty"):
+        load_corpus(corpus_with(tmp_path, {"test_2016_flickr.de": b"", "test_2016_flickr.en": b""}))
+
+
+def test_gzip_and_plain_files_read_the_same(tmp_path, small_root, cache_dir):
+    directory = tmp_path / "gz"
+    directory.mkdir()
+    for path in (small_root / "small").iterdir():
+        with gzip.open(directory / (path.name + ".gz"), "wb") as f:
+            f.write(path.read_bytes())
+    plain = load_corpus(make_config(small_root, "small", cache_dir).data)
+    zipped = load_corpus(make_config(tmp_path, "gz", cache_dir).data)
+    assert zipped.train.src_text == plain.train.src_text
+    assert zipped.tokenizer.src_model == plain.tokenizer.src_model  # same text, same cache

@@ -1,0 +1,135 @@
+"""The training loop end to end on tiny real data: memorise, checkpoint, log, resume."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import sacrebleu
+import torch
+from conftest import make_config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mt.checkpoint import load_checkpoint, save_checkpoint
+from mt.errors import MTError
+from mt.trainer import train
+
+
+def scalars(run_dir, tag: str) -> dict[int, float]:
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    return {e.step: e.value for e in events.Scalars(tag)}
+
+
+def test_tiny_model_memorises_thirty_pairs(memorised_run, memorise_root):
+    run_dir, results = memorised_run
+    assert results["test"]["bleu"] > 90
+    assert results["test"]["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    written = json.loads((run_dir / "results.json").read_text())
+    assert set(written) >= {"valid", "test", "steps", "train_seconds", "params"}
+    assert written["steps"] == 150
+    # The printed BLEU is sacrebleu's on the written hypotheses and the raw references.
+    hyps = (run_dir / "test.hyp.en").read_text(encoding="utf-8").splitlines()
+    refs = (memorise_root / "tiny" / "test_2016_flickr.en").read_text(encoding="utf-8")
+    assert sacrebleu.corpus_bleu(hyps, [refs.splitlines()]).score == pytest.approx(
+        written["test"]["bleu"]
+    )
+
+
+def test_checkpoints_load_with_weights_only_and_carry_everything(memorised_run):
+    run_dir, _ = memorised_run
+    for name in ("last.pt", "best.pt"):
+        payload = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        assert {"config", "tokenizer", "model", "optimizer", "progress"} <= set(payload)
+        assert payload["tokenizer"]["src"].startswith(b"\n")  # a serialised sentencepiece proto
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["step"] == 150
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+def test_tensorboard_reader_loads_curves_and_samples(memorised_run):
+    run_dir, _ = memorised_run
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    tags = events.Tags()
+    for tag in (
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/tokens_per_sec",
+        "valid/loss",
+        "valid/ppl",
+        "valid/bleu",
+        "valid/chrf",
+    ):
+        assert tag in tags["scalars"], tag
+    assert "valid/samples/text_summary" in tags["tensors"]
+    losses = scalars(run_dir, "train/loss")
+    assert losses[150] < losses[1] / 5
+    assert sorted(scalars(run_dir, "valid/bleu")) == [50, 100, 150]
+
+
+def test_resume_continues_with_the_same_next_loss(memorise_root, cache_dir, tmp_path):
+    # Short outputs: decoding is not what this test is about.
+    common = [
+        "trainer.valid_every=3",
+        "decode.beam_size=1",
+        "decode.max_len_a=0",
+        "decode.max_len_b=3",
+    ]
+    straight = tmp_path / "straight"
+    train(make_config(memorise_root, "tiny", cache_dir, "trainer.max_steps=6", *common), straight)
+    interrupted = tmp_path / "interrupted"
+    train(
+        make_config(memorise_root, "tiny", cache_dir, "trainer.max_steps=3", *common), interrupted
+    )
+    train(
+        make_config(
+            memorise_root, "tiny", cache_dir, "trainer.max_steps=6", "trainer.resume=true", *common
+        ),
+        interrupted,
+    )
+    expected, resumed = scalars(straight, "train/loss"), scalars(interrupted, "train/loss")
+    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-6)
+
+
+def test_resume_refuses_a_checkpoint_from_another_vocabulary(memorise_root, cache_dir, tmp_path):
+    train(
+        make_config(
+            memorise_root,
+            "tiny",
+            cache_dir,
+            "trainer.max_steps=1",
+            "decode.beam_size=1",
+            "decode.max_len_a=0",
+            "decode.max_len_b=2",
+        ),
+        tmp_path,
+    )
+    config = make_config(
+        memorise_root,
+        "tiny",
+        cache_dir,
+        "trainer.max_steps=2",
+        "trainer.resume=true",
+        "data.vocab_size=200",
+    )
+    with pytest.raises(MTError, match="another vocabulary"):
+        train(config, tmp_path)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(3)}}, path)
+    # A lambda cannot be pickled: the save dies midway through writing.
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        save_checkpoint({"model": {"w": torch.zeros(3)}, "bad": lambda: None}, path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_corrupt_checkpoint_gives_one_clear_error(tmp_path):
+    path = tmp_path / "best.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(MTError, match="best.pt: not a readable checkpoint"):
+        load_checkpoint(path)
