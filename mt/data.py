@@ -114,6 +114,14 @@ def find_file(base: Path) -> Path | None:
     return None
 
 
+def existing_file(base: Path, split: str) -> Path:
+    """base or base.gz; a clear error naming both when neither exists."""
+    path = find_file(base)
+    if path is None:
+        raise MTError(f"missing {base} (or {base}.gz) for data split '{split}'")
+    return path
+
+
 def download_multi30k(directory: Path, files: list[str]) -> None:
     """Fetch Multi30k task 1 raw files from the dataset's public repository."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,12 +147,7 @@ def read_parallel(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
                 f"raw files ({{train,val,test_2016_flickr}}.{{de,en,fr,cs}}.gz) in {directory}, "
                 f"or point data.root at a directory holding multi30k/"
             ) from None
-    paths = []
-    for base in bases:
-        path = find_file(base)
-        if path is None:
-            raise MTError(f"missing {base} (or {base}.gz) for data split '{split}'")
-        paths.append(path)
+    paths = [existing_file(base, split) for base in bases]
     src, tgt = (read_lines(p) for p in paths)
     if len(src) != len(tgt):
         raise MTError(
@@ -155,10 +158,7 @@ def read_parallel(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
 
 
 def read_tsv(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
-    base = data_root(cfg) / cfg.name / f"{split_name(cfg, split)}.tsv"
-    path = find_file(base)
-    if path is None:
-        raise MTError(f"missing {base} (or {base}.gz) for data split '{split}'")
+    path = existing_file(data_root(cfg) / cfg.name / f"{split_name(cfg, split)}.tsv", split)
     src, tgt = [], []
     for number, line in enumerate(read_lines(path), start=1):
         fields = line.split("\t")
@@ -170,10 +170,7 @@ def read_tsv(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
 
 
 def read_jsonl(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
-    base = data_root(cfg) / cfg.name / f"{split_name(cfg, split)}.jsonl"
-    path = find_file(base)
-    if path is None:
-        raise MTError(f"missing {base} (or {base}.gz) for data split '{split}'")
+    path = existing_file(data_root(cfg) / cfg.name / f"{split_name(cfg, split)}.jsonl", split)
     src, tgt = [], []
     for number, line in enumerate(read_lines(path), start=1):
         try:

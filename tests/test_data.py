@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -147,3 +148,72 @@ def test_gzip_and_plain_files_read_the_same(tmp_path, small_root, cache_dir):
     zipped = load_corpus(make_config(tmp_path, "gz", cache_dir).data)
     assert zipped.train.src_text == plain.train.src_text
     assert zipped.tokenizer.src_model == plain.tokenizer.src_model  # same text, same cache
+
+
+# ---------------------------------------------------------------- other formats
+
+
+def pairs_of(split: str, count: int) -> list[tuple[str, str]]:
+    de, en = multi30k_lines(split, "de", count), multi30k_lines(split, "en", count)
+    return list(zip(de, en, strict=True))
+
+
+def test_tsv_and_jsonl_read_the_same_pairs(tmp_path):
+    pairs = pairs_of("train", 50)
+    for split in ("train", "val", "test_2016_flickr"):
+        (tmp_path / "t").mkdir(exist_ok=True)
+        (tmp_path / "j").mkdir(exist_ok=True)
+        (tmp_path / "t" / f"{split}.tsv").write_text(
+            "".join(f"{de}\t{en}\n" for de, en in pairs), encoding="utf-8"
+        )
+        (tmp_path / "j" / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"de": de, "en": en}) + "\n" for de, en in pairs),
+            encoding="utf-8",
+        )
+    tsv = load_corpus(make_config(tmp_path, "t", tmp_path / "c", "data.format=tsv").data)
+    jsonl = load_corpus(make_config(tmp_path, "j", tmp_path / "c", "data.format=jsonl").data)
+    assert tsv.train.src_text == jsonl.train.src_text == [de for de, _ in pairs]
+    assert tsv.test.tgt_text == jsonl.test.tgt_text == [en for _, en in pairs]
+
+
+def test_tsv_line_with_wrong_field_count_is_named(tmp_path):
+    (tmp_path / "t").mkdir()
+    for split in ("train", "val", "test_2016_flickr"):
+        (tmp_path / "t" / f"{split}.tsv").write_text("a\tb\nno tab here\n", encoding="utf-8")
+    with pytest.raises(MTError, match=r"train\.tsv:2: expected 2 tab-separated fields, got 1"):
+        load_corpus(make_config(tmp_path, "t", tmp_path / "c", "data.format=tsv").data)
+
+
+def test_hub_format_goes_through_datasets_load_dataset(tmp_path):
+    """load_dataset on a local dataset directory: the same code path as a Hub name."""
+    directory = tmp_path / "hubcopy"
+    directory.mkdir()
+    for split, source in (("train", "train"), ("validation", "val"), ("test", "val")):
+        rows = [{"translation": {"de": de, "en": en}} for de, en in pairs_of(source, 30)]
+        (directory / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+        )
+    config = make_config(
+        tmp_path,
+        "unused",
+        tmp_path / "c",
+        "data.format=hub",
+        f"data.name={directory}",
+        "data.valid_split=validation",
+        "data.test_split=test",
+    )
+    corpus = load_corpus(config.data)
+    assert corpus.train.src_text == multi30k_lines("train", "de", 30)
+    assert corpus.valid.tgt_text == multi30k_lines("val", "en", 30)
+
+
+def test_unreachable_hub_dataset_is_one_clear_error(tmp_path):
+    config = make_config(
+        tmp_path,
+        "x",
+        tmp_path / "c",
+        "data.format=hub",
+        f"data.name={tmp_path / 'no-such-dataset'}",
+    )
+    with pytest.raises(MTError, match="cannot load Hub dataset"):
+        load_corpus(config.data)

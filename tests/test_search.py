@@ -48,6 +48,19 @@ def one_token_source(batch: int = 1) -> torch.Tensor:
     return torch.full((batch, 1), EOS_ID)  # length limit = 0 * 1 + 4 = 4 tokens
 
 
+def scripted_beam(batch: int = 1, alpha: float = 0.0, nbest: int = 2):
+    """Beam 2 over the scripted chain, length limit 4."""
+    return beam_search(
+        ScriptedDecoder(),
+        one_token_source(batch),
+        beam_size=2,
+        alpha=alpha,
+        nbest=nbest,
+        max_len_a=0,
+        max_len_b=4,
+    )
+
+
 def test_greedy_follows_the_locally_best_token_to_the_length_limit():
     (hyp,) = greedy_search(ScriptedDecoder(), one_token_source(), max_len_a=0, max_len_b=4)
     assert hyp.tokens == [A, A, A]  # the fourth token is the forced EOS
@@ -55,44 +68,20 @@ def test_greedy_follows_the_locally_best_token_to_the_length_limit():
 
 
 def test_beam_finds_the_hand_computed_nbest():
-    (nbest,) = beam_search(
-        ScriptedDecoder(),
-        one_token_source(),
-        beam_size=2,
-        alpha=0.0,
-        nbest=2,
-        max_len_a=0,
-        max_len_b=4,
-    )
+    (nbest,) = scripted_beam()
     assert [h.tokens for h in nbest] == [[B], [A, B]]
     assert math.isclose(nbest[0].log_prob, math.log(0.36), rel_tol=1e-5)
     assert math.isclose(nbest[1].log_prob, math.log(0.1836), rel_tol=1e-5)
 
 
 def test_length_penalty_divides_by_gnmt_factor():
-    (nbest,) = beam_search(
-        ScriptedDecoder(),
-        one_token_source(),
-        beam_size=2,
-        alpha=1.0,
-        nbest=1,
-        max_len_a=0,
-        max_len_b=4,
-    )
+    (nbest,) = scripted_beam(alpha=1.0, nbest=1)
     # B EOS has two tokens: penalty (5 + 2) / 6.
     assert math.isclose(nbest[0].score, math.log(0.36) / (7 / 6), rel_tol=1e-5)
 
 
 def test_beam_search_rows_are_independent_of_batch_size():
-    batched = beam_search(
-        ScriptedDecoder(),
-        one_token_source(3),
-        beam_size=2,
-        alpha=0.0,
-        nbest=2,
-        max_len_a=0,
-        max_len_b=4,
-    )
+    batched = scripted_beam(batch=3)
     assert all([h.tokens for h in hyps] == [[B], [A, B]] for hyps in batched)
 
 
@@ -123,11 +112,8 @@ def test_beam_never_scores_below_greedy(trained_model):
 
 
 def test_beam_beats_greedy_on_the_scripted_chain():
-    model = ScriptedDecoder()
-    (greedy,) = greedy_search(model, one_token_source(), max_len_a=0, max_len_b=4)
-    ((best, *_),) = beam_search(
-        model, one_token_source(), beam_size=2, alpha=0.0, nbest=1, max_len_a=0, max_len_b=4
-    )
+    (greedy,) = greedy_search(ScriptedDecoder(), one_token_source(), max_len_a=0, max_len_b=4)
+    ((best,),) = scripted_beam(nbest=1)
     assert best.log_prob > greedy.log_prob
 
 
