@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY
+from omegaconf import OmegaConf
 
 
 def run_train(*overrides: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -71,3 +73,30 @@ def test_failed_download_says_where_to_put_the_files(tmp_path):
     if result.returncode == 0:
         pytest.skip("Multi30k downloaded: this machine has a network")
     assert_clean_failure(result, "download failed", f"in {tmp_path}/multi30k")
+
+
+def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(
+        "+experiment=transformer",
+        *TINY,
+        f"data.root={memorise_root}",
+        "data.name=tiny",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_steps=4",
+        "trainer.valid_every=2",
+        "decode.max_len_a=0",
+        "decode.max_len_b=3",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert f"test BLEU {results['test']['bleu']:.2f} |" in result.stdout
+    assert results["test"]["signature"] in result.stdout
+    resolved = OmegaConf.load(run_dir / "config.yaml")
+    assert resolved["trainer"]["max_steps"] == 4
+    assert resolved["data"]["root"] == str(memorise_root)
+    assert {"last.pt", "best.pt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert (run_dir / "train.log").read_text().count("valid step") == 2
