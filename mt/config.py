@@ -65,6 +65,38 @@ class TransformerConfig:
     max_positions: int = 1024
 
 
+class RNNCell(Enum):
+    lstm = "lstm"
+    gru = "gru"
+
+
+class AttentionScore(Enum):
+    additive = "additive"
+    dot = "dot"
+    general = "general"
+    scaled_dot = "scaled_dot"
+
+
+@dataclass
+class RNNConfig:
+    cell: RNNCell = RNNCell.lstm
+    emb_dim: int = 256
+    hidden_dim: int = 512
+    num_layers: int = 2  # in the encoder and in the decoder
+    dropout: float = 0.3
+    tie_embeddings: bool = True  # source and target embeddings; needs a joint vocabulary
+
+
+@dataclass
+class BahdanauConfig:
+    emb_dim: int = 256
+    hidden_dim: int = 512  # decoder state; each encoder direction gets half
+    attention_dim: int = 256  # additive attention's hidden layer
+    score: AttentionScore = AttentionScore.additive
+    dropout: float = 0.3
+    tie_embeddings: bool = True
+
+
 @dataclass
 class TrainerConfig:
     seed: int = 1
@@ -106,7 +138,7 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
-MODEL_SCHEMAS = {"transformer": TransformerConfig}
+MODEL_SCHEMAS = {"transformer": TransformerConfig, "rnn": RNNConfig, "bahdanau": BahdanauConfig}
 
 
 def register_configs() -> None:
@@ -169,8 +201,10 @@ def check_config(config: Config) -> None:
                 f"model.d_model={model.d_model} is not divisible by "
                 f"model.num_heads={model.num_heads}"
             )
-        if model.tie_embeddings and not data.joint_vocab:
-            raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
+    if isinstance(model, BahdanauConfig) and model.hidden_dim % 2:
+        raise MTError(f"model.hidden_dim={model.hidden_dim} must be even (two directions)")
+    if model.tie_embeddings and not data.joint_vocab:
+        raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
     for key, value in (
         ("data.max_tokens", data.max_tokens),
         ("trainer.accumulate", trainer.accumulate),

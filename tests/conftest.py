@@ -30,19 +30,32 @@ MULTI30K = next(
 
 register_configs()
 
-# A model small enough to train in seconds; every test that trains starts from these.
+# Models small enough to train in seconds, and the settings every training test starts from.
+TINY_MODELS = {
+    "transformer": [
+        "model.d_model=64",
+        "model.num_heads=4",
+        "model.num_layers=2",
+        "model.ff_dim=128",
+        "model.dropout=0.0",
+    ],
+    "rnn": ["model.emb_dim=64", "model.hidden_dim=128", "model.num_layers=1", "model.dropout=0.0"],
+    "bahdanau": [
+        "model.emb_dim=64",
+        "model.hidden_dim=128",
+        "model.attention_dim=64",
+        "model.dropout=0.0",
+    ],
+}
 TINY = [
-    "model.d_model=64",
-    "model.num_heads=4",
-    "model.num_layers=2",
-    "model.ff_dim=128",
-    "model.dropout=0.0",
+    *TINY_MODELS["transformer"],
     "data.vocab_size=300",
     "data.max_tokens=1024",
     "trainer.log_every=1",
     "trainer.num_threads=1",
     "trainer.patience=null",
     "trainer.max_epochs=null",
+    "trainer.max_minutes=null",
     "trainer.warmup_steps=20",
     "trainer.lr=3e-3",
     "decode.beam_size=3",
@@ -90,20 +103,14 @@ def small_root(tmp_path_factory) -> Path:
     )
 
 
-def make_config(root: Path, name: str, cache: Path, *overrides: str) -> Config:
-    """Compose the real configs (+experiment=transformer), shrunk, pointed at a tiny corpus."""
+def make_config(
+    root: Path, name: str, cache: Path, *overrides: str, experiment: str = "transformer"
+) -> Config:
+    """Compose the real configs (+experiment=...), shrunk, pointed at a tiny corpus."""
+    tiny = [o for o in TINY if not o.startswith("model.")] + TINY_MODELS[experiment]
+    paths = [f"data.root={root}", f"data.name={name}", f"data.cache_dir={cache}"]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "+experiment=transformer",
-                *TINY,
-                f"data.root={root}",
-                f"data.name={name}",
-                f"data.cache_dir={cache}",
-                *overrides,
-            ],
-        )
+        cfg = compose("config", [f"+experiment={experiment}", *tiny, *paths, *overrides])
     return to_config(cfg)
 
 

@@ -28,7 +28,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> 
         assert needle in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("experiment", ["transformer"])
+@pytest.mark.parametrize("experiment", ["transformer", "rnn", "bahdanau"])
 def test_misspelled_key_in_experiment_names_the_key(experiment):
     result = run_train(f"+experiment={experiment}", "model.num_head=4")
     assert_clean_failure(result, "num_head")

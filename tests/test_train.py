@@ -36,6 +36,19 @@ def test_tiny_model_memorises_thirty_pairs(memorised_run, memorise_root):
     )
 
 
+@pytest.mark.parametrize("experiment", ["rnn", "bahdanau"])
+def test_recurrent_models_memorise_thirty_pairs(experiment, memorise_root, cache_dir, tmp_path):
+    config = make_config(
+        memorise_root,
+        "tiny",
+        cache_dir,
+        "trainer.max_steps=300",
+        "trainer.valid_every=100",
+        experiment=experiment,
+    )
+    assert train(config, tmp_path)["test"]["bleu"] > 90
+
+
 def test_checkpoints_load_with_weights_only_and_carry_everything(memorised_run):
     run_dir, _ = memorised_run
     for name in ("last.pt", "best.pt"):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from mt.config import TransformerConfig
+from mt.config import BahdanauConfig, RNNConfig, TransformerConfig
+from mt.models.bahdanau import Bahdanau
+from mt.models.rnn import RNNSeq2Seq
 from mt.models.transformer import Transformer
 from mt.tokenizer import Tokenizer
 
-ARCHITECTURES = {TransformerConfig: Transformer}
+ARCHITECTURES = {TransformerConfig: Transformer, RNNConfig: RNNSeq2Seq, BahdanauConfig: Bahdanau}
 
 
 def build_model(model_cfg, tokenizer: Tokenizer) -> nn.Module:

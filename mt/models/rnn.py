@@ -1,0 +1,85 @@
+"""RNN encoder-decoder (Sutskever et al., 2014; Cho et al., 2014): the no-attention baseline.
+
+The decoder sees the source only through the encoder's final state: it starts from it and
+reads the top layer's final hidden state as extra input at every step. Everything the
+decoder knows about a long sentence must fit in that one vector.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from mt.config import RNNConfig
+from mt.models.contract import State, select_rows
+from mt.tokenizer import PAD_ID
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def to_batch_first(hidden) -> tuple[torch.Tensor, ...]:
+    """torch's (layers, B, H) hidden state (a tuple for LSTM) -> tuple of (B, layers, H)."""
+    hidden = hidden if isinstance(hidden, tuple) else (hidden,)
+    return tuple(h.transpose(0, 1) for h in hidden)
+
+
+def to_layers_first(hidden: tuple[torch.Tensor, ...]):
+    """Inverse of to_batch_first."""
+    hidden = tuple(h.transpose(0, 1).contiguous() for h in hidden)
+    return hidden if len(hidden) == 2 else hidden[0]
+
+
+class RNNSeq2Seq(nn.Module):
+    def __init__(self, cfg: RNNConfig, src_vocab: int, tgt_vocab: int, joint: bool):
+        super().__init__()
+        cell = CELLS[cfg.cell.value]
+        between_layers = cfg.dropout if cfg.num_layers > 1 else 0.0
+        self.tgt_embed = nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD_ID)
+        tie = cfg.tie_embeddings and joint
+        self.src_embed = (
+            self.tgt_embed if tie else nn.Embedding(src_vocab, cfg.emb_dim, padding_idx=PAD_ID)
+        )
+        self.encoder = cell(
+            cfg.emb_dim, cfg.hidden_dim, cfg.num_layers, batch_first=True, dropout=between_layers
+        )
+        self.decoder = cell(
+            cfg.emb_dim + cfg.hidden_dim,
+            cfg.hidden_dim,
+            cfg.num_layers,
+            batch_first=True,
+            dropout=between_layers,
+        )
+        self.output = nn.Linear(cfg.hidden_dim, tgt_vocab)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def encode(self, src: torch.Tensor) -> State:
+        """src (B, S) -> {"final": tuple of (B, layers, H)}: the encoder's final state only."""
+        lengths = (src != PAD_ID).sum(dim=1).cpu()
+        packed = pack_padded_sequence(
+            self.drop(self.src_embed(src)), lengths, batch_first=True, enforce_sorted=False
+        )
+        _, final = self.encoder(packed)  # packing makes this the state at each real last token
+        return {"final": to_batch_first(final)}
+
+    def run_decoder(self, tokens: torch.Tensor, memory: State, hidden: tuple[torch.Tensor, ...]):
+        """tokens (B, T) -> decoder outputs (B, T, H) and the new batch-first hidden state."""
+        summary = memory["final"][0][:, -1]  # top layer's final hidden state, (B, H)
+        x = self.drop(self.tgt_embed(tokens))
+        x = torch.cat([x, summary[:, None, :].expand(-1, x.size(1), -1)], dim=-1)
+        out, hidden = self.decoder(x, to_layers_first(hidden))
+        return self.drop(out), to_batch_first(hidden)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        memory = self.encode(src)
+        out, _ = self.run_decoder(tgt_in, memory, memory["final"])
+        return self.output(out)
+
+    def decode_step(self, prev_tokens: torch.Tensor, memory: State, state: State):
+        hidden = memory["final"] if state is None else state["hidden"]
+        out, hidden = self.run_decoder(prev_tokens[:, None], memory, hidden)
+        return F.log_softmax(self.output(out[:, 0]).float(), dim=-1), {"hidden": hidden}
+
+    def reorder_state(self, state: State, index: torch.Tensor) -> State:
+        return select_rows(state, index)
