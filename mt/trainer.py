@@ -17,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from mt.checkpoint import check_vocabulary, load_checkpoint, save_checkpoint
 from mt.config import Config, DecodeConfig, to_plain_dict
 from mt.data import Corpus, Split, load_corpus, make_batch, token_batches, train_batches
+from mt.errors import MTError
 from mt.inference import autocast, translate
 from mt.models import build_model, count_parameters
 from mt.scoring import corpus_scores
@@ -111,7 +112,11 @@ class Trainer:
     def restore(self, path: Path) -> None:
         payload = load_checkpoint(path)
         check_vocabulary(payload, self.corpus.tokenizer.to_dict(), path)
-        self.model.load_state_dict(payload["model"])
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as e:
+            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+            raise MTError(f"{path}: weights do not fit the configured model ({first})") from None
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.progress = Progress(**payload["progress"])

@@ -131,6 +131,22 @@ def test_resume_refuses_a_checkpoint_from_another_vocabulary(memorise_root, cach
         train(config, tmp_path)
 
 
+def test_resume_refuses_weights_of_another_model_size(memorise_root, cache_dir, tmp_path):
+    short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
+    train(make_config(memorise_root, "tiny", cache_dir, "trainer.max_steps=1", *short), tmp_path)
+    config = make_config(
+        memorise_root,
+        "tiny",
+        cache_dir,
+        "trainer.max_steps=2",
+        "trainer.resume=true",
+        "model.ff_dim=96",
+        *short,
+    )
+    with pytest.raises(MTError, match="last.pt: weights do not fit the configured model"):
+        train(config, tmp_path)
+
+
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
     path = tmp_path / "last.pt"
     save_checkpoint({"model": {"w": torch.ones(3)}}, path)
