@@ -55,7 +55,6 @@ TINY = [
     "trainer.num_threads=1",
     "trainer.patience=null",
     "trainer.max_epochs=null",
-    "trainer.max_minutes=null",
     "trainer.warmup_steps=20",
     "trainer.lr=3e-3",
     "decode.beam_size=3",
