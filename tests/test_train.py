@@ -106,45 +106,22 @@ def test_resume_continues_with_the_same_next_loss(memorise_root, cache_dir, tmp_
         assert resumed[step] == pytest.approx(expected[step], rel=1e-6)
 
 
+def resume_after_one_step(root, cache_dir, run_dir, change: str):
+    """Train one step into run_dir, then resume it with one setting changed."""
+    short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
+    train(make_config(root, "tiny", cache_dir, "trainer.max_steps=1", *short), run_dir)
+    resumed = ["trainer.max_steps=2", "trainer.resume=true", change, *short]
+    train(make_config(root, "tiny", cache_dir, *resumed), run_dir)
+
+
 def test_resume_refuses_a_checkpoint_from_another_vocabulary(memorise_root, cache_dir, tmp_path):
-    train(
-        make_config(
-            memorise_root,
-            "tiny",
-            cache_dir,
-            "trainer.max_steps=1",
-            "decode.beam_size=1",
-            "decode.max_len_a=0",
-            "decode.max_len_b=2",
-        ),
-        tmp_path,
-    )
-    config = make_config(
-        memorise_root,
-        "tiny",
-        cache_dir,
-        "trainer.max_steps=2",
-        "trainer.resume=true",
-        "data.vocab_size=200",
-    )
     with pytest.raises(MTError, match="another vocabulary"):
-        train(config, tmp_path)
+        resume_after_one_step(memorise_root, cache_dir, tmp_path, "data.vocab_size=200")
 
 
 def test_resume_refuses_weights_of_another_model_size(memorise_root, cache_dir, tmp_path):
-    short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
-    train(make_config(memorise_root, "tiny", cache_dir, "trainer.max_steps=1", *short), tmp_path)
-    config = make_config(
-        memorise_root,
-        "tiny",
-        cache_dir,
-        "trainer.max_steps=2",
-        "trainer.resume=true",
-        "model.ff_dim=96",
-        *short,
-    )
     with pytest.raises(MTError, match="last.pt: weights do not fit the configured model"):
-        train(config, tmp_path)
+        resume_after_one_step(memorise_root, cache_dir, tmp_path, "model.ff_dim=96")
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
