@@ -44,10 +44,14 @@ def padded_batch():
     return src, tgt
 
 
+def seeded_model(name: str):
+    torch.manual_seed(0)
+    return build_model(CONFIGS[name], FakeVocab()).eval()
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_incremental_decoding_equals_teacher_forced_forward(name):
-    torch.manual_seed(0)
-    model = build_model(CONFIGS[name], FakeVocab()).eval()
+    model = seeded_model(name)
     src, tgt = padded_batch()
     with torch.no_grad():
         full = torch.log_softmax(model(src, tgt), dim=-1)
@@ -60,8 +64,7 @@ def test_incremental_decoding_equals_teacher_forced_forward(name):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_source_padding_changes_nothing(name):
-    torch.manual_seed(0)
-    model = build_model(CONFIGS[name], FakeVocab()).eval()
+    model = seeded_model(name)
     src, tgt = padded_batch()
     with torch.no_grad():
         batched = model(src, tgt)[0]
@@ -83,7 +86,7 @@ def test_attention_weights_are_a_distribution_over_real_tokens(score):
 
 
 def test_bahdanau_exposes_its_alignment_at_each_step():
-    model = build_model(CONFIGS["bahdanau-additive"], FakeVocab()).eval()
+    model = seeded_model("bahdanau-additive")
     src, _ = padded_batch()
     with torch.no_grad():
         _, state = model.decode_step(torch.full((3,), BOS_ID), model.encode(src), None)
