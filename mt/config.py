@@ -85,6 +85,9 @@ class RNNConfig:
     num_layers: int = 2  # in the encoder and in the decoder
     dropout: float = 0.3
     tie_embeddings: bool = True  # source and target embeddings; needs a joint vocabulary
+    # Sutskever et al.'s trick: read the source backwards, so its first words are the last the
+    # encoder saw, close to the first target words the decoder must produce.
+    reverse_source: bool = True
 
 
 @dataclass

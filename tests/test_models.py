@@ -8,6 +8,7 @@ import torch
 from mt.config import AttentionScore, BahdanauConfig, RNNCell, RNNConfig, TransformerConfig
 from mt.models import build_model
 from mt.models.attention import SCORES, Attention
+from mt.models.rnn import reverse_real_tokens
 from mt.tokenizer import BOS_ID, PAD_ID
 
 VOCAB = 60
@@ -94,3 +95,9 @@ def test_bahdanau_exposes_its_alignment_at_each_step():
     assert alignment.shape == src.shape
     assert (alignment[src == PAD_ID] == 0).all()
     torch.testing.assert_close(alignment.sum(-1), torch.ones(3))
+
+
+def test_rnn_source_reversal_keeps_padding_in_place():
+    src = torch.tensor([[5, 6, 7, 3], [8, 3, PAD_ID, PAD_ID]])
+    lengths = (src != PAD_ID).sum(dim=1)
+    assert reverse_real_tokens(src, lengths).tolist() == [[3, 7, 6, 5], [3, 8, PAD_ID, PAD_ID]]

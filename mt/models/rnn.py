@@ -25,6 +25,14 @@ def to_batch_first(hidden) -> tuple[torch.Tensor, ...]:
     return tuple(h.transpose(0, 1) for h in hidden)
 
 
+def reverse_real_tokens(src: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's real tokens in place of the originals; padding stays at the end."""
+    positions = torch.arange(src.size(1), device=src.device)
+    lengths = lengths.to(src.device)[:, None]
+    reversed_positions = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    return src.gather(1, reversed_positions)
+
+
 def to_layers_first(hidden: tuple[torch.Tensor, ...]):
     """Inverse of to_batch_first."""
     hidden = tuple(h.transpose(0, 1).contiguous() for h in hidden)
@@ -53,10 +61,13 @@ class RNNSeq2Seq(nn.Module):
         )
         self.output = nn.Linear(cfg.hidden_dim, tgt_vocab)
         self.drop = nn.Dropout(cfg.dropout)
+        self.reverse_source = cfg.reverse_source
 
     def encode(self, src: torch.Tensor) -> State:
         """src (B, S) -> {"final": tuple of (B, layers, H)}: the encoder's final state only."""
         lengths = (src != PAD_ID).sum(dim=1).cpu()
+        if self.reverse_source:
+            src = reverse_real_tokens(src, lengths)
         packed = pack_padded_sequence(
             self.drop(self.src_embed(src)), lengths, batch_first=True, enforce_sorted=False
         )
