@@ -7,6 +7,7 @@ alone; for resuming it also holds the optimizer, scheduler, RNG states and data 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -55,3 +56,29 @@ def check_vocabulary(payload: dict, tokenizer_models: dict[str, bytes], path: Pa
             f"settings produce (data, data.vocab_size, data.subword_type or data.joint_vocab "
             f"differ)"
         )
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: Path | str) -> None:
+    """load_state_dict with one clear error when the weights belong to another model shape."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise MTError(f"{path}: weights do not fit the configured model ({first})") from None
+
+
+def snapshots(directory: Path) -> list[Path]:
+    """The step-N.pt checkpoints of a run's checkpoint directory, oldest first."""
+    return sorted(directory.glob("step-*.pt"), key=lambda p: int(p.stem.removeprefix("step-")))
+
+
+def keep_snapshot(directory: Path, step: int, keep: int) -> None:
+    """Keep last.pt as step-<step>.pt too and delete all but the `keep` newest snapshots."""
+    snapshot = directory / f"step-{step}.pt"
+    snapshot.unlink(missing_ok=True)
+    try:  # a hard link costs no space or time; last.pt is later replaced, not rewritten
+        os.link(directory / "last.pt", snapshot)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(directory / "last.pt", snapshot)
+    for old in snapshots(directory)[:-keep]:
+        old.unlink()

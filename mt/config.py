@@ -119,7 +119,9 @@ class TrainerConfig:
     valid_every: int = 1000
     valid_beam_size: int = 1  # 1: greedy, the cheap choice during training
     patience: int | None = 10  # validations without a better BLEU before stopping
+    keep_last: int = 0  # also keep the N latest validation checkpoints (for mt.average)
     num_samples: int = 3  # sample translations logged at each validation
+    attention_maps: int = 2  # first validation sentences whose attention is drawn
     resume: bool = False  # continue from {run dir}/checkpoints/last.pt
 
 
@@ -141,6 +143,38 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
+class EvalSplit(Enum):
+    valid = "valid"
+    test = "test"
+
+
+@dataclass
+class EvaluateConfig:
+    """`python -m mt.evaluate checkpoint=PATH [split=valid | src=FILE ref=FILE] [decode.*]`."""
+
+    checkpoint: str = MISSING
+    split: EvalSplit = EvalSplit.test  # a split of the data the checkpoint was trained on
+    src: str | None = None  # or any parallel pair: source lines (plain or .gz) ...
+    ref: str | None = None  # ... and their reference translations
+    data_root: str | None = None  # where the checkpoint's corpus lies now, if it has moved
+    hyps: str | None = None  # default: beside the checkpoint, <name>.<split or src>.hyp
+    metrics: str | None = None  # default: the hyps path with .metrics.json
+    device: str = "auto"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+@dataclass
+class TranslateConfig:
+    """`python -m mt.translate checkpoint=PATH [input=FILE] [output=FILE] [decode.*]`."""
+
+    checkpoint: str = MISSING
+    input: str | None = None  # default: stdin
+    output: str | None = None  # default: stdout
+    lines_per_batch: int = 1000  # read this many lines, translate them, write them
+    device: str = "auto"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
 MODEL_SCHEMAS = {"transformer": TransformerConfig, "rnn": RNNConfig, "bahdanau": BahdanauConfig}
 
 
@@ -148,6 +182,8 @@ def register_configs() -> None:
     """Make the schemas known to Hydra so YAML files can name them in their defaults."""
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
+    store.store(name="evaluate_schema", node=EvaluateConfig)
+    store.store(name="translate_schema", node=TranslateConfig)
     for name, schema in MODEL_SCHEMAS.items():
         store.store(group="model", name=f"{name}_schema", node=schema)
 
@@ -193,8 +229,7 @@ def check_config(config: Config) -> None:
                 raise MTError(
                     f"data.{key}='{getattr(data, key)}': Multi30k has {LANGUAGES_OF_MULTI30K}"
                 )
-    if decode.nbest > decode.beam_size:
-        raise MTError(f"decode.nbest={decode.nbest} exceeds decode.beam_size={decode.beam_size}")
+    check_decode(decode)
     if trainer.max_steps is None and trainer.max_epochs is None and trainer.max_minutes is None:
         raise MTError("set one of trainer.max_steps, trainer.max_epochs, trainer.max_minutes")
     model = config.model
@@ -211,7 +246,14 @@ def check_config(config: Config) -> None:
     for key, value in (
         ("data.max_tokens", data.max_tokens),
         ("trainer.accumulate", trainer.accumulate),
-        ("decode.beam_size", decode.beam_size),
     ):
         if value < 1:
             raise MTError(f"{key}={value} must be at least 1")
+
+
+def check_decode(decode: DecodeConfig) -> None:
+    for key in ("beam_size", "nbest", "max_tokens"):
+        if getattr(decode, key) < 1:
+            raise MTError(f"decode.{key}={getattr(decode, key)} must be at least 1")
+    if decode.nbest > decode.beam_size:
+        raise MTError(f"decode.nbest={decode.nbest} exceeds decode.beam_size={decode.beam_size}")

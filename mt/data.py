@@ -147,11 +147,15 @@ def read_parallel(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
                 f"raw files ({{train,val,test_2016_flickr}}.{{de,en,fr,cs}}.gz) in {directory}, "
                 f"or point data.root at a directory holding multi30k/"
             ) from None
-    paths = [existing_file(base, split) for base in bases]
-    src, tgt = (read_lines(p) for p in paths)
+    return read_aligned(*(existing_file(base, split) for base in bases))
+
+
+def read_aligned(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
+    """Two line-aligned text files; a clear error when their line counts differ."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
         raise MTError(
-            f"{paths[0]} has {len(src)} lines but {paths[1]} has {len(tgt)}; "
+            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
             f"parallel files must be line-aligned"
         )
     return src, tgt

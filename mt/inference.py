@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
@@ -10,6 +12,27 @@ from mt.config import DecodeConfig
 from mt.data import token_batches
 from mt.search import Hypothesis, beam_search, greedy_search
 from mt.tokenizer import PAD_ID, Tokenizer
+
+
+def pick_device(name: str) -> torch.device:
+    """ "auto": the GPU when there is one, else the CPU; anything else as torch names it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """Hardware in words, for results: the GPU's name, or the CPU model and its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:  # not Linux
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def autocast(device: torch.device):

@@ -14,11 +14,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from mt.checkpoint import check_vocabulary, load_checkpoint, save_checkpoint
+from mt.checkpoint import (
+    check_vocabulary,
+    keep_snapshot,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from mt.config import Config, DecodeConfig, to_plain_dict
 from mt.data import Corpus, Split, load_corpus, make_batch, token_batches, train_batches
-from mt.errors import MTError
-from mt.inference import autocast, translate
+from mt.heatmap import attention_images
+from mt.inference import autocast, describe_device, pick_device, translate
 from mt.models import build_model, count_parameters
 from mt.scoring import corpus_scores
 from mt.tokenizer import PAD_ID
@@ -37,12 +43,6 @@ class Progress:
     bad_validations: int = 0  # validations since BLEU last improved
     train_seconds: float = 0.0  # time spent in training steps (validation excluded)
     train_tokens: int = 0  # target tokens trained on
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def inverse_sqrt_schedule(warmup_steps: int):
@@ -112,11 +112,7 @@ class Trainer:
     def restore(self, path: Path) -> None:
         payload = load_checkpoint(path)
         check_vocabulary(payload, self.corpus.tokenizer.to_dict(), path)
-        try:
-            self.model.load_state_dict(payload["model"])
-        except RuntimeError as e:
-            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-            raise MTError(f"{path}: weights do not fit the configured model ({first})") from None
+        load_weights(self.model, payload["model"], path)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.progress = Progress(**payload["progress"])
@@ -274,6 +270,11 @@ class Trainer:
             for i in range(min(t.num_samples, len(valid)))
         )
         self.writer.add_text("valid/samples", samples, p.step)
+        fixed = valid.src_ids[: t.attention_maps]
+        for tag, image in attention_images(
+            self.model, self.corpus.tokenizer, fixed, self.config.decode, self.device
+        ).items():
+            self.writer.add_image(tag, image, p.step, dataformats="HWC")
         improved = scores["bleu"] > p.best_bleu
         if improved:
             p.best_bleu, p.bad_validations = scores["bleu"], 0
@@ -292,6 +293,8 @@ class Trainer:
         save_checkpoint(payload, self.checkpoints / "last.pt")
         if improved:
             save_checkpoint(payload, self.checkpoints / "best.pt")
+        if t.keep_last > 0:
+            keep_snapshot(self.checkpoints, p.step, t.keep_last)
         self.writer.flush()
 
     # ------------------------------------------------------------ final test
@@ -336,6 +339,7 @@ def train(config: Config, run_dir: Path) -> dict:
         "tgt_tokens_per_sec": round(p.train_tokens / max(p.train_seconds, 1e-9), 1),
         "params": params,
         "device": str(trainer.device),
+        "hardware": describe_device(trainer.device),
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     test = scores["test"]

@@ -123,7 +123,12 @@ def memorised_run(memorise_root, cache_dir, tmp_path_factory) -> tuple[Path, dic
     """A tiny Transformer trained until it knows its 30 pairs by heart."""
     run_dir = tmp_path_factory.mktemp("memorised")
     config = make_config(
-        memorise_root, "tiny", cache_dir, "trainer.max_steps=150", "trainer.valid_every=50"
+        memorise_root,
+        "tiny",
+        cache_dir,
+        "trainer.max_steps=150",
+        "trainer.valid_every=50",
+        "trainer.keep_last=2",
     )
     return run_dir, train(config, run_dir)
 

@@ -97,6 +97,34 @@ def test_bahdanau_exposes_its_alignment_at_each_step():
     torch.testing.assert_close(alignment.sum(-1), torch.ones(3))
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_attention_maps_are_distributions_over_real_source_tokens(name):
+    model = seeded_model(name)
+    src, tgt = padded_batch()
+    with torch.no_grad():
+        maps = model.attention_maps(src, tgt)
+    assert bool(maps) == (not name.startswith(("lstm", "gru")))  # no attention, no maps
+    for weights in maps.values():
+        assert weights.shape[0] == 3 and weights.shape[2:] == (tgt.size(1), src.size(1))
+        assert (weights >= 0).all()
+        assert (weights.masked_select((src == PAD_ID)[:, None, None, :]) == 0).all()
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+
+
+def test_transformer_attention_map_is_the_one_its_forward_applies():
+    model = seeded_model("transformer-pre")
+    src, tgt = padded_batch()
+    layer = model.decoder_layers[-1]
+    seen = {}
+    layer.cross_attn.register_forward_hook(lambda _m, args, out: seen.update(args=args, out=out))
+    with torch.no_grad():
+        model(src, tgt)
+        weights = model.attention_maps(src, tgt)["cross_attention"]
+        query, _k, v = seen["args"]
+        mixed = (weights @ v).transpose(1, 2).flatten(2)
+        torch.testing.assert_close(layer.cross_attn.out_proj(mixed), seen["out"])
+
+
 def test_rnn_source_reversal_keeps_padding_in_place():
     src = torch.tensor([[5, 6, 7, 3], [8, 3, PAD_ID, PAD_ID]])
     lengths = (src != PAD_ID).sum(dim=1)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 
+import numpy as np
 import pytest
 import sacrebleu
 import torch
 from conftest import make_config
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mt.checkpoint import load_checkpoint, save_checkpoint
@@ -47,6 +50,10 @@ def test_recurrent_models_memorise_thirty_pairs(experiment, memorise_root, cache
         experiment=experiment,
     )
     assert train(config, tmp_path)["test"]["bleu"] > 90
+    images = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["images"]
+    # Bahdanau draws its alignment at every validation; the RNN has no attention to draw.
+    drawn = {"attention/alignment/0", "attention/alignment/1"}
+    assert set(images) == (drawn if experiment == "bahdanau" else set())
 
 
 def test_checkpoints_load_with_weights_only_and_carry_everything(memorised_run):
@@ -75,6 +82,17 @@ def test_tensorboard_reader_loads_curves_and_samples(memorised_run):
     ):
         assert tag in tags["scalars"], tag
     assert "valid/samples/text_summary" in tags["tensors"]
+    assert {
+        "attention/cross_attention/0",
+        "attention/cross_attention/1",
+        "attention/cross_attention_per_head/0",
+    } <= set(tags["images"])
+    averaged = events.Images("attention/cross_attention/0")
+    assert [e.step for e in averaged] == [50, 100, 150]
+    picture = Image.open(io.BytesIO(averaged[-1].encoded_image_string)).convert("L")
+    weights = np.asarray(picture)
+    assert picture.size == (averaged[-1].width, averaged[-1].height)
+    assert weights.min() < 128 < weights.max()  # dark cells (attended) on a white ground
     losses = scalars(run_dir, "train/loss")
     assert losses[150] < losses[1] / 5
     assert sorted(scalars(run_dir, "valid/bleu")) == [50, 100, 150]

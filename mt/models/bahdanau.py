@@ -65,13 +65,22 @@ class Bahdanau(nn.Module):
         features = torch.tanh(self.pre_output(torch.cat([s, context, embedded], dim=-1)))
         return self.drop(features), s, weights
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def teacher_forced(self, src: torch.Tensor, tgt_in: torch.Tensor):
+        """Output features (B, T, E) and alignments (B, T, S) along the given target prefix."""
         memory = self.encode(src)
-        s, features = memory["init"], []
+        s, features, alignments = memory["init"], [], []
         for t in range(tgt_in.size(1)):
-            out, s, _ = self.step(tgt_in[:, t], memory, s)
+            out, s, weights = self.step(tgt_in[:, t], memory, s)
             features.append(out)
-        return self.output(torch.stack(features, dim=1))
+            alignments.append(weights)
+        return torch.stack(features, dim=1), torch.stack(alignments, dim=1)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.output(self.teacher_forced(src, tgt_in)[0])
+
+    def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The alignment alpha as a single-head map, (B, 1, T, S)."""
+        return {"alignment": self.teacher_forced(src, tgt_in)[1][:, None]}
 
     def decode_step(self, prev_tokens: torch.Tensor, memory: State, state: State):
         s_prev = memory["init"] if state is None else state["s"]

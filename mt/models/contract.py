@@ -4,6 +4,7 @@
     memory = model.encode(src)                               once per sentence
     log_probs, state = model.decode_step(prev, memory, state)   one token per row; state=None first
     state = model.reorder_state(state, index)                keep/duplicate rows (beams, finished)
+    maps = model.attention_maps(src, tgt_in)                 {name: (B, heads, T, S)}, {} if none
 
 Memory and state are nested dicts/lists/tuples of batch-first tensors, so selecting rows is
 the same operation for every model: `select_rows`.
@@ -28,6 +29,10 @@ class Seq2Seq(Protocol):
     ) -> tuple[torch.Tensor, State]: ...
 
     def reorder_state(self, state: State, index: torch.Tensor) -> State: ...
+
+    def attention_maps(
+        self, src: torch.Tensor, tgt_in: torch.Tensor
+    ) -> dict[str, torch.Tensor]: ...
 
 
 def select_rows(tree: State, index: torch.Tensor) -> State:

@@ -87,6 +87,9 @@ class RNNSeq2Seq(nn.Module):
         out, _ = self.run_decoder(tgt_in, memory, memory["final"])
         return self.output(out)
 
+    def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}  # no attention: the decoder never looks back at the source
+
     def decode_step(self, prev_tokens: torch.Tensor, memory: State, state: State):
         hidden = memory["final"] if state is None else state["hidden"]
         out, hidden = self.run_decoder(prev_tokens[:, None], memory, hidden)

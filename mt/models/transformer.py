@@ -70,6 +70,13 @@ class MultiHeadAttention(nn.Module):
         )
         return self.out_proj(out.transpose(1, 2).flatten(2))  # (B, Tq, D)
 
+    def weights(self, query: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The attention distribution that forward applies, (B, H, Tq, Tk), for inspection:
+        the fused kernel does not return it."""
+        q = self.split_heads(self.q_proj(query))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+
 
 def feed_forward(d_model: int, ff_dim: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
@@ -120,14 +127,26 @@ class DecoderLayer(Sublayers):
         src_mask: torch.Tensor,  # (B, 1, 1, S)
         past_kv: tuple[torch.Tensor, torch.Tensor] | None = None,  # cached self-attn keys/values
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        x, kv = self.self_attention(x, past_kv)
+        x = self.after(x, self.cross_attn(self.before(x, 1), *cross_kv, mask=src_mask), 1)
+        x = self.after(x, self.ff(self.before(x, 2)), 2)
+        return x, kv
+
+    def self_attention(
+        self, x: torch.Tensor, past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         h = self.before(x, 0)
         k, v = self.self_attn.project_kv(h)
         if past_kv is not None:  # one new position attends to every earlier one: no mask
             k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
-        x = self.after(x, self.self_attn(h, k, v, is_causal=past_kv is None), 0)
-        x = self.after(x, self.cross_attn(self.before(x, 1), *cross_kv, mask=src_mask), 1)
-        x = self.after(x, self.ff(self.before(x, 2)), 2)
-        return x, (k, v)
+        return self.after(x, self.self_attn(h, k, v, is_causal=past_kv is None), 0), (k, v)
+
+    def cross_attention_weights(
+        self, x: torch.Tensor, cross_kv: tuple[torch.Tensor, torch.Tensor], src_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, H, T, S): where each target position of this layer looks in the source."""
+        x, _ = self.self_attention(x)
+        return self.cross_attn.weights(self.before(x, 1), cross_kv[0], src_mask)
 
 
 class Transformer(nn.Module):
@@ -188,6 +207,16 @@ class Transformer(nn.Module):
         for layer in self.decoder_layers:
             x, _ = layer(x, layer.cross_attn.project_kv(memory["out"]), memory["mask"])
         return self.logits(x)
+
+    def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The last decoder layer's cross-attention under teacher forcing, (B, H, T, S)."""
+        memory = self.encode(src)
+        x = self.embed(self.tgt_embed, tgt_in)
+        *lower, last = self.decoder_layers
+        for layer in lower:
+            x, _ = layer(x, layer.cross_attn.project_kv(memory["out"]), memory["mask"])
+        kv = last.cross_attn.project_kv(memory["out"])
+        return {"cross_attention": last.cross_attention_weights(x, kv, memory["mask"])}
 
     def decode_step(
         self, prev_tokens: torch.Tensor, memory: State, state: State

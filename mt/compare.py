@@ -1,0 +1,81 @@
+"""`python -m mt.compare RUN_DIR... | MULTIRUN_DIR`: the runs side by side, as markdown.
+
+Every results.json under the given directories is one row, so a Hydra multirun directory
+(`python -m mt.train -m +experiment=rnn,bahdanau,transformer`) compares in one call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mt.errors import MTError
+
+COLUMNS = (
+    "run",
+    "model",
+    "params",
+    "valid BLEU",
+    "test BLEU",
+    "test chrF",
+    "steps",
+    "train time",
+    "tgt tok/s",
+    "device",
+)
+
+
+def find_results(directories: list[str]) -> list[Path]:
+    found = []
+    for name in directories:
+        directory = Path(name)
+        if not directory.is_dir():
+            raise MTError(f"{directory}: not a directory")
+        runs = sorted(directory.rglob("results.json"))
+        if not runs:
+            raise MTError(f"{directory}: no results.json below it (has training finished?)")
+        found += runs
+    return found
+
+
+def row(path: Path) -> list[str]:
+    try:
+        r = json.loads(path.read_text(encoding="utf-8"))
+        minutes = r["train_seconds"] / 60
+        return [
+            str(path.parent),
+            r["model"],
+            f"{r['params'] / 1e6:.1f}M",
+            f"{r['valid']['bleu']:.2f}",
+            f"{r['test']['bleu']:.2f}",
+            f"{r['test']['chrf']:.2f}",
+            str(r["steps"]),
+            f"{int(minutes // 60)}h{int(minutes % 60):02d}m",
+            f"{r['tgt_tokens_per_sec']:.0f}",
+            r.get("hardware", r["device"]),
+        ]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise MTError(f"{path}: not an mt results file ({e!r})") from None
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mt.compare", description=__doc__)
+    parser.add_argument("runs", nargs="+", help="run directories or a multirun directory")
+    args = parser.parse_args(argv)
+    try:
+        print(markdown_table([row(path) for path in find_results(args.runs)]))
+    except MTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""`python -m mt.evaluate checkpoint=PATH`: score a trained model with sacrebleu.
+
+Decodes the test (or valid) split of the data the checkpoint was trained on, or any parallel
+pair given as `src=FILE ref=FILE`, writes the detokenised hypotheses and a metrics.json, and
+prints BLEU and chrF with their signatures: the same numbers `sacrebleu REF -i HYPS` gives.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mt.config import EvaluateConfig, check_decode, register_configs
+from mt.data import READERS, read_aligned
+from mt.errors import MTError
+from mt.scoring import corpus_scores
+from mt.translator import Translator
+
+register_configs()
+
+
+def evaluation_data(cfg: EvaluateConfig, translator: Translator):
+    """(name, source lines, reference lines, where they came from)."""
+    if (cfg.src is None) != (cfg.ref is None):
+        raise MTError("give both src=FILE and ref=FILE, or neither to evaluate split=")
+    if cfg.src is not None:
+        src, refs = read_aligned(Path(cfg.src), Path(cfg.ref))
+        name = Path(cfg.src).name.removesuffix(".gz")
+        return name, src, refs, {"src": cfg.src, "ref": cfg.ref}
+    data = translator.config.data
+    if cfg.data_root is not None:
+        data.root = cfg.data_root
+    src, refs = READERS[data.format](data, cfg.split.value)
+    return cfg.split.value, src, refs, {"data": data.name, "root": data.root}
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    check_decode(cfg.decode)
+    translator = Translator.from_checkpoint(cfg.checkpoint, cfg.device)
+    name, src, refs, origin = evaluation_data(cfg, translator)
+    if not src:
+        raise MTError(f"nothing to evaluate: {origin} has no lines")
+    hyps = translator.translate(src, cfg.decode)
+    scores = corpus_scores(hyps, refs)
+    checkpoint = Path(cfg.checkpoint)
+    hyps_path = Path(cfg.hyps or checkpoint.with_name(f"{checkpoint.stem}.{name}.hyp"))
+    metrics_path = Path(cfg.metrics or hyps_path.with_name(hyps_path.name + ".metrics.json"))
+    hyps_path.parent.mkdir(parents=True, exist_ok=True)
+    hyps_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    metrics = {
+        "checkpoint": str(checkpoint),
+        **origin,
+        "sentences": len(src),
+        **scores,
+        "decode": OmegaConf.to_container(OmegaConf.structured(cfg.decode)),
+        "hyps": str(hyps_path),
+    }
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    print(f"BLEU {scores['bleu']:.2f} | {scores['signature']}")
+    print(f"chrF {scores['chrf']:.2f} | {scores['chrf_signature']}")
+    print(f"hypotheses: {hyps_path} | metrics: {metrics_path}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(OmegaConf.to_object(cfg))
+    except MTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""mt.evaluate, mt.translate, mt.average and mt.compare as a user runs them, on a checkpoint
+that has left its run directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import make_config, multi30k_lines
+from test_cli import assert_clean_failure
+
+from mt.checkpoint import load_checkpoint
+from mt.config import DecodeConfig
+from mt.trainer import train
+from mt.translator import Translator
+
+
+def run_tool(tool: str, *args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"mt.{tool}", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def moved_checkpoint(memorised_run, tmp_path_factory):
+    """best.pt copied alone into a fresh directory: it must carry everything."""
+    run_dir, _ = memorised_run
+    directory = tmp_path_factory.mktemp("elsewhere")
+    return shutil.copy(run_dir / "checkpoints" / "best.pt", directory / "model.pt")
+
+
+def write_lines(path, lines: list[str]):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_evaluate_prints_what_sacrebleu_gives_on_its_files(moved_checkpoint, tmp_path):
+    # 30 memorised sentences, 10 of them with someone else's reference: a middling BLEU.
+    src = write_lines(tmp_path / "pairs.de", multi30k_lines("train", "de", 30))
+    refs = multi30k_lines("train", "en", 20) + multi30k_lines("val", "en", 10)
+    ref = write_lines(tmp_path / "pairs.en", refs)
+    hyps = tmp_path / "out" / "pairs.hyp"
+    result = run_tool(
+        "evaluate",
+        f"checkpoint={moved_checkpoint}",
+        f"src={src}",
+        f"ref={ref}",
+        f"hyps={hyps}",
+        "decode.beam_size=2",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = float(result.stdout.split()[1])
+    assert 20 < printed < 90
+    assert len(hyps.read_text(encoding="utf-8").splitlines()) == 30
+    sacrebleu_cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            str(ref),
+            "-i",
+            str(hyps),
+            "-m",
+            "bleu",
+            "-b",
+            "-w",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert printed == pytest.approx(float(sacrebleu_cli.stdout), abs=0.005 + 1e-9)
+    metrics = json.loads((tmp_path / "out" / "pairs.hyp.metrics.json").read_text())
+    assert metrics["bleu"] == pytest.approx(printed, abs=0.01)
+    assert metrics["decode"]["beam_size"] == 2 and metrics["sentences"] == 30
+
+
+def test_evaluate_a_split_of_the_checkpoints_own_data(memorised_run, moved_checkpoint, tmp_path):
+    result = run_tool("evaluate", f"checkpoint={moved_checkpoint}", "split=valid", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[1]) > 90
+    assert moved_checkpoint.with_name("model.valid.hyp").is_file()
+
+
+def test_translate_keeps_every_line_in_place(moved_checkpoint, tmp_path):
+    seen = multi30k_lines("train", "de", 30)
+    very_long = " ".join(seen) * 3  # far over the source limit: cut, not dropped
+    lines = [seen[0], "", seen[1], "   ", very_long, seen[2], ""]
+    result = run_tool(
+        "translate",
+        f"checkpoint={moved_checkpoint}",
+        "lines_per_batch=3",  # lines spread over several reads
+        cwd=tmp_path,
+        stdin="".join(line + "\n" for line in lines),
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("\n")[:-1]
+    assert len(out) == len(lines)
+    assert [bool(line) for line in out] == [True, False, True, False, True, True, False]
+    assert "input line 5" in result.stderr  # the cut is reported, naming the line
+    # The memorised model reproduces its references, so each output sits at its input's line.
+    refs = multi30k_lines("train", "en", 3)
+    assert sum(out[i] == refs[k] for k, i in enumerate((0, 2, 5))) >= 2
+    # The Python API gives the same translations. (Not compared: the cut line, whose garbage
+    # output turns on float-level ties that differ with the batch it was decoded in.)
+    api = Translator.from_checkpoint(moved_checkpoint).translate(lines)
+    assert api[:4] + api[5:] == out[:4] + out[5:]
+
+
+def test_translate_nbest_lists_distinct_hypotheses_best_first(moved_checkpoint, tmp_path):
+    sentences = multi30k_lines("train", "de", 2)
+    source = write_lines(tmp_path / "in.de", [sentences[0], "", sentences[1]])
+    output = tmp_path / "out.en"
+    result = run_tool(
+        "translate",
+        f"checkpoint={moved_checkpoint}",
+        f"input={source}",
+        f"output={output}",
+        "decode.beam_size=4",
+        "decode.nbest=3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in output.read_text(encoding="utf-8").splitlines()]
+    assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 2, 2, 2]
+    for line in (0, 2):
+        scores = [float(r[1]) for r in rows if int(r[0]) == line]
+        texts = [r[2] for r in rows if int(r[0]) == line]
+        assert scores == sorted(scores, reverse=True)
+        assert len(set(texts)) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["checkpoint=missing.pt"], ["missing.pt: checkpoint not found"]),
+        (["decode.beam_size=2", "decode.nbest=3"], ["decode.nbest=3 exceeds decode.beam_size=2"]),
+        (["decode.beem_size=2"], ["beem_size"]),
+        (["src=pairs.de"], ["give both src=FILE and ref=FILE"]),
+        (["src=pairs.de", "ref=short.en"], ["pairs.de has 3 lines but", "short.en has 2"]),
+        (["checkpoint=corrupt.pt"], ["corrupt.pt: not a readable checkpoint"]),
+    ],
+)
+def test_evaluate_refuses_bad_arguments_in_one_line(moved_checkpoint, tmp_path, args, needles):
+    write_lines(tmp_path / "pairs.de", ["a", "b", "c"])
+    write_lines(tmp_path / "short.en", ["a", "b"])
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00" * 64)
+    result = run_tool("evaluate", f"checkpoint={moved_checkpoint}", *args, cwd=tmp_path)
+    assert_clean_failure(result, *needles)
+
+
+def test_translate_fails_cleanly_and_leaves_the_output_alone(tmp_path):
+    output = write_lines(tmp_path / "precious.txt", ["keep me"])
+    result = run_tool(
+        "translate", "checkpoint=missing.pt", f"output={output}", cwd=tmp_path, stdin="Hallo\n"
+    )
+    assert_clean_failure(result, "missing.pt: checkpoint not found")
+    assert output.read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_training_keeps_the_last_checkpoints_for_averaging(memorised_run):
+    run_dir, _ = memorised_run
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*.pt"))
+    assert kept == ["step-100.pt", "step-150.pt"]  # keep_last=2; step-50.pt was pruned
+
+
+def test_averaging_two_identical_checkpoints_gives_the_same_model(moved_checkpoint, tmp_path):
+    twin = shutil.copy(moved_checkpoint, tmp_path / "twin.pt")
+    averaged = tmp_path / "avg.pt"
+    result = run_tool(
+        "average", str(moved_checkpoint), str(twin), "-o", str(averaged), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    original, mean = load_checkpoint(moved_checkpoint)["model"], load_checkpoint(averaged)["model"]
+    assert original.keys() == mean.keys()
+    for name, weights in original.items():
+        torch.testing.assert_close(mean[name], weights, rtol=0, atol=1e-7)
+    sentences = multi30k_lines("train", "de", 5)
+    decode = DecodeConfig(beam_size=2)
+    assert Translator.from_checkpoint(averaged).translate(
+        sentences, decode
+    ) == Translator.from_checkpoint(moved_checkpoint).translate(sentences, decode)
+
+
+def test_averaging_a_run_directory_takes_its_newest_snapshots(memorised_run, tmp_path):
+    run_dir, _ = memorised_run
+    averaged = tmp_path / "avg.pt"
+    result = run_tool("average", str(run_dir), "--last", "2", "-o", str(averaged), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(averaged)["averaged_from"] == [
+        str(run_dir / "checkpoints" / f"step-{step}.pt") for step in (100, 150)
+    ]
+    evaluated = run_tool("evaluate", f"checkpoint={averaged}", "decode.beam_size=2", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert float(evaluated.stdout.split()[1]) > 50
+
+
+def test_averaging_refuses_another_vocabulary(memorise_root, cache_dir, moved_checkpoint, tmp_path):
+    config = make_config(
+        memorise_root,
+        "tiny",
+        cache_dir,
+        "trainer.max_steps=1",
+        "data.vocab_size=200",
+        "decode.beam_size=1",
+        "decode.max_len_a=0",
+        "decode.max_len_b=2",
+    )
+    train(config, tmp_path / "other")
+    other = tmp_path / "other" / "checkpoints" / "last.pt"
+    result = run_tool("average", str(other), str(moved_checkpoint), "-o", "avg.pt", cwd=tmp_path)
+    assert_clean_failure(result, "another vocabulary")
+    assert not (tmp_path / "avg.pt").exists()
+
+
+def test_compare_tabulates_every_run_of_a_multirun(memorised_run, tmp_path):
+    run_dir, results = memorised_run
+    for name in ("model=rnn", "model=transformer"):
+        (tmp_path / "multirun" / name).mkdir(parents=True)
+        shutil.copy(run_dir / "results.json", tmp_path / "multirun" / name / "results.json")
+    result = run_tool("compare", str(tmp_path / "multirun"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.splitlines()
+    assert table[0].startswith("| run | model | params | valid BLEU | test BLEU")
+    assert len(table) == 4 and "model=rnn" in table[2] and "model=transformer" in table[3]
+    assert f"| {results['test']['bleu']:.2f} |" in table[2]
+    empty = run_tool("compare", str(tmp_path), "nowhere", cwd=tmp_path)
+    assert_clean_failure(empty, "nowhere: not a directory")
