@@ -23,6 +23,11 @@ FONT = ImageFont.load_default(size=11)
 COLD, HOT = np.array([255, 255, 255]), np.array([8, 48, 107])  # weight 0 -> white, 1 -> blue
 
 
+def printable(piece: str) -> str:
+    """sentencepiece's word-start mark is missing from the default font: show it as '_'."""
+    return piece.replace("\u2581", "_")
+
+
 def text_width(labels: list[str]) -> int:
     return max((int(FONT.getlength(label)) for label in labels), default=0) + 4
 
@@ -80,8 +85,8 @@ def attention_images(
         src = ids[None].to(device)
         hyp = greedy_search(model, src, decode.max_len_a, decode.max_len_b)[0].tokens
         tgt_in = torch.tensor([[BOS_ID, *hyp]], device=device)
-        src_pieces = [tokenizer.src.id_to_piece(i) for i in ids.tolist()]
-        tgt_pieces = [tokenizer.tgt.id_to_piece(i) for i in [*hyp, EOS_ID]]
+        src_pieces = [printable(tokenizer.src.id_to_piece(i)) for i in ids.tolist()]
+        tgt_pieces = [printable(tokenizer.tgt.id_to_piece(i)) for i in [*hyp, EOS_ID]]
         for name, maps in model.attention_maps(src, tgt_in).items():
             heads = maps[0]  # (H, T, S)
             images[f"attention/{name}/{n}"] = render(heads.mean(0), src_pieces, tgt_pieces)

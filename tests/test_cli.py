@@ -100,3 +100,36 @@ def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tm
     assert {"last.pt", "best.pt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert (run_dir / "train.log").read_text().count("valid step") == 2
+
+
+def test_one_multirun_trains_all_three_architectures(memorise_root, tmp_path):
+    """The comparison the project exists for, in one command, then in one table."""
+    shared = [o for o in TINY if not o.startswith("model.")]
+    result = run_train(
+        "-m",
+        "+experiment=rnn,bahdanau,transformer",
+        *shared,
+        f"data.root={memorise_root}",
+        "data.name=tiny",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_steps=2",
+        "trainer.valid_every=2",
+        "decode.beam_size=1",
+        "decode.max_len_a=0",
+        "decode.max_len_b=2",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.name for p in (tmp_path / "multirun").iterdir() if p.is_dir())
+    assert runs == ["0_rnn", "1_bahdanau", "2_transformer"]
+    results = [json.loads((tmp_path / "multirun" / r / "results.json").read_text()) for r in runs]
+    models = {r["model"] for r in results}
+    assert models == {"bahdanau", "rnnseq2seq", "transformer"}
+    table = subprocess.run(
+        [sys.executable, "-m", "mt.compare", str(tmp_path / "multirun")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(table) == 2 + 3
