@@ -1,4 +1,7 @@
-"""Entry point: `python -m mt.train +experiment=transformer [overrides]`."""
+"""Entry point: `python -m mt.train +experiment=transformer [overrides]`.
+
+Under torchrun (`torchrun --nproc_per_node=N -m mt.train ...`) every process runs this; the
+trainer joins the process group and shards the data (see mt/distributed.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from mt import distributed
 from mt.config import register_configs, to_config
 from mt.errors import MTError
 from mt.trainer import train
@@ -21,12 +25,14 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         config = to_config(cfg)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        if distributed.is_main():
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         results = train(config, run_dir)
     except MTError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    return results["valid"]["bleu"]  # the value a Hydra sweeper would maximise
+    # The value a Hydra sweeper would maximise; under torchrun only rank 0 has results.
+    return results["valid"]["bleu"] if results else None
 
 
 if __name__ == "__main__":

@@ -6,14 +6,17 @@ import json
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
+from mt import distributed
 from mt.checkpoint import (
     check_vocabulary,
     keep_snapshot,
@@ -73,10 +76,20 @@ class Trainer:
         t = config.trainer
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
-        torch.manual_seed(t.seed)
-        self.device = pick_device(t.device)
-        self.corpus: Corpus = load_corpus(config.data)
+        self.device = distributed.init(pick_device(t.device))
+        # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.
+        torch.manual_seed(t.seed + distributed.rank())
+        # Rank 0 builds the data cache; the others then read it.
+        self.corpus: Corpus = distributed.main_first(lambda: load_corpus(config.data))
         self.model = build_model(config.model, self.corpus.tokenizer).to(self.device)
+        # The model that training steps run through: DDP averages gradients across ranks.
+        self.trained = (
+            DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+            if distributed.active()
+            else self.model
+        )
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
             lr=t.lr,
@@ -91,14 +104,23 @@ class Trainer:
         self.checkpoints = run_dir / "checkpoints"
         if t.resume:
             self.restore(self.checkpoints / "last.pt")
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=self.progress.step + 1)
+        # Rank 0 alone writes TensorBoard, checkpoints and results.
+        self.writer = (
+            SummaryWriter(str(run_dir / "tb"), purge_step=self.progress.step + 1)
+            if distributed.is_main()
+            else None
+        )
 
     # ------------------------------------------------------------ checkpoints
 
-    def payload(self) -> dict:
+    def rng_state(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def payload(self, rng: list[dict]) -> dict:
+        """Everything to resume from; rng holds every rank's random state, in rank order."""
         return {
             "config": to_plain_dict(self.config),
             "tokenizer": self.corpus.tokenizer.to_dict(),
@@ -116,29 +138,42 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.progress = Progress(**payload["progress"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        if "cuda" in payload["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
+        states = payload["rng"]
+        # This rank's own state when the world size is unchanged, else rank 0's.
+        rng = states[distributed.rank()] if len(states) == distributed.world_size() else states[0]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         log.info("resumed from %s at step %d", path, self.progress.step)
 
     # ------------------------------------------------------------ training
 
     def train_step(self, batches: list) -> tuple[float, int, float]:
-        """One optimizer update over len(batches) accumulated batches."""
-        num_tokens = sum(b.num_tgt_tokens for b in batches)
+        """One optimizer update over this rank's len(batches) accumulated batches.
+
+        Returns the summed loss and target tokens of all ranks, and the gradient norm."""
+        local_tokens = sum(b.num_tgt_tokens for b in batches)
+        (num_tokens,) = distributed.sum_all([local_tokens], self.device)
+        # Normalise by the tokens of the whole update (all micro-batches, all ranks), so
+        # accumulation and data parallelism equal one big batch. DDP averages gradients over
+        # ranks, hence the world size.
+        scale = distributed.world_size() / num_tokens
         total = 0.0
-        for batch in batches:
+        for i, batch in enumerate(batches):
             batch = batch.to(self.device)
-            with autocast(self.device):
-                loss = token_loss(self.model, batch, self.config.trainer.label_smoothing)
-            # Normalise by the tokens of the whole update so accumulation equals one big batch.
-            (loss / num_tokens).backward()
+            last = i == len(batches) - 1
+            # All-reduce gradients once per update, on its last micro-batch.
+            with nullcontext() if last or not distributed.active() else self.trained.no_sync():
+                with autocast(self.device):
+                    loss = token_loss(self.trained, batch, self.config.trainer.label_smoothing)
+                (loss * scale).backward()
             total += loss.item()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.trainer.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total / num_tokens, num_tokens, float(grad_norm)
+        (total,) = distributed.sum_all([total], self.device)
+        return total / num_tokens, int(num_tokens), float(grad_norm)
 
     def should_stop(self) -> str | None:
         t, p = self.config.trainer, self.progress
@@ -152,14 +187,25 @@ class Trainer:
             return f"no BLEU improvement in {t.patience} validations"
         return None
 
-    def eta_seconds(self, steps_per_epoch: int, seconds_per_step: float) -> float:
+    def agreed_stop(self) -> str | None:
+        """Rank 0's stopping decision on every rank: their clocks differ, their steps must not."""
+        reason = self.should_stop()
+        if not distributed.active():
+            return reason
+        flag = float(distributed.is_main() and reason is not None)
+        (stop,) = distributed.sum_all([flag], self.device)
+        return (reason or "rank 0 stopped") if stop else None
+
+    def eta_seconds(
+        self, batches_per_epoch: int, batches_done: int, seconds_per_step: float
+    ) -> float:
         t, p = self.config.trainer, self.progress
         left = []
         if t.max_steps is not None:
             left.append((t.max_steps - p.step) * seconds_per_step)
         if t.max_epochs is not None:
-            steps = (t.max_epochs - p.epoch) * steps_per_epoch - p.batch_in_epoch
-            left.append(steps / t.accumulate * seconds_per_step)
+            batches = (t.max_epochs - p.epoch) * batches_per_epoch - batches_done
+            left.append(batches / t.accumulate * seconds_per_step)
         if t.max_minutes is not None:
             left.append(t.max_minutes * 60 - p.train_seconds)
         return max(min(left), 0.0)
@@ -169,39 +215,43 @@ class Trainer:
         data = self.config.data
         # Loss, tokens and seconds of the steps since the last log line.
         window_loss, window_tokens, window_seconds, window_steps = 0.0, 0, 0.0, 0
-        reason = self.should_stop()
+        world = distributed.world_size()
+        reason = self.agreed_stop()
         while reason is None:
-            batches = train_batches(
-                self.corpus.train, data.max_tokens, data.max_len, t.seed, p.epoch
+            # Every rank shuffles the same way, then takes its own share of the batches.
+            batches = distributed.shard(
+                train_batches(self.corpus.train, data.max_tokens, data.max_len, t.seed, p.epoch)
             )
-            while p.batch_in_epoch < len(batches) and reason is None:
+            done = p.batch_in_epoch // world  # progress counts batches of all ranks
+            while done < len(batches) and reason is None:
                 step_start = time.perf_counter()
-                chunk = batches[p.batch_in_epoch : p.batch_in_epoch + t.accumulate]
+                chunk = batches[done : done + t.accumulate]
                 loss, tokens, grad_norm = self.train_step(
                     [make_batch(self.corpus.train, b) for b in chunk]
                 )
                 seconds = time.perf_counter() - step_start
                 p.step += 1
-                p.batch_in_epoch += len(chunk)
+                done += len(chunk)
+                p.batch_in_epoch = done * world
                 p.train_seconds += seconds
                 p.train_tokens += tokens
                 window_loss, window_tokens = window_loss + loss, window_tokens + tokens
                 window_seconds, window_steps = window_seconds + seconds, window_steps + 1
-                if p.step % t.log_every == 0:
+                if p.step % t.log_every == 0 and distributed.is_main():
                     self.log_train(
                         window_loss / window_steps,
                         grad_norm,
                         window_tokens / window_seconds,
-                        self.eta_seconds(len(batches), window_seconds / window_steps),
+                        self.eta_seconds(len(batches), done, window_seconds / window_steps),
                     )
                     window_loss, window_tokens, window_seconds, window_steps = 0.0, 0, 0.0, 0
                 if p.step % t.valid_every == 0:
                     self.validate_and_save()
-                reason = self.should_stop()
-            if p.batch_in_epoch >= len(batches):
+                reason = self.agreed_stop()
+            if done >= len(batches):
                 p.epoch += 1
                 p.batch_in_epoch = 0
-                reason = self.should_stop()
+                reason = self.agreed_stop()
         if p.step % t.valid_every != 0:
             self.validate_and_save()
         log.info("training stopped: %s", reason)
@@ -251,6 +301,14 @@ class Trainer:
         return corpus_scores(hyps, split.tgt_text), hyps
 
     def validate_and_save(self) -> None:
+        """Rank 0 validates and writes checkpoints (with every rank's RNG state); the other
+        ranks wait for it."""
+        rng = distributed.gather(self.rng_state())
+        if distributed.is_main():
+            self.validate(rng)
+        distributed.barrier()
+
+    def validate(self, rng: list[dict]) -> None:
         p, t = self.progress, self.config.trainer
         valid = self.corpus.valid
         loss = self.split_loss(valid)
@@ -289,7 +347,7 @@ class Trainer:
             scores["chrf"],
             " | new best" if improved else "",
         )
-        payload = self.payload()
+        payload = self.payload(rng)
         save_checkpoint(payload, self.checkpoints / "last.pt")
         if improved:
             save_checkpoint(payload, self.checkpoints / "best.pt")
@@ -315,16 +373,27 @@ class Trainer:
 def train(config: Config, run_dir: Path) -> dict:
     """Train, validate and test one model; write checkpoints, TensorBoard and results.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, run_dir)
+    try:
+        return train_and_test(Trainer(config, run_dir))
+    finally:
+        distributed.shutdown()
+
+
+def train_and_test(trainer: Trainer) -> dict | None:
+    """fit, then (rank 0 only) test; results.json and the returned results: rank 0's."""
+    if not distributed.is_main():
+        log.setLevel(logging.WARNING)  # one rank reports; the others only warn
     params = count_parameters(trainer.model)
     log.info(
         "model %s: %d parameters | device %s | run dir %s",
         type(trainer.model).__name__,
         params,
         trainer.device,
-        run_dir,
+        trainer.run_dir,
     )
     trainer.fit()
+    if not distributed.is_main():
+        return None
     scores = trainer.test()
     trainer.writer.close()
     p = trainer.progress
@@ -340,8 +409,9 @@ def train(config: Config, run_dir: Path) -> dict:
         "params": params,
         "device": str(trainer.device),
         "hardware": describe_device(trainer.device),
+        "world_size": distributed.world_size(),
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (trainer.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     test = scores["test"]
     print(
         f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True

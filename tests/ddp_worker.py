@@ -1,0 +1,30 @@
+"""Launched by test_distributed.py under torchrun: one training step on this rank's share of
+the first batches, then the weights to OUT/rank{N}.pt; with `fail`, rank 1 dies instead."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from conftest import make_config
+
+from mt import distributed
+from mt.data import make_batch, train_batches
+from mt.trainer import Trainer
+
+
+def main(mode: str, root: str, cache: str, out: str) -> None:
+    config = make_config(Path(root), "tiny", Path(cache), "data.max_tokens=128")
+    trainer = Trainer(config, Path(out) / "run")
+    if mode == "fail" and distributed.rank() == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    data, train = config.data, trainer.corpus.train
+    batches = train_batches(train, data.max_tokens, data.max_len, config.trainer.seed, 0)
+    trainer.train_step([make_batch(train, distributed.shard(batches)[0])])
+    torch.save(trainer.model.state_dict(), Path(out) / f"rank{distributed.rank()}.pt")
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
