@@ -139,6 +139,8 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.progress = Progress(**payload["progress"])
         states = payload["rng"]
+        if isinstance(states, dict):  # written before checkpoints kept one state per rank
+            states = [states]
         # This rank's own state when the world size is unchanged, else rank 0's.
         rng = states[distributed.rank()] if len(states) == distributed.world_size() else states[0]
         torch.set_rng_state(rng["torch"])

@@ -14,7 +14,7 @@ from conftest import REPO, TINY, make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mt.data import make_batch, train_batches
-from mt.trainer import Trainer
+from mt.trainer import Trainer, train
 
 TESTS = Path(__file__).parent
 
@@ -120,7 +120,7 @@ def test_ddp_run_writes_one_set_of_outputs_and_resumes_exactly(memorise_root, tm
     for step in (3, 4):
         assert got[step] == pytest.approx(expected[step], rel=1e-6)
 
-    # The DDP checkpoint continues in a single process too.
+    # The DDP checkpoint continues in a single process, and that one under DDP again.
     config = make_config(
         memorise_root,
         "tiny",
@@ -129,6 +129,16 @@ def test_ddp_run_writes_one_set_of_outputs_and_resumes_exactly(memorise_root, tm
         "trainer.max_steps=5",
         "trainer.valid_every=5",
         "trainer.resume=true",
+        "decode.beam_size=1",
+        "decode.max_len_b=3",
     )
-    single = Trainer(config, interrupted)
-    assert single.progress.step == 4
+    assert train(config, interrupted)["steps"] == 5
+    again = ddp_train(
+        memorise_root,
+        interrupted,
+        "trainer.max_steps=6",
+        "trainer.valid_every=6",
+        "trainer.resume=true",
+    )
+    assert again.returncode == 0, again.stderr
+    assert sorted(losses(interrupted)) == [1, 2, 3, 4, 5, 6]
