@@ -133,6 +133,7 @@ class DecodeConfig:
     max_len_a: float = 1.5  # output length limit: a * source length + b
     max_len_b: int = 10
     max_tokens: int = 4096  # source tokens per decoding batch
+    cache: bool = True  # false: re-decode the whole prefix at every step (only to compare)
 
 
 @dataclass

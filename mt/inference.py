@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from mt.config import DecodeConfig
 from mt.data import token_batches
+from mt.models.contract import Uncached
 from mt.search import Hypothesis, beam_search, greedy_search
 from mt.tokenizer import PAD_ID, Tokenizer
 
@@ -53,16 +54,19 @@ def decode_ids(
     # The beam multiplies every row: keep the decoding batch's rows near max_tokens.
     max_tokens = max(decode.max_tokens // decode.beam_size, 1)
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    searched = model if decode.cache else Uncached(model)
     for indices in token_batches(lengths, lengths, max_tokens, rng=None):
         src = pad_sequence(
             [src_ids[i] for i in indices], batch_first=True, padding_value=PAD_ID
         ).to(device)
         with autocast(device):
             if decode.beam_size == 1:
-                nbest = [[h] for h in greedy_search(model, src, decode.max_len_a, decode.max_len_b)]
+                nbest = [
+                    [h] for h in greedy_search(searched, src, decode.max_len_a, decode.max_len_b)
+                ]
             else:
                 nbest = beam_search(
-                    model,
+                    searched,
                     src,
                     decode.beam_size,
                     decode.length_penalty,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from mt.config import AttentionScore, BahdanauConfig, RNNCell, RNNConfig, TransformerConfig
 from mt.models import build_model
 from mt.models.attention import SCORES, Attention
+from mt.models.contract import Uncached
 from mt.models.rnn import reverse_real_tokens
+from mt.search import beam_search, greedy_search
 from mt.tokenizer import BOS_ID, PAD_ID
 
 VOCAB = 60
@@ -129,3 +133,17 @@ def test_rnn_source_reversal_keeps_padding_in_place():
     src = torch.tensor([[5, 6, 7, 3], [8, 3, PAD_ID, PAD_ID]])
     lengths = (src != PAD_ID).sum(dim=1)
     assert reverse_real_tokens(src, lengths).tolist() == [[3, 7, 6, 5], [3, 8, PAD_ID, PAD_ID]]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_uncached_search_finds_the_same_hypotheses(name):
+    model = seeded_model(name)
+    src, _ = padded_batch()
+    for search in (
+        lambda m: greedy_search(m, src, 1.0, 4),
+        lambda m: [h for hyps in beam_search(m, src, 3, 1.0, 3, 1.0, 4) for h in hyps],
+    ):
+        cached, uncached = search(model), search(Uncached(model))
+        assert [h.tokens for h in cached] == [h.tokens for h in uncached]
+        for a, b in zip(cached, uncached, strict=True):
+            assert math.isclose(a.score, b.score, rel_tol=1e-5, abs_tol=1e-5)

@@ -144,4 +144,4 @@ def test_decoder_cache_grows_one_position_per_step(trained_model):
     memory = model.encode(pad_batch(src[:2]))
     _, state = model.decode_step(torch.full((2,), BOS_ID), memory, None)
     _, state = model.decode_step(torch.full((2,), A), memory, state)
-    assert all(k.size(2) == 2 for k, _ in state["self"])
+    assert all(k.size(2) == 2 for k, _ in state)

@@ -65,9 +65,8 @@ class Bahdanau(nn.Module):
         features = torch.tanh(self.pre_output(torch.cat([s, context, embedded], dim=-1)))
         return self.drop(features), s, weights
 
-    def teacher_forced(self, src: torch.Tensor, tgt_in: torch.Tensor):
+    def decode(self, tgt_in: torch.Tensor, memory: State):
         """Output features (B, T, E) and alignments (B, T, S) along the given target prefix."""
-        memory = self.encode(src)
         s, features, alignments = memory["init"], [], []
         for t in range(tgt_in.size(1)):
             out, s, weights = self.step(tgt_in[:, t], memory, s)
@@ -76,11 +75,15 @@ class Bahdanau(nn.Module):
         return torch.stack(features, dim=1), torch.stack(alignments, dim=1)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        return self.output(self.teacher_forced(src, tgt_in)[0])
+        return self.output(self.decode(tgt_in, self.encode(src))[0])
 
     def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
         """The alignment alpha as a single-head map, (B, 1, T, S)."""
-        return {"alignment": self.teacher_forced(src, tgt_in)[1][:, None]}
+        return {"alignment": self.decode(tgt_in, self.encode(src))[1][:, None]}
+
+    def decode_prefix(self, prefix: torch.Tensor, memory: State) -> torch.Tensor:
+        features = self.decode(prefix, memory)[0][:, -1]
+        return F.log_softmax(self.output(features).float(), dim=-1)
 
     def decode_step(self, prev_tokens: torch.Tensor, memory: State, state: State):
         s_prev = memory["init"] if state is None else state["s"]

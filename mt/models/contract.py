@@ -5,6 +5,7 @@
     log_probs, state = model.decode_step(prev, memory, state)   one token per row; state=None first
     state = model.reorder_state(state, index)                keep/duplicate rows (beams, finished)
     maps = model.attention_maps(src, tgt_in)                 {name: (B, heads, T, S)}, {} if none
+    log_probs = model.decode_prefix(prefix, memory)          no cache: the whole prefix, (B, V)
 
 Memory and state are nested dicts/lists/tuples of batch-first tensors, so selecting rows is
 the same operation for every model: `select_rows`.
@@ -33,6 +34,29 @@ class Seq2Seq(Protocol):
     def attention_maps(
         self, src: torch.Tensor, tgt_in: torch.Tensor
     ) -> dict[str, torch.Tensor]: ...
+
+    def decode_prefix(self, prefix: torch.Tensor, memory: State) -> torch.Tensor: ...
+
+
+class Uncached:
+    """A model seen through the contract with its decoder cache switched off: each step feeds
+    the whole prefix again (as toolkits without a cache do). For measuring what the cache buys
+    and checking that it changes nothing; the state is just the prefix."""
+
+    def __init__(self, model: Seq2Seq):
+        self.model = model
+
+    def encode(self, src: torch.Tensor) -> State:
+        return self.model.encode(src)
+
+    def decode_step(self, prev_tokens: torch.Tensor, memory: State, state: State):
+        prefix = (
+            prev_tokens[:, None] if state is None else torch.cat([state, prev_tokens[:, None]], 1)
+        )
+        return self.model.decode_prefix(prefix, memory), prefix
+
+    def reorder_state(self, state: State, index: torch.Tensor) -> State:
+        return select_rows(state, index)
 
 
 def select_rows(tree: State, index: torch.Tensor) -> State:

@@ -90,6 +90,10 @@ class RNNSeq2Seq(nn.Module):
     def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
         return {}  # no attention: the decoder never looks back at the source
 
+    def decode_prefix(self, prefix: torch.Tensor, memory: State) -> torch.Tensor:
+        out, _ = self.run_decoder(prefix, memory, memory["final"])
+        return F.log_softmax(self.output(out[:, -1]).float(), dim=-1)
+
     def decode_step(self, prev_tokens: torch.Tensor, memory: State, state: State):
         hidden = memory["final"] if state is None else state["hidden"]
         out, hidden = self.run_decoder(prev_tokens[:, None], memory, hidden)

@@ -193,51 +193,59 @@ class Transformer(nn.Module):
         return F.linear(x, self.tgt_embed.weight) if self.output is None else self.output(x)
 
     def encode(self, src: torch.Tensor) -> State:
-        """src (B, S) -> {"out": (B, S, D), "mask": (B, 1, 1, S) True at real tokens}."""
+        """src (B, S) -> {"mask": (B, 1, 1, S) True at real tokens, "cross": every decoder
+        layer's keys/values of the encoder output}. Memory, not decoder state: the beams of a
+        sentence share it, so beam search never re-copies it when it reorders beams."""
         mask = (src != PAD_ID)[:, None, None, :]
         x = self.embed(self.src_embed, src)
         for layer in self.encoder_layers:
             x = layer(x, mask)
-        return {"out": self.encoder_norm(x), "mask": mask}
+        out = self.encoder_norm(x)
+        return {
+            "mask": mask,
+            "cross": [layer.cross_attn.project_kv(out) for layer in self.decoder_layers],
+        }
+
+    def decode(self, tgt_in: torch.Tensor, memory: State) -> torch.Tensor:
+        """The whole target prefix at once (teacher forcing): (B, T) -> decoder output."""
+        x = self.embed(self.tgt_embed, tgt_in)
+        for layer, cross_kv in zip(self.decoder_layers, memory["cross"], strict=True):
+            x, _ = layer(x, cross_kv, memory["mask"])
+        return x
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: (B, S), (B, T) -> logits (B, T, V)."""
-        memory = self.encode(src)
-        x = self.embed(self.tgt_embed, tgt_in)
-        for layer in self.decoder_layers:
-            x, _ = layer(x, layer.cross_attn.project_kv(memory["out"]), memory["mask"])
-        return self.logits(x)
+        return self.logits(self.decode(tgt_in, self.encode(src)))
+
+    def decode_prefix(self, prefix: torch.Tensor, memory: State) -> torch.Tensor:
+        """Uncached decoding: the next token's log-probs from the whole prefix, (B, V)."""
+        return F.log_softmax(self.logits(self.decode(prefix, memory)[:, -1]).float(), dim=-1)
 
     def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
         """The last decoder layer's cross-attention under teacher forcing, (B, H, T, S)."""
         memory = self.encode(src)
         x = self.embed(self.tgt_embed, tgt_in)
         *lower, last = self.decoder_layers
-        for layer in lower:
-            x, _ = layer(x, layer.cross_attn.project_kv(memory["out"]), memory["mask"])
-        kv = last.cross_attn.project_kv(memory["out"])
-        return {"cross_attention": last.cross_attention_weights(x, kv, memory["mask"])}
+        for layer, cross_kv in zip(lower, memory["cross"], strict=False):
+            x, _ = layer(x, cross_kv, memory["mask"])
+        weights = last.cross_attention_weights(x, memory["cross"][-1], memory["mask"])
+        return {"cross_attention": weights}
 
     def decode_step(
         self, prev_tokens: torch.Tensor, memory: State, state: State
     ) -> tuple[torch.Tensor, State]:
-        """prev_tokens (B,) -> log-probs (B, V) of the next token; state holds the KV caches."""
-        if state is None:  # encoder keys/values: computed once per sentence, then reused
-            state = {
-                "cross": [
-                    layer.cross_attn.project_kv(memory["out"]) for layer in self.decoder_layers
-                ],
-                "self": None,
-            }
-        past = state["self"] or [None] * len(self.decoder_layers)
-        offset = 0 if state["self"] is None else state["self"][0][0].size(2)
+        """prev_tokens (B,) -> log-probs (B, V) of the next token; state: the self-attention
+        keys/values of the prefix so far (the encoder's are in memory)."""
+        past = state or [None] * len(self.decoder_layers)
+        offset = 0 if state is None else state[0][0].size(2)
         x = self.embed(self.tgt_embed, prev_tokens[:, None], offset)  # (B, 1, D)
         present = []
-        for layer, cross_kv, past_kv in zip(self.decoder_layers, state["cross"], past, strict=True):
+        for layer, cross_kv, past_kv in zip(
+            self.decoder_layers, memory["cross"], past, strict=True
+        ):
             x, kv = layer(x, cross_kv, memory["mask"], past_kv)
             present.append(kv)
-        log_probs = F.log_softmax(self.logits(x[:, -1]).float(), dim=-1)
-        return log_probs, {"cross": state["cross"], "self": present}
+        return F.log_softmax(self.logits(x[:, -1]).float(), dim=-1), present
 
     def reorder_state(self, state: State, index: torch.Tensor) -> State:
         return select_rows(state, index)
