@@ -1,0 +1,209 @@
+"""Training and decoding speed of every architecture, measured: not a test, run it by hand.
+
+    python scripts/benchmark.py --data-root ../shared/data                  # all models
+    python scripts/benchmark.py --models transformer --no-cache             # + cache-free beam
+
+For each model (the Multi30k experiments, and transformer-base: 6+6 layers, d_model 512,
+8 heads, FFN 2048) it reports training throughput (source and target tokens/s, steps/s) on
+real Multi30k token batches, the padding efficiency of those batches (real tokens / padded
+slots), peak memory (RSS on CPU, max allocated on CUDA), and decoding speed on
+test_2016_flickr (sentences/s, target tokens/s) greedy and with beam 5. Each model runs in its
+own process, so peak memory is its own. Warm-up steps are excluded; figures are medians over
+--repeats. Prints a markdown table; writes JSON with the command, git commit, device, torch
+version and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from mt.config import DecodeConfig, register_configs, to_config
+from mt.data import make_batch, train_batches
+from mt.inference import decode_ids, describe_device
+from mt.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = {
+    "transformer": ["+experiment=transformer"],
+    "rnn": ["+experiment=rnn"],
+    "bahdanau": ["+experiment=bahdanau"],
+    "transformer-base": [
+        "+experiment=transformer",
+        "model.d_model=512",
+        "model.num_heads=8",
+        "model.num_layers=6",
+        "model.ff_dim=2048",
+    ],
+}
+
+
+def padding_efficiency(batches, split) -> dict[str, float]:
+    """Real tokens / padded slots over one epoch of training batches, source and target."""
+    real_src = real_tgt = slots_src = slots_tgt = 0
+    src_lengths, tgt_lengths = split.src_lengths(), split.tgt_lengths() + 1  # + BOS/EOS
+    for indices in batches:
+        real_src += int(src_lengths[indices].sum())
+        real_tgt += int(tgt_lengths[indices].sum())
+        slots_src += len(indices) * int(src_lengths[indices].max())
+        slots_tgt += len(indices) * int(tgt_lengths[indices].max())
+    return {"source": real_src / slots_src, "target": real_tgt / slots_tgt}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux: KiB
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_training(trainer: Trainer, batches, args) -> dict:
+    train = trainer.corpus.train
+    steps = [[make_batch(train, b)] for b in batches[: args.warmup + args.steps]]
+    for step in steps[: args.warmup]:
+        trainer.train_step(step)
+    rates = []
+    for _ in range(args.repeats):
+        sync(trainer.device)
+        start = time.perf_counter()
+        for step in steps[args.warmup :]:
+            trainer.train_step(step)
+        sync(trainer.device)
+        rates.append(time.perf_counter() - start)
+    seconds = statistics.median(rates)
+    timed = [b for step in steps[args.warmup :] for b in step]
+    return {
+        "steps_per_sec": args.steps / seconds,
+        "src_tokens_per_sec": sum(int((b.src != 0).sum()) for b in timed) / seconds,
+        "tgt_tokens_per_sec": sum(b.num_tgt_tokens for b in timed) / seconds,
+    }
+
+
+def measure_decoding(trainer: Trainer, beam: int, cache: bool, args) -> tuple[dict, list]:
+    src_ids = trainer.corpus.test.src_ids[: args.sentences]
+    decode = DecodeConfig(beam_size=beam, cache=cache)
+    decode_ids(trainer.model, src_ids[:32], decode, trainer.device)  # warm-up
+    times, results = [], None
+    for _ in range(args.decode_repeats):
+        sync(trainer.device)
+        start = time.perf_counter()
+        results = decode_ids(trainer.model, src_ids, decode, trainer.device)
+        sync(trainer.device)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    tokens = sum(len(hyps[0].tokens) + 1 for hyps in results)  # + EOS
+    speed = {"sentences_per_sec": len(src_ids) / seconds, "tgt_tokens_per_sec": tokens / seconds}
+    return speed, [(hyps[0].tokens, hyps[0].score) for hyps in results]
+
+
+def run_one(name: str, args) -> dict:
+    register_configs()
+    overrides = [*MODELS[name], f"trainer.device={args.device}", f"trainer.seed={args.seed}"]
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        config = to_config(compose("config", overrides))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, Path(run_dir))
+        data = config.data
+        batches = train_batches(trainer.corpus.train, data.max_tokens, data.max_len, 0, 0)
+        result = {
+            "model": name,
+            "params": sum(p.numel() for p in trainer.model.parameters()),
+            "padding_efficiency": padding_efficiency(batches, trainer.corpus.train),
+            "train": measure_training(trainer, batches, args),
+        }
+        trainer.model.eval()
+        for beam in (1, 5):
+            speed, cached = measure_decoding(trainer, beam, True, args)
+            result[f"decode_beam{beam}"] = speed
+            if args.no_cache and beam == 5:
+                slow, uncached = measure_decoding(trainer, beam, False, args)
+                result["decode_beam5_no_cache"] = slow
+                result["no_cache_same_output"] = [t for t, _ in cached] == [t for t, _ in uncached]
+                result["no_cache_max_score_diff"] = max(
+                    abs(a - b) for (_, a), (_, b) in zip(cached, uncached, strict=True)
+                )
+        result["peak_memory_mb"] = peak_memory_mb(trainer.device)
+        result["device"] = describe_device(trainer.device)
+    return result
+
+
+def table(results: list[dict]) -> str:
+    rows = [
+        "| model | params | train tgt tok/s | train src tok/s | steps/s | padding eff. (src/tgt) "
+        "| peak MB | greedy sent/s | beam5 sent/s | beam5 tgt tok/s | beam5 no-cache sent/s |",
+        "|" + "---|" * 11,
+    ]
+    for r in results:
+        pad = r["padding_efficiency"]
+        no_cache = r.get("decode_beam5_no_cache", {}).get("sentences_per_sec")
+        rows.append(
+            f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['train']['tgt_tokens_per_sec']:.0f} "
+            f"| {r['train']['src_tokens_per_sec']:.0f} | {r['train']['steps_per_sec']:.2f} "
+            f"| {pad['source']:.3f} / {pad['target']:.3f} | {r['peak_memory_mb']:.0f} "
+            f"| {r['decode_beam1']['sentences_per_sec']:.1f} "
+            f"| {r['decode_beam5']['sentences_per_sec']:.1f} "
+            f"| {r['decode_beam5']['tgt_tokens_per_sec']:.0f} "
+            f"| {f'{no_cache:.1f}' if no_cache else '-'} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
+    parser.add_argument("--data-root", help="directory holding multi30k/ (default: data/)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decode-repeats", type=int, default=1)
+    parser.add_argument("--sentences", type=int, default=1000, help="test sentences decoded")
+    parser.add_argument("--no-cache", action="store_true", help="also beam 5 without cache")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", default="benchmark.json")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure in this process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args)))
+        return
+    results = []
+    for name in args.models.split(","):
+        child = [sys.executable, __file__, *sys.argv[1:], "--one", name]
+        out = subprocess.run(child, capture_output=True, text=True, cwd=REPO)
+        if out.returncode != 0:
+            sys.exit(f"{name}: benchmark failed\n{out.stderr}")
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"{name}: done", file=sys.stderr)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": commit,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "results": results,
+    }
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
