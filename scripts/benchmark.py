@@ -114,6 +114,8 @@ def measure_decoding(trainer: Trainer, beam: int, cache: bool, args) -> tuple[di
 def run_one(name: str, args) -> dict:
     register_configs()
     overrides = [*MODELS[name], f"trainer.device={args.device}", f"trainer.seed={args.seed}"]
+    if args.threads:
+        overrides.append(f"trainer.num_threads={args.threads}")
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
@@ -177,6 +179,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000, help="test sentences decoded")
     parser.add_argument("--no-cache", action="store_true", help="also beam 5 without cache")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--json", default="benchmark.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure in this process
     args = parser.parse_args()
