@@ -120,6 +120,7 @@ class TrainerConfig:
     valid_beam_size: int = 1  # 1: greedy, the cheap choice during training
     patience: int | None = 10  # validations without a better BLEU before stopping
     keep_last: int = 0  # also keep the N latest validation checkpoints (for mt.average)
+    compile: bool = False  # torch.compile the training forward/backward (opt-in: slow start)
     num_samples: int = 3  # sample translations logged at each validation
     attention_maps: int = 2  # first validation sentences whose attention is drawn
     resume: bool = False  # continue from {run dir}/checkpoints/last.pt

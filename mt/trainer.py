@@ -90,6 +90,8 @@ class Trainer:
             if distributed.active()
             else self.model
         )
+        if t.compile:  # the same module underneath: checkpoints and decoding are unchanged
+            self.trained = torch.compile(self.trained)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
             lr=t.lr,

@@ -157,3 +157,17 @@ def test_corrupt_checkpoint_gives_one_clear_error(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(MTError, match="best.pt: not a readable checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(memorise_root, cache_dir, tmp_path):
+    """trainer.compile=true changes speed, not results (minutes: inductor compiles C++)."""
+    common = ["trainer.max_steps=4", "trainer.valid_every=4", "decode.beam_size=1"]
+    for mode in ("false", "true"):
+        config = make_config(memorise_root, "tiny", cache_dir, *common, f"trainer.compile={mode}")
+        train(config, tmp_path / mode)
+    eager = scalars(tmp_path / "false", "train/loss")
+    compiled = scalars(tmp_path / "true", "train/loss")
+    assert sorted(compiled) == [1, 2, 3, 4]
+    for step, loss in eager.items():
+        assert compiled[step] == pytest.approx(loss, rel=1e-4)
