@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from mt.checkpoint import check_vocabulary, load_checkpoint, load_weights
 from mt.config import DecodeConfig, register_configs, to_config
 from mt.data import make_batch, train_batches
 from mt.inference import decode_ids, describe_device
@@ -130,6 +131,14 @@ def run_one(name: str, args) -> dict:
             "padding_efficiency": padding_efficiency(batches, trainer.corpus.train),
             "train": measure_training(trainer, batches, args),
         }
+        # Decoding speed depends on output lengths: measure it with trained weights when given
+        # (an untrained model stops after a token or two, or never).
+        if name in args.checkpoints:
+            path = args.checkpoints[name]
+            payload = load_checkpoint(path)
+            check_vocabulary(payload, trainer.corpus.tokenizer.to_dict(), path)
+            load_weights(trainer.model, payload["model"], path)
+        result["decoded_with"] = args.checkpoints.get(name, "untrained weights")
         trainer.model.eval()
         for beam in (1, 5):
             speed, cached = measure_decoding(trainer, beam, True, args)
@@ -149,8 +158,9 @@ def run_one(name: str, args) -> dict:
 def table(results: list[dict]) -> str:
     rows = [
         "| model | params | train tgt tok/s | train src tok/s | steps/s | padding eff. (src/tgt) "
-        "| peak MB | greedy sent/s | beam5 sent/s | beam5 tgt tok/s | beam5 no-cache sent/s |",
-        "|" + "---|" * 11,
+        "| peak MB | greedy sent/s | beam5 sent/s | beam5 tgt tok/s | beam5 no-cache sent/s "
+        "| decoded with |",
+        "|" + "---|" * 12,
     ]
     for r in results:
         pad = r["padding_efficiency"]
@@ -162,7 +172,8 @@ def table(results: list[dict]) -> str:
             f"| {r['decode_beam1']['sentences_per_sec']:.1f} "
             f"| {r['decode_beam5']['sentences_per_sec']:.1f} "
             f"| {r['decode_beam5']['tgt_tokens_per_sec']:.0f} "
-            f"| {f'{no_cache:.1f}' if no_cache else '-'} |"
+            f"| {f'{no_cache:.1f}' if no_cache else '-'} "
+            f"| {'trained' if r['decoded_with'] != 'untrained weights' else 'untrained'} |"
         )
     return "\n".join(rows)
 
@@ -181,10 +192,18 @@ def main() -> None:
         "--no-cache", default="", help="comma-separated models to decode also without cache"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="MODEL=PATH",
+        help="trained weights to decode with (repeatable)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--json", default="benchmark.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure in this process
     args = parser.parse_args()
+    args.checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
     if args.one:
         print(json.dumps(run_one(args.one, args)))
         return
