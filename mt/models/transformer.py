@@ -193,15 +193,16 @@ class Transformer(nn.Module):
         return F.linear(x, self.tgt_embed.weight) if self.output is None else self.output(x)
 
     def encode(self, src: torch.Tensor) -> State:
-        """src (B, S) -> {"mask": (B, 1, 1, S) True at real tokens, "cross": every decoder
-        layer's keys/values of the encoder output}. Memory, not decoder state: the beams of a
-        sentence share it, so beam search never re-copies it when it reorders beams."""
+        """src (B, S) -> {"out": (B, S, D), "mask": (B, 1, 1, S) True at real tokens,
+        "cross": every decoder layer's keys/values of "out"}. Memory, not decoder state: the
+        beams of a sentence share it, so beam search never re-copies it when it reorders."""
         mask = (src != PAD_ID)[:, None, None, :]
         x = self.embed(self.src_embed, src)
         for layer in self.encoder_layers:
             x = layer(x, mask)
         out = self.encoder_norm(x)
         return {
+            "out": out,
             "mask": mask,
             "cross": [layer.cross_attn.project_kv(out) for layer in self.decoder_layers],
         }
@@ -218,8 +219,11 @@ class Transformer(nn.Module):
         return self.logits(self.decode(tgt_in, self.encode(src)))
 
     def decode_prefix(self, prefix: torch.Tensor, memory: State) -> torch.Tensor:
-        """Uncached decoding: the next token's log-probs from the whole prefix, (B, V)."""
-        return F.log_softmax(self.logits(self.decode(prefix, memory)[:, -1]).float(), dim=-1)
+        """Uncached decoding: the next token's log-probs from the whole prefix, (B, V), with
+        the encoder keys/values recomputed too, as a decoder without any cache does."""
+        cross = [layer.cross_attn.project_kv(memory["out"]) for layer in self.decoder_layers]
+        x = self.decode(prefix, {**memory, "cross": cross})
+        return F.log_softmax(self.logits(x[:, -1]).float(), dim=-1)
 
     def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
         """The last decoder layer's cross-attention under teacher forcing, (B, H, T, S)."""
