@@ -130,6 +130,8 @@ def test_nbest_is_distinct_and_in_score_order(trained_model):
 
 
 def test_sentence_translates_the_same_alone_and_in_a_batch(trained_model):
+    """In a batch, finished sentences leave it mid-search (their rows are dropped); alone, a
+    sentence is never dropped. Same output: the removal changes nothing."""
     model, _, src = trained_model
     decode = DecodeConfig(beam_size=4, max_tokens=2000)
     together = decode_ids(model, src, decode, torch.device("cpu"))
