@@ -28,6 +28,11 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> 
         assert needle in result.stderr, result.stderr
 
 
+def tiny_data(root, tmp_path) -> list[str]:
+    """Overrides that point a run at the tiny corpus with a private cache."""
+    return [f"data.root={root}", "data.name=tiny", f"data.cache_dir={tmp_path / 'cache'}"]
+
+
 @pytest.mark.parametrize("experiment", ["transformer", "rnn", "bahdanau"])
 def test_misspelled_key_in_experiment_names_the_key(experiment):
     result = run_train(f"+experiment={experiment}", "model.num_head=4")
@@ -80,9 +85,7 @@ def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tm
     result = run_train(
         "+experiment=transformer",
         *TINY,
-        f"data.root={memorise_root}",
-        "data.name=tiny",
-        f"data.cache_dir={tmp_path / 'cache'}",
+        *tiny_data(memorise_root, tmp_path),
         "trainer.max_steps=4",
         "trainer.valid_every=2",
         "decode.max_len_a=0",
@@ -109,9 +112,7 @@ def test_one_multirun_trains_all_three_architectures(memorise_root, tmp_path):
         "-m",
         "+experiment=rnn,bahdanau,transformer",
         *shared,
-        f"data.root={memorise_root}",
-        "data.name=tiny",
-        f"data.cache_dir={tmp_path / 'cache'}",
+        *tiny_data(memorise_root, tmp_path),
         "trainer.max_steps=2",
         "trainer.valid_every=2",
         "decode.beam_size=1",
