@@ -207,10 +207,12 @@ class Transformer(nn.Module):
             "cross": [layer.cross_attn.project_kv(out) for layer in self.decoder_layers],
         }
 
-    def decode(self, tgt_in: torch.Tensor, memory: State) -> torch.Tensor:
-        """The whole target prefix at once (teacher forcing): (B, T) -> decoder output."""
+    def decode(self, tgt_in: torch.Tensor, memory: State, num_layers: int | None = None):
+        """The whole target prefix at once (teacher forcing): (B, T) -> the output of the first
+        num_layers decoder layers (all by default)."""
+        layers = self.decoder_layers[:num_layers]
         x = self.embed(self.tgt_embed, tgt_in)
-        for layer, cross_kv in zip(self.decoder_layers, memory["cross"], strict=True):
+        for layer, cross_kv in zip(layers, memory["cross"][:num_layers], strict=True):
             x, _ = layer(x, cross_kv, memory["mask"])
         return x
 
@@ -228,10 +230,8 @@ class Transformer(nn.Module):
     def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
         """The last decoder layer's cross-attention under teacher forcing, (B, H, T, S)."""
         memory = self.encode(src)
-        x = self.embed(self.tgt_embed, tgt_in)
-        *lower, last = self.decoder_layers
-        for layer, cross_kv in zip(lower, memory["cross"], strict=False):
-            x, _ = layer(x, cross_kv, memory["mask"])
+        x = self.decode(tgt_in, memory, num_layers=len(self.decoder_layers) - 1)
+        last = self.decoder_layers[-1]
         weights = last.cross_attention_weights(x, memory["cross"][-1], memory["mask"])
         return {"cross_attention": weights}
 
