@@ -145,6 +145,17 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
+class Engine(Enum):
+    torch = "torch"  # our model and search, from checkpoint=PATH
+    ctranslate2 = "ctranslate2"  # a model exported by mt.export, from model_dir=DIR
+
+
+class Quantization(Enum):
+    float32 = "float32"
+    int8 = "int8"  # int8 weights, int8 matrix products where CTranslate2 has them
+    int8_float32 = "int8_float32"  # int8 weights, float32 for the other layers
+
+
 class EvalSplit(Enum):
     valid = "valid"
     test = "test"
@@ -154,12 +165,14 @@ class EvalSplit(Enum):
 class EvaluateConfig:
     """`python -m mt.evaluate checkpoint=PATH [split=valid | src=FILE ref=FILE] [decode.*]`."""
 
-    checkpoint: str = MISSING
+    checkpoint: str | None = None  # engine=torch: the trained model
+    engine: Engine = Engine.torch
+    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
     split: EvalSplit = EvalSplit.test  # a split of the data the checkpoint was trained on
     src: str | None = None  # or any parallel pair: source lines (plain or .gz) ...
     ref: str | None = None  # ... and their reference translations
     data_root: str | None = None  # where the checkpoint's corpus lies now, if it has moved
-    hyps: str | None = None  # default: beside the checkpoint, <name>.<split or src>.hyp
+    hyps: str | None = None  # default: beside the checkpoint or model_dir, <name>.<split>.hyp
     metrics: str | None = None  # default: the hyps path with .metrics.json
     device: str = "auto"
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -169,12 +182,24 @@ class EvaluateConfig:
 class TranslateConfig:
     """`python -m mt.translate checkpoint=PATH [input=FILE] [output=FILE] [decode.*]`."""
 
-    checkpoint: str = MISSING
+    checkpoint: str | None = None  # engine=torch: the trained model
+    engine: Engine = Engine.torch
+    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
     input: str | None = None  # default: stdin
     output: str | None = None  # default: stdout
     lines_per_batch: int = 1000  # read this many lines, translate them, write them
     device: str = "auto"
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+@dataclass
+class ExportConfig:
+    """`python -m mt.export checkpoint=PATH out=DIR [quantization=int8]`."""
+
+    checkpoint: str = MISSING
+    out: str = MISSING  # the CTranslate2 model directory to create
+    quantization: Quantization = Quantization.float32
+    overwrite: bool = False  # replace an existing out directory
 
 
 MODEL_SCHEMAS = {"transformer": TransformerConfig, "rnn": RNNConfig, "bahdanau": BahdanauConfig}
@@ -186,6 +211,7 @@ def register_configs() -> None:
     store.store(name="base_config", node=Config)
     store.store(name="evaluate_schema", node=EvaluateConfig)
     store.store(name="translate_schema", node=TranslateConfig)
+    store.store(name="export_schema", node=ExportConfig)
     for name, schema in MODEL_SCHEMAS.items():
         store.store(group="model", name=f"{name}_schema", node=schema)
 
@@ -251,6 +277,19 @@ def check_config(config: Config) -> None:
     ):
         if value < 1:
             raise MTError(f"{key}={value} must be at least 1")
+
+
+def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) -> str:
+    """The one path a tool reads its model from: checkpoint= (torch) or model_dir=."""
+    wanted, other = (
+        ("checkpoint", "model_dir") if engine is Engine.torch else ("model_dir", "checkpoint")
+    )
+    given = {"checkpoint": checkpoint, "model_dir": model_dir}
+    if given[wanted] is None:
+        raise MTError(f"engine={engine.value} needs {wanted}=PATH")
+    if given[other] is not None:
+        raise MTError(f"engine={engine.value} reads {wanted}=, not {other}=")
+    return given[wanted]
 
 
 def check_decode(decode: DecodeConfig) -> None:

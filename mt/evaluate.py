@@ -1,4 +1,4 @@
-"""`python -m mt.evaluate checkpoint=PATH`: score a trained model with sacrebleu.
+"""`python -m mt.evaluate checkpoint=PATH` (or `engine=ctranslate2 model_dir=DIR`): sacrebleu.
 
 Decodes the test (or valid) split of the data the checkpoint was trained on, or any parallel
 pair given as `src=FILE ref=FILE`, writes the detokenised hypotheses and a metrics.json, and
@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mt.config import EvaluateConfig, check_decode, register_configs
+from mt.config import Engine, EvaluateConfig, check_decode, model_source, register_configs
 from mt.data import READERS, read_aligned
 from mt.errors import MTError
 from mt.scoring import corpus_scores
@@ -40,19 +40,20 @@ def evaluation_data(cfg: EvaluateConfig, translator: Translator):
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     check_decode(cfg.decode)
-    translator = Translator.from_checkpoint(cfg.checkpoint, cfg.device)
+    model_path = Path(model_source(cfg.checkpoint, cfg.engine, cfg.model_dir))
+    translator = Translator.load(cfg.engine, model_path, cfg.device)
     name, src, refs, origin = evaluation_data(cfg, translator)
     if not src:
         raise MTError(f"nothing to evaluate: {origin} has no lines")
     hyps = translator.translate(src, cfg.decode)
     scores = corpus_scores(hyps, refs)
-    checkpoint = Path(cfg.checkpoint)
-    hyps_path = Path(cfg.hyps or checkpoint.with_name(f"{checkpoint.stem}.{name}.hyp"))
+    hyps_path = Path(cfg.hyps or model_path.with_name(f"{model_path.stem}.{name}.hyp"))
     metrics_path = Path(cfg.metrics or hyps_path.with_name(hyps_path.name + ".metrics.json"))
     hyps_path.parent.mkdir(parents=True, exist_ok=True)
     hyps_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     metrics = {
-        "checkpoint": str(checkpoint),
+        "checkpoint" if cfg.engine is Engine.torch else "model_dir": str(model_path),
+        "engine": cfg.engine.value,
         **origin,
         "sentences": len(src),
         **scores,

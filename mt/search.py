@@ -27,9 +27,14 @@ def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | f
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def length_limits(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
+    """Per-sentence output limit (EOS included), a * source length + b."""
+    return (src_lengths * a + b).long().clamp(min=1)
+
+
 def max_lengths(src: torch.Tensor, a: float, b: int) -> torch.Tensor:
-    """Per-sentence output limit (EOS included), from the real source length."""
-    return ((src != PAD_ID).sum(dim=1) * a + b).long().clamp(min=1)
+    """Per-sentence output limit of a padded batch, from the real source lengths."""
+    return length_limits((src != PAD_ID).sum(dim=1), a, b)
 
 
 def force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import TextIO
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mt.config import TranslateConfig, check_decode, register_configs
+from mt.config import TranslateConfig, check_decode, model_source, register_configs
 from mt.errors import MTError
 from mt.translator import Translator
 
@@ -77,8 +77,9 @@ def main(cfg: DictConfig) -> None:
     config: TranslateConfig = OmegaConf.to_object(cfg)
     try:
         check_decode(config.decode)
+        source = model_source(config.checkpoint, config.engine, config.model_dir)
         # Load first: a bad checkpoint must not leave an emptied output file behind.
-        translator = Translator.from_checkpoint(config.checkpoint, config.device)
+        translator = Translator.load(config.engine, source, config.device)
         with ExitStack() as stack:
             if config.input is None:
                 source, name = sys.stdin, "<stdin>"

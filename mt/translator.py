@@ -2,22 +2,27 @@
 
     translator = Translator.from_checkpoint("outputs/transformer-de-en/checkpoints/best.pt")
     translator.translate(["Ein Hund rennt.", "Zwei Männer lachen."])
+    Translator.from_ctranslate2("exported/")     # the same API over a CTranslate2 export
 
-The checkpoint carries the config and the sentencepiece models, so nothing else is needed.
+The checkpoint (or the exported directory) carries the config and the sentencepiece models,
+so nothing else is needed. The engine turns source ids into n-best hypotheses: our search
+over the PyTorch model, or CTranslate2; tokenising, cutting and ordering happen here, once.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from mt.checkpoint import load_checkpoint, load_weights
-from mt.config import Config, DecodeConfig, check_decode, from_plain_dict
+from mt.config import Config, DecodeConfig, Engine, check_decode, from_plain_dict
 from mt.inference import decode_ids, pick_device
 from mt.models import build_model
+from mt.search import Hypothesis
 from mt.tokenizer import EOS_ID, Tokenizer
 
 log = logging.getLogger("mt")
@@ -27,20 +32,55 @@ log = logging.getLogger("mt")
 MAX_SOURCE_TOKENS = 512
 
 
+# Source ids and decoding settings in, n-best hypotheses per sentence out, in input order.
+EngineFn = Callable[[list[torch.Tensor], DecodeConfig], list[list[Hypothesis]]]
+
+
+def load_trained(path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
+    """The model (on the CPU, in eval mode), tokenizer and config a checkpoint holds."""
+    payload = load_checkpoint(path)
+    config = from_plain_dict(payload["config"])
+    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
+    model = build_model(config.model, tokenizer)
+    load_weights(model, payload["model"], path)
+    return model.eval(), tokenizer, config
+
+
+class TorchEngine:
+    """A PyTorch model and our search as an engine."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model, self.device = model, device
+
+    def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
+        return decode_ids(self.model, src_ids, decode, self.device)
+
+
 class Translator:
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, config: Config, device):
-        self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.device = torch.device(device)
+    def __init__(self, engine: EngineFn, tokenizer: Tokenizer, config: Config):
+        self.engine, self.tokenizer, self.config = engine, tokenizer, config
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> Translator:
-        payload = load_checkpoint(path)
-        config = from_plain_dict(payload["config"])
-        tokenizer = Tokenizer.from_dict(payload["tokenizer"])
-        model = build_model(config.model, tokenizer)
-        load_weights(model, payload["model"], path)
+        model, tokenizer, config = load_trained(path)
         device = pick_device(device)
-        return cls(model.to(device).eval(), tokenizer, config, device)
+        return cls(TorchEngine(model.to(device), device), tokenizer, config)
+
+    @classmethod
+    def from_ctranslate2(cls, model_dir: Path | str, device: str = "auto") -> Translator:
+        """A directory written by mt.export, decoded by CTranslate2 with torch's thread count."""
+        from mt.ct2_engine import CTranslate2Engine, read_export  # optional dependency
+
+        metadata, tokenizer = read_export(Path(model_dir))
+        engine = CTranslate2Engine(Path(model_dir), tokenizer, device, torch.get_num_threads())
+        return cls(engine, tokenizer, from_plain_dict(metadata["config"]))
+
+    @classmethod
+    def load(cls, engine: Engine, path: Path | str, device: str = "auto") -> Translator:
+        """The translator a command line asks for: engine=torch or engine=ctranslate2."""
+        if engine is Engine.ctranslate2:
+            return cls.from_ctranslate2(path, device)
+        return cls.from_checkpoint(path, device)
 
     def source_ids(self, sentences: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
         ids = self.tokenizer.encode_src(sentences)
@@ -69,11 +109,8 @@ class Translator:
         todo = [i for i, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:
             return results
-        nbest = decode_ids(
-            self.model,
-            self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo]),
-            decode,
-            self.device,
+        nbest = self.engine(
+            self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo]), decode
         )
         for i, hyps in zip(todo, nbest, strict=True):
             texts = self.tokenizer.decode_tgt([h.tokens for h in hyps])

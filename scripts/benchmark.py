@@ -2,6 +2,8 @@
 
     python scripts/benchmark.py --data-root ../shared/data                  # all models
     python scripts/benchmark.py --no-cache transformer     # + cache-free beam 5 for these models
+    python scripts/benchmark.py --models transformer --checkpoint transformer=best.pt \
+        --ctranslate2 transformer          # + the same checkpoint exported to CTranslate2
 
 For each model (the Multi30k experiments, and transformer-base: 6+6 layers, d_model 512,
 8 heads, FFN 2048) it reports training throughput (source and target tokens/s, steps/s) on
@@ -9,7 +11,10 @@ real Multi30k token batches, the padding efficiency of those batches (real token
 slots), peak memory (RSS on CPU, max allocated on CUDA), and decoding speed on
 test_2016_flickr (sentences/s, target tokens/s) greedy and with beam 5. Each model runs in its
 own process, so peak memory is its own. Warm-up steps are excluded; figures are medians over
---repeats. Prints a markdown table; writes JSON with the command, git commit, device, torch
+--repeats. With --ctranslate2, the trained checkpoint is also exported (float32 and int8) and
+decoded by CTranslate2 with the same threads, sentences and batch size, in the same process;
+its rows count the test lines whose beam-5 output differs from PyTorch's and score both with
+sacrebleu. Prints markdown tables; writes JSON with the command, git commit, device, torch
 version and date.
 """
 
@@ -30,10 +35,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mt.checkpoint import check_vocabulary, load_checkpoint, load_weights
-from mt.config import DecodeConfig, register_configs, to_config
+from mt.config import DecodeConfig, ExportConfig, Quantization, register_configs, to_config
 from mt.data import make_batch, train_batches
-from mt.inference import decode_ids, describe_device
+from mt.inference import describe_device
+from mt.scoring import corpus_scores
 from mt.trainer import Trainer
+from mt.translator import TorchEngine
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -95,21 +102,51 @@ def measure_training(trainer: Trainer, batches, args) -> dict:
     }
 
 
-def measure_decoding(trainer: Trainer, beam: int, cache: bool, args) -> tuple[dict, list]:
-    src_ids = trainer.corpus.test.src_ids[: args.sentences]
+def measure_decoding(engine, src_ids: list, beam: int, cache: bool, args) -> tuple[dict, list]:
+    """Sentences and target tokens per second of engine over src_ids, and its 1-best output."""
     decode = DecodeConfig(beam_size=beam, cache=cache)
-    decode_ids(trainer.model, src_ids[:32], decode, trainer.device)  # warm-up
+    engine(src_ids[:32], decode)  # warm-up
     times, results = [], None
     for _ in range(args.decode_repeats):
-        sync(trainer.device)
         start = time.perf_counter()
-        results = decode_ids(trainer.model, src_ids, decode, trainer.device)
-        sync(trainer.device)
+        results = engine(src_ids, decode)  # returns Python lists: the device has finished
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     tokens = sum(len(hyps[0].tokens) + 1 for hyps in results)  # + EOS
     speed = {"sentences_per_sec": len(src_ids) / seconds, "tgt_tokens_per_sec": tokens / seconds}
     return speed, [(hyps[0].tokens, hyps[0].score) for hyps in results]
+
+
+def measure_ctranslate2(trainer: Trainer, checkpoint: str, torch_beam5: list, args) -> list[dict]:
+    """The trained checkpoint exported to CTranslate2, float32 and int8, decoded like PyTorch:
+    speed, test lines whose beam-5 output differs from PyTorch's, and BLEU of both."""
+    from mt.ct2_engine import CTranslate2Engine
+    from mt.export import export
+
+    test = trainer.corpus.test
+    src_ids, refs = test.src_ids[: args.sentences], test.tgt_text[: args.sentences]
+    tokenizer = trainer.corpus.tokenizer
+
+    def bleu(outputs: list) -> float:
+        return corpus_scores(tokenizer.decode_tgt([t for t, _ in outputs]), refs)["bleu"]
+
+    rows = [{"engine": "pytorch", "test_bleu_beam5": bleu(torch_beam5)}]
+    with tempfile.TemporaryDirectory() as directory:
+        for quantization in (Quantization.float32, Quantization.int8):
+            out = Path(directory) / quantization.value
+            export(ExportConfig(checkpoint, str(out), quantization))
+            engine = CTranslate2Engine(out, tokenizer, "auto", torch.get_num_threads())
+            row = {"engine": f"ctranslate2 {quantization.value}"}
+            for beam in (1, 5):
+                row[f"decode_beam{beam}"], outputs = measure_decoding(
+                    engine, src_ids, beam, True, args
+                )
+            row["test_bleu_beam5"] = bleu(outputs)
+            row["beam5_lines_differing_from_pytorch"] = sum(
+                a != b for (a, _), (b, _) in zip(outputs, torch_beam5, strict=True)
+            )
+            rows.append(row)
+    return rows
 
 
 def run_one(name: str, args) -> dict:
@@ -140,16 +177,22 @@ def run_one(name: str, args) -> dict:
             load_weights(trainer.model, payload["model"], path)
         result["decoded_with"] = args.checkpoints.get(name, "untrained weights")
         trainer.model.eval()
+        engine = TorchEngine(trainer.model, trainer.device)
+        src_ids = trainer.corpus.test.src_ids[: args.sentences]
         for beam in (1, 5):
-            speed, cached = measure_decoding(trainer, beam, True, args)
+            speed, cached = measure_decoding(engine, src_ids, beam, True, args)
             result[f"decode_beam{beam}"] = speed
             if name in args.no_cache.split(",") and beam == 5:
-                slow, uncached = measure_decoding(trainer, beam, False, args)
+                slow, uncached = measure_decoding(engine, src_ids, beam, False, args)
                 result["decode_beam5_no_cache"] = slow
                 result["no_cache_same_output"] = [t for t, _ in cached] == [t for t, _ in uncached]
                 result["no_cache_max_score_diff"] = max(
                     abs(a - b) for (_, a), (_, b) in zip(cached, uncached, strict=True)
                 )
+        if name in args.ctranslate2.split(","):
+            if name not in args.checkpoints:
+                sys.exit(f"--ctranslate2 {name}: give its trained weights with --checkpoint")
+            result["engines"] = measure_ctranslate2(trainer, args.checkpoints[name], cached, args)
         result["peak_memory_mb"] = peak_memory_mb(trainer.device)
         result["device"] = describe_device(trainer.device)
     return result
@@ -178,6 +221,28 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def engines_table(results: list[dict]) -> str:
+    rows = [
+        "| model | engine | greedy sent/s (tgt tok/s) | beam5 sent/s (tgt tok/s) "
+        "| beam5 vs PyTorch | beam5 lines differing from PyTorch | test BLEU beam5 |",
+        "|" + "---|" * 7,
+    ]
+    for r in results:
+        for e in r.get("engines", []):
+            speeds = {beam: e.get(f"decode_beam{beam}", r[f"decode_beam{beam}"]) for beam in (1, 5)}
+            ratio = speeds[5]["sentences_per_sec"] / r["decode_beam5"]["sentences_per_sec"]
+            cells = [
+                f"{s['sentences_per_sec']:.1f} ({s['tgt_tokens_per_sec']:.0f})"
+                for s in speeds.values()
+            ]
+            differing = e.get("beam5_lines_differing_from_pytorch", "-")
+            rows.append(
+                f"| {r['model']} | {e['engine']} | {cells[0]} | {cells[1]} | {ratio:.2f}x "
+                f"| {differing} | {e['test_bleu_beam5']:.2f} |"
+            )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
@@ -190,6 +255,11 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000, help="test sentences decoded")
     parser.add_argument(
         "--no-cache", default="", help="comma-separated models to decode also without cache"
+    )
+    parser.add_argument(
+        "--ctranslate2",
+        default="",
+        help="models (only transformer) whose --checkpoint is also decoded with CTranslate2",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -227,6 +297,8 @@ def main() -> None:
     }
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
+    if any("engines" in r for r in results):
+        print("\n" + engines_table(results))
 
 
 if __name__ == "__main__":

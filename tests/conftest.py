@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,14 @@ def memorised_run(memorise_root, cache_dir, tmp_path_factory) -> tuple[Path, dic
         "trainer.keep_last=2",
     )
     return run_dir, train(config, run_dir)
+
+
+@pytest.fixture(scope="session")
+def moved_checkpoint(memorised_run, tmp_path_factory):
+    """best.pt copied alone into a fresh directory: it must carry everything."""
+    run_dir, _ = memorised_run
+    directory = tmp_path_factory.mktemp("elsewhere")
+    return shutil.copy(run_dir / "checkpoints" / "best.pt", directory / "model.pt")
 
 
 @pytest.fixture(scope="session")

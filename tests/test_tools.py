@@ -30,14 +30,6 @@ def run_tool(tool: str, *args: str, cwd, stdin: str | None = None) -> subprocess
     )
 
 
-@pytest.fixture(scope="module")
-def moved_checkpoint(memorised_run, tmp_path_factory):
-    """best.pt copied alone into a fresh directory: it must carry everything."""
-    run_dir, _ = memorised_run
-    directory = tmp_path_factory.mktemp("elsewhere")
-    return shutil.copy(run_dir / "checkpoints" / "best.pt", directory / "model.pt")
-
-
 def write_lines(path, lines: list[str]):
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path

@@ -1,0 +1,120 @@
+"""Decoding with an exported CTranslate2 model (mt.export), with our search's results.
+
+CTranslate2's beam search keeps the top 2*beam candidates, ends the EOS candidates within
+the top beam and stops a sentence at beam finished hypotheses, as ours does; but it ranks
+finished hypotheses by log_prob / length ** penalty, where ours divides by the GNMT penalty
+((5 + length) / 6) ** alpha. So it returns all its finished hypotheses, EOS counted in their
+length; the log-probability is recovered from each score and the hypotheses are ranked again
+by our penalty. Our per-sentence length limit (a * |src| + b) becomes one call per distinct
+limit. Two differences remain. When more than beam hypotheses end in the same step,
+CTranslate2 keeps the beam best by its own penalty (with length ** alpha standing in for
+ours), so a hypothesis ours ranks first may be dropped: rare, and counted by
+scripts/benchmark.py. And a hypothesis that reaches its length limit ends with EOS forced in
+ours, without EOS in CTranslate2.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import groupby
+from pathlib import Path
+
+import torch
+
+from mt.config import DecodeConfig
+from mt.errors import MTError
+from mt.search import Hypothesis, length_limits, length_penalty
+from mt.tokenizer import EOS_ID, Tokenizer
+
+SOURCE_SPM, TARGET_SPM, METADATA = "source.spm", "target.spm", "mt.json"
+
+
+def import_ctranslate2():
+    """The ctranslate2 module, or one line telling the user how to install it."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise MTError(
+            'CTranslate2 is not installed: pip install -e ".[deploy]" (or pip install ctranslate2)'
+        ) from None
+    return ctranslate2
+
+
+def read_export(model_dir: Path) -> tuple[dict, Tokenizer]:
+    """The metadata and the sentencepiece models that mt.export wrote beside the model."""
+    try:
+        metadata = json.loads((model_dir / METADATA).read_text(encoding="utf-8"))
+        tokenizer = Tokenizer(
+            (model_dir / SOURCE_SPM).read_bytes(), (model_dir / TARGET_SPM).read_bytes()
+        )
+    except (OSError, ValueError) as e:
+        raise MTError(f"{model_dir}: not a model directory written by mt.export ({e})") from None
+    return metadata, tokenizer
+
+
+def their_penalty(alpha: float) -> float:
+    """CTranslate2's length ** penalty closest to our alpha. Never 0: at 0 it stops a sentence
+    as soon as its best beam ends, before the beam is full of finished hypotheses."""
+    return max(alpha, 1e-6)
+
+
+def ranked(pieces: list[list[str]], scores: list[float], eos: str, alpha: float, ids):
+    """CTranslate2's finished hypotheses (EOS included, scores divided by length ** their
+    penalty) as Hypothesis objects ranked by our length penalty."""
+    hyps = []
+    for tokens, score in zip(pieces, scores, strict=True):
+        steps = len(tokens)  # decoding steps, EOS included
+        log_prob = score * steps ** their_penalty(alpha)
+        tokens = tokens[:-1] if tokens and tokens[-1] == eos else tokens
+        hyps.append(
+            Hypothesis([ids(t) for t in tokens], log_prob / length_penalty(steps, alpha), log_prob)
+        )
+    return sorted(hyps, key=lambda h: h.score, reverse=True)
+
+
+class CTranslate2Engine:
+    """An exported model directory as a decoder of token ids, like inference.decode_ids."""
+
+    def __init__(self, model_dir: Path, tokenizer: Tokenizer, device: str, threads: int = 0):
+        ctranslate2 = import_ctranslate2()
+        kind, _, index = device.partition(":")
+        if kind == "auto":
+            kind = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        try:
+            self.translator = ctranslate2.Translator(
+                str(model_dir), device=kind, device_index=int(index or 0), intra_threads=threads
+            )
+        except (RuntimeError, ValueError) as e:
+            raise MTError(f"{model_dir}: CTranslate2 cannot load it ({e})") from None
+        self.tokenizer = tokenizer
+        self.eos = tokenizer.tgt.id_to_piece(EOS_ID)
+
+    def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
+        """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
+        lengths = torch.tensor([len(ids) for ids in src_ids])
+        limits = length_limits(lengths, decode.max_len_a, decode.max_len_b).tolist()
+        order = sorted(range(len(src_ids)), key=limits.__getitem__)
+        results: list[list[Hypothesis]] = [[] for _ in src_ids]
+        piece = self.tokenizer.src.id_to_piece
+        alpha = decode.length_penalty if decode.beam_size > 1 else 0.0
+        for limit, group in groupby(order, key=limits.__getitem__):
+            group = list(group)
+            outputs = self.translator.translate_batch(
+                [[piece(i) for i in src_ids[k].tolist()] for k in group],
+                beam_size=decode.beam_size,
+                num_hypotheses=decode.beam_size,
+                length_penalty=their_penalty(alpha),
+                return_scores=True,
+                return_end_token=True,
+                max_decoding_length=limit,
+                max_input_length=0,
+                max_batch_size=max(decode.max_tokens // decode.beam_size, 1),
+                batch_type="tokens",
+            )
+            for k, out in zip(group, outputs, strict=True):
+                hyps = ranked(out.hypotheses, out.scores, self.eos, alpha, self.target_id)
+                results[k] = hyps[: decode.nbest]
+        return results
+
+    def target_id(self, token: str) -> int:
+        return self.tokenizer.tgt.piece_to_id(token)

@@ -1,0 +1,171 @@
+"""mt.export to CTranslate2, and decoding with the export: the same network, the same search."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import ctranslate2
+import pytest
+import torch
+from conftest import make_config, multi30k_lines
+from test_cli import assert_clean_failure
+from test_tools import run_tool, write_lines
+
+from mt.checkpoint import save_checkpoint
+from mt.config import DecodeConfig, to_plain_dict
+from mt.data import load_corpus
+from mt.models import build_model
+from mt.tokenizer import BOS_ID, EOS_ID
+from mt.translator import Translator
+
+
+def random_checkpoint(root, cache, path, *overrides: str, experiment: str = "transformer"):
+    """An untrained model whose every weight, LayerNorms included, is pushed off its initial
+    value, so that a weight exported to the wrong place changes the scores."""
+    config = make_config(root, "small", cache, *overrides, experiment=experiment)
+    tokenizer = load_corpus(config.data).tokenizer
+    torch.manual_seed(0)
+    model = build_model(config.model, tokenizer)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    payload = {"config": to_plain_dict(config), "tokenizer": tokenizer.to_dict()}
+    save_checkpoint({**payload, "model": model.state_dict()}, path)
+    return model.eval(), tokenizer
+
+
+def export(checkpoint, out, *args: str, cwd) -> subprocess.CompletedProcess:
+    return run_tool("export", f"checkpoint={checkpoint}", f"out={out}", *args, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],  # pre-norm, joint vocabulary, tied embeddings and output projection
+        ["model.pre_norm=false", "data.joint_vocab=false", "model.tie_embeddings=false"],
+    ],
+    ids=["pre-norm-tied", "post-norm-separate-vocabularies"],
+)
+def test_exported_network_gives_every_target_token_our_log_probability(
+    small_root, cache_dir, tmp_path, overrides
+):
+    model, tokenizer = random_checkpoint(small_root, cache_dir, tmp_path / "m.pt", *overrides)
+    assert export(tmp_path / "m.pt", tmp_path / "ct2", cwd=tmp_path).returncode == 0
+    src = tokenizer.encode_src(multi30k_lines("val", "de", 8))
+    tgt = tokenizer.encode_tgt(multi30k_lines("val", "en", 8))
+    scored = ctranslate2.Translator(str(tmp_path / "ct2")).score_batch(
+        [[tokenizer.src.id_to_piece(i) for i in row] for row in src],
+        [[tokenizer.tgt.id_to_piece(i) for i in row] for row in tgt],
+    )
+    for s, t, result in zip(src, tgt, scored, strict=True):
+        with torch.no_grad():
+            logits = model(torch.tensor([s]), torch.tensor([[BOS_ID, *t]]))[0]
+        ours = torch.log_softmax(logits, dim=-1)[torch.arange(len(t) + 1), [*t, EOS_ID]]
+        torch.testing.assert_close(torch.tensor(result.log_probs), ours, atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def exported(moved_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "ct2"
+    result = export(moved_checkpoint, out, cwd=out.parent)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize(
+    "decode",
+    [
+        DecodeConfig(beam_size=1),
+        DecodeConfig(beam_size=3, nbest=3),
+        DecodeConfig(beam_size=4, nbest=2, length_penalty=0.0),
+        DecodeConfig(beam_size=5, length_penalty=2.0),
+    ],
+    ids=["greedy", "beam3-nbest3", "beam4-no-penalty", "beam5-penalty2"],
+)
+def test_ctranslate2_finds_the_hypotheses_our_search_finds(moved_checkpoint, exported, decode):
+    sentences = multi30k_lines("train", "de", 30)
+    ours = Translator.from_checkpoint(moved_checkpoint, "cpu").translate_nbest(sentences, decode)
+    theirs = Translator.from_ctranslate2(exported, "cpu").translate_nbest(sentences, decode)
+    assert [[text for text, _ in n] for n in theirs] == [[text for text, _ in n] for n in ours]
+    # CTranslate2's CPU log-softmax gives confident tokens up to ~4e-5 more log-probability
+    # than torch's: scores agree to 1e-3 relative, not to float precision.
+    for a, b in zip(theirs, ours, strict=True):
+        assert [score for _, score in a] == pytest.approx([score for _, score in b], rel=1e-3)
+
+
+def test_translate_and_evaluate_with_either_engine_agree(moved_checkpoint, exported, tmp_path):
+    src = write_lines(tmp_path / "in.de", [*multi30k_lines("train", "de", 10), ""])
+    ref = write_lines(tmp_path / "ref.en", [*multi30k_lines("train", "en", 10), ""])
+    outputs = {}
+    for engine, model in (
+        ("torch", f"checkpoint={moved_checkpoint}"),
+        ("ctranslate2", f"model_dir={exported}"),
+    ):
+        out = tmp_path / f"{engine}.en"
+        result = run_tool(
+            "translate", f"engine={engine}", model, f"input={src}", f"output={out}", cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[engine] = out.read_text(encoding="utf-8")
+        result = run_tool(
+            "evaluate",
+            f"engine={engine}",
+            model,
+            f"src={src}",
+            f"ref={ref}",
+            f"hyps={tmp_path / engine}.hyp",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[engine + " bleu"] = result.stdout.splitlines()[0]
+    assert outputs["ctranslate2"] == outputs["torch"]
+    assert len(outputs["torch"].splitlines()) == 11
+    assert outputs["ctranslate2 bleu"] == outputs["torch bleu"]
+
+
+def test_int8_export_is_smaller_and_translates_nearly_alike(moved_checkpoint, exported, tmp_path):
+    result = export(moved_checkpoint, tmp_path / "int8", "quantization=int8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    size = (tmp_path / "int8" / "model.bin").stat().st_size
+    assert size < 0.5 * (exported / "model.bin").stat().st_size
+    sentences = multi30k_lines("train", "de", 30)
+    float32 = Translator.from_ctranslate2(exported, "cpu").translate(sentences)
+    int8 = Translator.from_ctranslate2(tmp_path / "int8", "cpu").translate(sentences)
+    assert sum(a == b for a, b in zip(float32, int8, strict=True)) >= 24
+
+
+def test_export_never_replaces_an_existing_directory_unasked(moved_checkpoint, exported, tmp_path):
+    precious = tmp_path / "ct2"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    assert_clean_failure(export(moved_checkpoint, precious, cwd=tmp_path), "already exists")
+    assert [p.name for p in precious.iterdir()] == ["notes.txt"]
+    result = export(moved_checkpoint, precious, "overwrite=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (precious / "model.bin").read_bytes() == (exported / "model.bin").read_bytes()
+    assert not (precious / "notes.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct2"]  # no temp directories left
+
+
+def test_exporting_an_rnn_fails_in_one_line(small_root, cache_dir, tmp_path):
+    random_checkpoint(small_root, cache_dir, tmp_path / "m.pt", experiment="rnn")
+    result = export(tmp_path / "m.pt", tmp_path / "ct2", cwd=tmp_path)
+    assert_clean_failure(result, "'rnn', an architecture CTranslate2 does not have")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ct2").exists()
+
+
+def test_without_ctranslate2_the_error_says_which_extra_to_install(exported, tmp_path):
+    # `python -m mt.translate` in a Python where `import ctranslate2` fails.
+    hide = "import runpy, sys; sys.modules['ctranslate2'] = None; "
+    run = "runpy.run_module('mt.translate', run_name='__main__', alter_sys=True)"
+    result = subprocess.run(
+        [sys.executable, "-c", hide + run, "engine=ctranslate2", f"model_dir={exported}"],
+        input="Hallo\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert_clean_failure(result, 'pip install -e ".[deploy]"')
