@@ -27,6 +27,7 @@ from mt.search import Hypothesis, length_limits, length_penalty
 from mt.tokenizer import EOS_ID, Tokenizer
 
 SOURCE_SPM, TARGET_SPM, METADATA = "source.spm", "target.spm", "mt.json"
+FORMAT = "mt-ctranslate2-1"  # written into METADATA
 
 
 def import_ctranslate2():
@@ -49,6 +50,8 @@ def read_export(model_dir: Path) -> tuple[dict, Tokenizer]:
         )
     except (OSError, ValueError) as e:
         raise MTError(f"{model_dir}: not a model directory written by mt.export ({e})") from None
+    if metadata.get("format") != FORMAT:
+        raise MTError(f"{model_dir}/{METADATA}: not written by this mt.export ({FORMAT})")
     return metadata, tokenizer
 
 

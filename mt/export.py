@@ -25,15 +25,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt.config import ExportConfig, TransformerConfig, model_name, register_configs, to_plain_dict
-from mt.ct2_engine import METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
+from mt.ct2_engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
 from mt.errors import MTError
 from mt.models.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
 from mt.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
 from mt.translator import load_trained
 
 register_configs()
-
-FORMAT = "mt-ctranslate2-1"
 
 
 def numpy(t: torch.Tensor) -> np.ndarray:

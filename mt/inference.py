@@ -80,6 +80,16 @@ def decode_ids(
     return results
 
 
+class TorchEngine:
+    """A PyTorch model and our search as an engine: decode_ids with the model bound."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model, self.device = model, device
+
+    def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
+        return decode_ids(self.model, src_ids, decode, self.device)
+
+
 def translate(
     model: nn.Module,
     tokenizer: Tokenizer,

@@ -20,7 +20,7 @@ from torch import nn
 
 from mt.checkpoint import load_checkpoint, load_weights
 from mt.config import Config, DecodeConfig, Engine, check_decode, from_plain_dict
-from mt.inference import decode_ids, pick_device
+from mt.inference import TorchEngine, pick_device
 from mt.models import build_model
 from mt.search import Hypothesis
 from mt.tokenizer import EOS_ID, Tokenizer
@@ -44,16 +44,6 @@ def load_trained(path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
     model = build_model(config.model, tokenizer)
     load_weights(model, payload["model"], path)
     return model.eval(), tokenizer, config
-
-
-class TorchEngine:
-    """A PyTorch model and our search as an engine."""
-
-    def __init__(self, model: nn.Module, device: torch.device):
-        self.model, self.device = model, device
-
-    def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
-        return decode_ids(self.model, src_ids, decode, self.device)
 
 
 class Translator:

@@ -37,10 +37,9 @@ from hydra import compose, initialize_config_dir
 from mt.checkpoint import check_vocabulary, load_checkpoint, load_weights
 from mt.config import DecodeConfig, ExportConfig, Quantization, register_configs, to_config
 from mt.data import make_batch, train_batches
-from mt.inference import describe_device
+from mt.inference import TorchEngine, describe_device
 from mt.scoring import corpus_scores
 from mt.trainer import Trainer
-from mt.translator import TorchEngine
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {

@@ -87,7 +87,6 @@ def test_batch_tensors_are_shifted_and_padded(small):
     assert batch.num_tgt_tokens == sum(len(ids) + 1 for ids in small.train.tgt_ids[:3])
 
 
-@pytest.mark.skipif(MULTI30K is None, reason="Multi30k not available")
 def test_any_language_pair_of_multi30k_works(cache_dir):
     config = make_config(
         MULTI30K.parent,
