@@ -36,7 +36,7 @@ from hydra import compose, initialize_config_dir
 
 from mt.checkpoint import check_vocabulary, load_checkpoint, load_weights
 from mt.config import DecodeConfig, ExportConfig, Quantization, register_configs, to_config
-from mt.data import make_batch, train_batches
+from mt.data import load_corpus, make_batch, train_batches
 from mt.inference import TorchEngine, describe_device
 from mt.scoring import corpus_scores
 from mt.trainer import Trainer
@@ -116,47 +116,8 @@ def measure_decoding(engine, src_ids: list, beam: int, cache: bool, args) -> tup
     return speed, [(hyps[0].tokens, hyps[0].score) for hyps in results]
 
 
-def measure_ctranslate2(trainer: Trainer, checkpoint: str, torch_beam5: list, args) -> list[dict]:
-    """The trained checkpoint exported to CTranslate2, float32 and int8, decoded like PyTorch:
-    speed, test lines whose beam-5 output differs from PyTorch's, and BLEU of both."""
-    from mt.ct2_engine import CTranslate2Engine
-    from mt.export import export
-
-    test = trainer.corpus.test
-    src_ids, refs = test.src_ids[: args.sentences], test.tgt_text[: args.sentences]
-    tokenizer = trainer.corpus.tokenizer
-
-    def bleu(outputs: list) -> float:
-        return corpus_scores(tokenizer.decode_tgt([t for t, _ in outputs]), refs)["bleu"]
-
-    rows = [{"engine": "pytorch", "test_bleu_beam5": bleu(torch_beam5)}]
-    with tempfile.TemporaryDirectory() as directory:
-        for quantization in (Quantization.float32, Quantization.int8):
-            out = Path(directory) / quantization.value
-            export(ExportConfig(checkpoint, str(out), quantization))
-            engine = CTranslate2Engine(out, tokenizer, "auto", torch.get_num_threads())
-            row = {"engine": f"ctranslate2 {quantization.value}"}
-            for beam in (1, 5):
-                row[f"decode_beam{beam}"], outputs = measure_decoding(
-                    engine, src_ids, beam, True, args
-                )
-            row["test_bleu_beam5"] = bleu(outputs)
-            row["beam5_lines_differing_from_pytorch"] = sum(
-                a != b for (a, _), (b, _) in zip(outputs, torch_beam5, strict=True)
-            )
-            rows.append(row)
-    return rows
-
-
 def run_one(name: str, args) -> dict:
-    register_configs()
-    overrides = [*MODELS[name], f"trainer.device={args.device}", f"trainer.seed={args.seed}"]
-    if args.threads:
-        overrides.append(f"trainer.num_threads={args.threads}")
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        config = to_config(compose("config", overrides))
+    config = compose_config(name, args)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, Path(run_dir))
         data = config.data
@@ -188,13 +149,55 @@ def run_one(name: str, args) -> dict:
                 result["no_cache_max_score_diff"] = max(
                     abs(a - b) for (_, a), (_, b) in zip(cached, uncached, strict=True)
                 )
-        if name in args.ctranslate2.split(","):
-            if name not in args.checkpoints:
-                sys.exit(f"--ctranslate2 {name}: give its trained weights with --checkpoint")
-            result["engines"] = measure_ctranslate2(trainer, args.checkpoints[name], cached, args)
+        if name in args.ctranslate2.split(","):  # compared with CTranslate2 by main()
+            test = trainer.corpus.test
+            refs = test.tgt_text[: args.sentences]
+            result["test_bleu_beam5"] = beam5_bleu(trainer.corpus.tokenizer, cached, refs)
+            result["beam5_tokens"] = [tokens for tokens, _ in cached]
         result["peak_memory_mb"] = peak_memory_mb(trainer.device)
         result["device"] = describe_device(trainer.device)
     return result
+
+
+def beam5_bleu(tokenizer, outputs: list, refs: list[str]) -> float:
+    return corpus_scores(tokenizer.decode_tgt([tokens for tokens, _ in outputs]), refs)["bleu"]
+
+
+def run_ctranslate2(name: str, quantization: str, args) -> dict:
+    """The trained checkpoint exported to CTranslate2 and decoded like PyTorch (same threads,
+    sentences and batch size): speed, test BLEU and its beam-5 output. A process of its own:
+    a second CTranslate2 model in one process decoded at half speed here."""
+    from mt.ct2_engine import CTranslate2Engine
+    from mt.export import export
+
+    config = compose_config(name, args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    corpus = load_corpus(config.data)
+    src_ids, refs = corpus.test.src_ids[: args.sentences], corpus.test.tgt_text[: args.sentences]
+    result = {"engine": f"ctranslate2 {quantization}"}
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / quantization
+        export(ExportConfig(args.checkpoints[name], str(out), Quantization(quantization)))
+        engine = CTranslate2Engine(out, corpus.tokenizer, "auto", torch.get_num_threads())
+        for beam in (1, 5):
+            result[f"decode_beam{beam}"], outputs = measure_decoding(
+                engine, src_ids, beam, True, args
+            )
+    result["test_bleu_beam5"] = beam5_bleu(corpus.tokenizer, outputs, refs)
+    result["beam5_tokens"] = [tokens for tokens, _ in outputs]
+    return result
+
+
+def compose_config(name: str, args):
+    register_configs()
+    overrides = [*MODELS[name], f"trainer.device={args.device}", f"trainer.seed={args.seed}"]
+    if args.threads:
+        overrides.append(f"trainer.num_threads={args.threads}")
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return to_config(compose("config", overrides))
 
 
 def table(results: list[dict]) -> str:
@@ -242,6 +245,28 @@ def engines_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def measure_in_child(one: str) -> dict:
+    """run_one or run_ctranslate2 in a fresh process, so its memory and threads are its own."""
+    child = [sys.executable, __file__, *sys.argv[1:], "--one", one]
+    out = subprocess.run(child, capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        sys.exit(f"{one}: benchmark failed\n{out.stderr}")
+    print(f"{one}: done", file=sys.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_engines(result: dict, engines: list[dict]) -> None:
+    """Attach the CTranslate2 rows to PyTorch's, counting beam-5 lines that differ."""
+    ours = result.pop("beam5_tokens")
+    for engine in engines:
+        theirs = engine.pop("beam5_tokens")
+        engine["beam5_lines_differing_from_pytorch"] = sum(
+            a != b for a, b in zip(theirs, ours, strict=True)
+        )
+    pytorch = {"engine": "pytorch", "test_bleu_beam5": result.pop("test_bleu_beam5")}
+    result["engines"] = [pytorch, *engines]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
@@ -270,20 +295,24 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--json", default="benchmark.json")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure in this process
+    # internal: measure one model (NAME) or one CTranslate2 export (NAME@QUANTIZATION) here
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
     if args.one:
-        print(json.dumps(run_one(args.one, args)))
+        name, _, quantization = args.one.partition("@")
+        one = run_ctranslate2(name, quantization, args) if quantization else run_one(name, args)
+        print(json.dumps(one))
         return
+    for name in filter(None, args.ctranslate2.split(",")):
+        if name not in args.checkpoints:
+            sys.exit(f"--ctranslate2 {name}: give its trained weights with --checkpoint")
     results = []
     for name in args.models.split(","):
-        child = [sys.executable, __file__, *sys.argv[1:], "--one", name]
-        out = subprocess.run(child, capture_output=True, text=True, cwd=REPO)
-        if out.returncode != 0:
-            sys.exit(f"{name}: benchmark failed\n{out.stderr}")
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"{name}: done", file=sys.stderr)
+        results.append(measure_in_child(name))
+        if name in args.ctranslate2.split(","):
+            engines = [measure_in_child(f"{name}@{q}") for q in ("float32", "int8")]
+            compare_engines(results[-1], engines)
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO
     ).stdout.strip()
