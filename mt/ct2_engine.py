@@ -6,10 +6,12 @@ finished hypotheses by log_prob / length ** penalty, where ours divides by the G
 ((5 + length) / 6) ** alpha. So it returns all its finished hypotheses, EOS counted in their
 length; the log-probability is recovered from each score and the hypotheses are ranked again
 by our penalty. Our per-sentence length limit (a * |src| + b): every sentence runs up to the
-longest limit, and those that reach their own limit run again with it. Two differences remain. When more than beam hypotheses end in the same step,
-CTranslate2 keeps the beam best by its own penalty (see their_penalty), so a hypothesis ours
-ranks first may be dropped: rare, and counted by scripts/benchmark.py. And a hypothesis that
-reaches its length limit ends with EOS forced in ours, without EOS in CTranslate2.
+longest limit, and those that reach their own limit run again with it.
+
+Two differences remain. When more than beam hypotheses end in the same step, CTranslate2
+keeps the beam best by its own penalty (see their_penalty), so a hypothesis ours ranks first
+may be dropped: rare, and counted by scripts/benchmark.py. And a hypothesis that reaches its
+length limit ends with EOS forced in ours, without EOS in CTranslate2.
 """
 
 from __future__ import annotations
