@@ -142,6 +142,11 @@ def test_translate_nbest_lists_distinct_hypotheses_best_first(moved_checkpoint, 
         (["src=pairs.de"], ["give both src=FILE and ref=FILE"]),
         (["src=pairs.de", "ref=short.en"], ["pairs.de has 3 lines but", "short.en has 2"]),
         (["checkpoint=corrupt.pt"], ["corrupt.pt: not a readable checkpoint"]),
+        (["engine=ctranslate2"], ["engine=ctranslate2 needs model_dir=PATH"]),
+        (
+            ["engine=ctranslate2", "checkpoint=null", "model_dir=nowhere"],
+            ["nowhere: not a model directory written by mt.export"],
+        ),
     ],
 )
 def test_evaluate_refuses_bad_arguments_in_one_line(moved_checkpoint, tmp_path, args, needles):
