@@ -6,7 +6,7 @@ what type, so a misspelled key or a wrong type stops the run at start-up naming 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -224,9 +224,28 @@ def model_name(model_cfg: Any) -> str:
     raise MTError(f"unknown model config type {type(model_cfg).__name__}")
 
 
+def to_object(cfg: DictConfig) -> Any:
+    """Hydra's composed config as the typed dataclasses, refusing keys no schema declares."""
+    obj = OmegaConf.to_object(cfg)
+    refuse_unknown_keys(cfg, obj)
+    return obj
+
+
+def refuse_unknown_keys(cfg: DictConfig, obj: Any, prefix: str = "") -> None:
+    """`+model.num_head=4` adds a key beside the schema's own, which to_object would drop
+    without a word: name it instead, as a plain typo is named."""
+    known = {f.name for f in fields(obj)}
+    for key in cfg.keys():
+        if key not in known:
+            raise MTError(f"{prefix}{key}: not a key of {type(obj).__name__}")
+        value = getattr(obj, key)
+        if is_dataclass(value) and isinstance(cfg[key], DictConfig):
+            refuse_unknown_keys(cfg[key], value, f"{prefix}{key}.")
+
+
 def to_config(cfg: DictConfig) -> Config:
     """Convert Hydra's composed config into plain dataclasses and check it."""
-    config = OmegaConf.to_object(cfg)
+    config = to_object(cfg)
     check_config(config)
     return config
 

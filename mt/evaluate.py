@@ -14,7 +14,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mt.config import Engine, EvaluateConfig, check_decode, model_source, register_configs
+from mt.config import (
+    Engine,
+    EvaluateConfig,
+    check_decode,
+    model_source,
+    register_configs,
+    to_object,
+)
 from mt.data import READERS, read_aligned
 from mt.errors import MTError
 from mt.scoring import corpus_scores
@@ -70,7 +77,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     try:
-        evaluate(OmegaConf.to_object(cfg))
+        evaluate(to_object(cfg))
     except MTError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

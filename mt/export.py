@@ -22,9 +22,16 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mt.config import ExportConfig, TransformerConfig, model_name, register_configs, to_plain_dict
+from mt.config import (
+    ExportConfig,
+    TransformerConfig,
+    model_name,
+    register_configs,
+    to_object,
+    to_plain_dict,
+)
 from mt.ct2_engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
 from mt.errors import MTError
 from mt.models.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
@@ -174,8 +181,8 @@ def export(cfg: ExportConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
 def main(cfg: DictConfig) -> None:
-    config: ExportConfig = OmegaConf.to_object(cfg)
     try:
+        config: ExportConfig = to_object(cfg)
         out = export(config)
     except MTError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,9 +21,9 @@ from contextlib import ExitStack
 from typing import TextIO
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mt.config import TranslateConfig, check_decode, model_source, register_configs
+from mt.config import TranslateConfig, check_decode, model_source, register_configs, to_object
 from mt.errors import MTError
 from mt.translator import Translator
 
@@ -74,8 +74,8 @@ def translate_stream(
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="translate")
 def main(cfg: DictConfig) -> None:
-    config: TranslateConfig = OmegaConf.to_object(cfg)
     try:
+        config: TranslateConfig = to_object(cfg)
         check_decode(config.decode)
         source = model_source(config.checkpoint, config.engine, config.model_dir)
         # Load first: a bad checkpoint must not leave an emptied output file behind.

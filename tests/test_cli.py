@@ -39,6 +39,20 @@ def test_misspelled_key_in_experiment_names_the_key(experiment):
     assert_clean_failure(result, "num_head")
 
 
+@pytest.mark.parametrize(
+    ("added", "needle"),
+    [
+        ("+model.num_head=4", "error: model.num_head: not a key of TransformerConfig"),
+        ("+trainer.warmup=10", "error: trainer.warmup: not a key of TrainerConfig"),
+        ("+colour=blue", "error: colour: not a key of Config"),
+    ],
+)
+def test_a_key_added_with_plus_is_refused_like_a_typo(tmp_path, added, needle):
+    result = run_train("+experiment=transformer", added, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert_clean_failure(result, needle)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_wrong_type_names_the_key():
     result = run_train("+experiment=transformer", "model.d_model=wide")
     assert_clean_failure(result, "d_model", "wide")
