@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from mt.errors import MTError
+from mt.files import replaced_on_success
 
 FORMAT = "mt-checkpoint-1"
 
@@ -23,15 +24,10 @@ def save_checkpoint(payload: dict, path: Path) -> None:
     A crash at any point leaves either the old checkpoint or the new one, never half of one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced_on_success(path) as tmp, open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_checkpoint(path: Path | str) -> dict:

@@ -298,8 +298,8 @@ def check_config(config: Config) -> None:
             raise MTError(f"{key}={value} must be at least 1")
 
 
-def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) -> str:
-    """The one path a tool reads its model from: checkpoint= (torch) or model_dir=."""
+def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) -> tuple[str, str]:
+    """The one (key, path) a tool reads its model from: checkpoint= (torch) or model_dir=."""
     wanted, other = (
         ("checkpoint", "model_dir") if engine is Engine.torch else ("model_dir", "checkpoint")
     )
@@ -308,7 +308,7 @@ def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) 
         raise MTError(f"engine={engine.value} needs {wanted}=PATH")
     if given[other] is not None:
         raise MTError(f"engine={engine.value} reads {wanted}=, not {other}=")
-    return given[wanted]
+    return wanted, given[wanted]
 
 
 def check_decode(decode: DecodeConfig) -> None:

@@ -88,22 +88,26 @@ def split_name(cfg: DataConfig, split: str) -> str:
     return {"train": cfg.train_split, "valid": cfg.valid_split, "test": cfg.test_split}[split]
 
 
+def decode_line(raw: bytes, source: str | Path, number: int) -> str:
+    """One line of UTF-8 input without its line ending (and line 1 without a BOM); an
+    undecodable line is named by its file and number."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise MTError(
+            f"{source}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})"
+        ) from None
+    return line.removeprefix("\ufeff") if number == 1 else line
+
+
 def read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 text file (plain or .gz) without line endings."""
     opener = gzip.open if path.suffix == ".gz" else open
-    lines = []
     try:
         with opener(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    lines.append(raw.decode("utf-8").rstrip("\r\n"))
-                except UnicodeDecodeError as e:
-                    raise MTError(
-                        f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})"
-                    ) from None
+            return [decode_line(raw, path, number) for number, raw in enumerate(f, start=1)]
     except (OSError, EOFError) as e:
         raise MTError(f"{path}: cannot read ({e})") from None
-    return lines
 
 
 def find_file(base: Path) -> Path | None:

@@ -15,7 +15,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mt.config import (
-    Engine,
     EvaluateConfig,
     check_decode,
     model_source,
@@ -24,6 +23,7 @@ from mt.config import (
 )
 from mt.data import READERS, read_aligned
 from mt.errors import MTError
+from mt.files import refuse_overwriting_inputs, write_text
 from mt.scoring import corpus_scores
 from mt.translator import Translator
 
@@ -47,19 +47,23 @@ def evaluation_data(cfg: EvaluateConfig, translator: Translator):
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     check_decode(cfg.decode)
-    model_path = Path(model_source(cfg.checkpoint, cfg.engine, cfg.model_dir))
+    model_key, model = model_source(cfg.checkpoint, cfg.engine, cfg.model_dir)
+    model_path = Path(model)
     translator = Translator.load(cfg.engine, model_path, cfg.device)
     name, src, refs, origin = evaluation_data(cfg, translator)
     if not src:
         raise MTError(f"nothing to evaluate: {origin} has no lines")
-    hyps = translator.translate(src, cfg.decode)
-    scores = corpus_scores(hyps, refs)
     hyps_path = Path(cfg.hyps or model_path.with_name(f"{model_path.stem}.{name}.hyp"))
     metrics_path = Path(cfg.metrics or hyps_path.with_name(hyps_path.name + ".metrics.json"))
-    hyps_path.parent.mkdir(parents=True, exist_ok=True)
-    hyps_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    inputs = {key: Path(path) for key, path in (("src", cfg.src), ("ref", cfg.ref)) if path}
+    refuse_overwriting_inputs(
+        {"hyps": hyps_path, "metrics": metrics_path}, {model_key: model_path, **inputs}
+    )
+    hyps = translator.translate(src, cfg.decode)
+    scores = corpus_scores(hyps, refs)
+    write_text(hyps_path, "".join(h + "\n" for h in hyps))
     metrics = {
-        "checkpoint" if cfg.engine is Engine.torch else "model_dir": str(model_path),
+        model_key: str(model_path),
         "engine": cfg.engine.value,
         **origin,
         "sentences": len(src),
@@ -67,7 +71,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "decode": OmegaConf.to_container(OmegaConf.structured(cfg.decode)),
         "hyps": str(hyps_path),
     }
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     print(f"BLEU {scores['bleu']:.2f} | {scores['signature']}")
     print(f"chrF {scores['chrf']:.2f} | {scores['chrf_signature']}")
     print(f"hypotheses: {hyps_path} | metrics: {metrics_path}")

@@ -18,44 +18,40 @@ import itertools
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import TextIO
+from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import hydra
 from omegaconf import DictConfig
 
 from mt.config import TranslateConfig, check_decode, model_source, register_configs, to_object
+from mt.data import decode_line
 from mt.errors import MTError
+from mt.files import refuse_overwriting_inputs, replaced_on_success
 from mt.translator import Translator
 
 register_configs()
 
 
-def open_text(path: str, mode: str, stack: ExitStack) -> TextIO:
-    opener = gzip.open if path.endswith(".gz") else open
+def open_file(path: Path, mode: str, stack: ExitStack) -> BinaryIO | TextIO:
+    """Plain or .gz, by the name; mode "rb" (input, decoded line by line) or "w" (output)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
     try:
-        return stack.enter_context(opener(path, mode + "t", encoding="utf-8", newline="\n"))
+        return stack.enter_context(opener(path, mode if mode == "rb" else "wt", **text))
     except OSError as e:
         raise MTError(f"{path}: cannot open ({e.strerror or e})") from None
 
 
-def chunks(lines: Iterator[str], size: int, source: str) -> Iterator[list[str]]:
+def chunks(lines: Iterator[bytes], size: int, source: str) -> Iterator[list[str]]:
     """Lists of up to size lines without line endings; undecodable input named by line."""
-    number = 0
-    while True:
-        chunk = []
-        try:
-            for line in itertools.islice(lines, size):
-                number += 1
-                chunk.append(line.rstrip("\r\n"))
-        except UnicodeDecodeError as e:
-            raise MTError(f"{source}:{number + 1}: not valid UTF-8 ({e.reason})") from None
-        if not chunk:
-            return
+    numbered = enumerate(lines, start=1)
+    while chunk := [decode_line(raw, source, n) for n, raw in itertools.islice(numbered, size)]:
         yield chunk
 
 
 def translate_stream(
-    translator: Translator, cfg: TranslateConfig, source: TextIO, sink: TextIO, name: str
+    translator: Translator, cfg: TranslateConfig, source: BinaryIO, sink: TextIO, name: str
 ) -> int:
     """Translate every line of source into sink; returns the number of input lines."""
     done = 0
@@ -77,17 +73,25 @@ def main(cfg: DictConfig) -> None:
     try:
         config: TranslateConfig = to_object(cfg)
         check_decode(config.decode)
-        source = model_source(config.checkpoint, config.engine, config.model_dir)
+        model_key, model = model_source(config.checkpoint, config.engine, config.model_dir)
         # Load first: a bad checkpoint must not leave an emptied output file behind.
-        translator = Translator.load(config.engine, source, config.device)
+        translator = Translator.load(config.engine, model, config.device)
         with ExitStack() as stack:
             if config.input is None:
-                source, name = sys.stdin, "<stdin>"
-                sys.stdin.reconfigure(encoding="utf-8")
+                lines, name = sys.stdin.buffer, "<stdin>"
             else:
-                source, name = open_text(config.input, "r", stack), config.input
-            sink = sys.stdout if config.output is None else open_text(config.output, "w", stack)
-            translate_stream(translator, config, source, sink, name)
+                lines, name = open_file(Path(config.input), "rb", stack), config.input
+            if config.output is None:
+                translate_stream(translator, config, lines, sys.stdout, name)
+                return
+            output = Path(config.output)
+            inputs = {
+                model_key: Path(model),
+                **({"input": Path(config.input)} if config.input else {}),
+            }
+            refuse_overwriting_inputs({"output": output}, inputs)
+            with replaced_on_success(output) as tmp, ExitStack() as sink_stack:
+                translate_stream(translator, config, lines, open_file(tmp, "w", sink_stack), name)
     except MTError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

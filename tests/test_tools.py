@@ -167,6 +167,75 @@ def test_translate_fails_cleanly_and_leaves_the_output_alone(tmp_path):
     assert output.read_text(encoding="utf-8") == "keep me\n"
 
 
+def test_a_translate_that_fails_midway_names_the_line_and_keeps_the_old_output(
+    moved_checkpoint, tmp_path
+):
+    # Line 1200 is Latin-1, past the first batch of lines and the first read buffer.
+    good = "".join(line + "\n" for line in multi30k_lines("train", "de", 2) * 600)
+    source = tmp_path / "in.de"
+    source.write_bytes(good.encode() + "Grüße\n".encode("latin-1"))
+    output = write_lines(tmp_path / "precious.en", ["keep me"])
+    result = run_tool(
+        "translate",
+        f"checkpoint={moved_checkpoint}",
+        f"input={source}",
+        f"output={output}",
+        "decode.beam_size=1",
+        cwd=tmp_path,
+    )
+    assert_clean_failure(result, f"{source}:1201: not valid UTF-8")
+    assert output.read_text(encoding="utf-8") == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.de", "precious.en"]  # no temp
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "victim", "needle"),
+    [
+        ("translate", ["input={src}", "output={src}"], "src", "output={src} is also input="),
+        ("evaluate", ["src={src}", "ref={ref}", "hyps={ref}"], "ref", "hyps={ref} is also ref="),
+        (
+            "evaluate",
+            ["src={src}", "ref={ref}", "metrics={src}"],
+            "src",
+            "metrics={src} is also src=",
+        ),
+    ],
+)
+def test_an_output_path_that_is_an_input_is_refused(
+    moved_checkpoint, tmp_path, tool, args, victim, needle
+):
+    paths = {
+        "src": write_lines(tmp_path / "in.de", multi30k_lines("train", "de", 3)),
+        "ref": write_lines(tmp_path / "ref.en", multi30k_lines("train", "en", 3)),
+    }
+    before = paths[victim].read_bytes()
+    args = [a.format(**paths) for a in args]
+    result = run_tool(tool, f"checkpoint={moved_checkpoint}", *args, cwd=tmp_path)
+    assert_clean_failure(result, needle.format(**paths))
+    assert paths[victim].read_bytes() == before
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_reference(moved_checkpoint, tmp_path):
+    src = write_lines(tmp_path / "in.de", multi30k_lines("train", "de", 10))
+    plain = write_lines(tmp_path / "plain.en", multi30k_lines("train", "en", 10))
+    marked = tmp_path / "marked.en"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    printed = []
+    for ref in (plain, marked):
+        result = run_tool(
+            "evaluate",
+            f"checkpoint={moved_checkpoint}",
+            f"src={src}",
+            f"ref={ref}",
+            f"hyps={tmp_path / ref.stem}.hyp",
+            "decode.beam_size=1",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        printed.append(result.stdout.splitlines()[0])
+    assert printed[0] == printed[1]
+
+
 def test_training_keeps_the_last_checkpoints_for_averaging(memorised_run):
     run_dir, _ = memorised_run
     kept = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*.pt"))
