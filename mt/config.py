@@ -124,6 +124,7 @@ class TrainerConfig:
     num_samples: int = 3  # sample translations logged at each validation
     attention_maps: int = 2  # first validation sentences whose attention is drawn
     resume: bool = False  # continue from {run dir}/checkpoints/last.pt
+    overwrite: bool = False  # train from scratch into a run directory that holds checkpoints
 
 
 @dataclass

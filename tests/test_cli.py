@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import REPO, TINY
@@ -117,6 +118,42 @@ def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tm
     assert {"last.pt", "best.pt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert (run_dir / "train.log").read_text().count("valid step") == 2
+    assert not (run_dir / ".lock").exists()
+
+    # The same command again would train from scratch over the finished run: refused, with
+    # every file as it was.
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    again = run_train(*result.args[3:], cwd=tmp_path)
+    assert_clean_failure(again, f"{run_dir} holds a trained run", "trainer.resume=true")
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_live_run_in_one_directory_is_refused(memorise_root, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        "+experiment=transformer",
+        *TINY,
+        *tiny_data(memorise_root, tmp_path),
+        "trainer.max_steps=400",
+        "trainer.valid_every=400",
+        f"hydra.run.dir={run_dir}",
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "mt.train", *command],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (run_dir / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = run_train(*command, cwd=tmp_path)
+    assert_clean_failure(second, "another run is training here", f"{first.pid}@")
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert "test BLEU" in out
+    assert not (run_dir / ".lock").exists()
 
 
 def test_one_multirun_trains_all_three_architectures(memorise_root, tmp_path):
