@@ -96,8 +96,11 @@ def test_a_failing_rank_ends_the_whole_job(memorise_root, cache_dir, tmp_path):
 
 
 def test_ddp_run_writes_one_set_of_outputs_and_resumes_exactly(memorise_root, tmp_path):
+    # Dropout on: every rank's random state must come back on resume.
     straight = tmp_path / "straight"
-    result = ddp_train(memorise_root, straight, "trainer.max_steps=4", "trainer.valid_every=2")
+    result = ddp_train(
+        memorise_root, straight, "trainer.max_steps=4", "trainer.valid_every=2", "model.dropout=0.3"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("test BLEU") == 1  # rank 0 alone tests and reports
     assert len(list((straight / "tb").glob("events.out.tfevents.*"))) == 1
@@ -105,7 +108,13 @@ def test_ddp_run_writes_one_set_of_outputs_and_resumes_exactly(memorise_root, tm
     assert (straight / "train.log").read_text().count("valid step") == 2
 
     interrupted = tmp_path / "interrupted"
-    first = ddp_train(memorise_root, interrupted, "trainer.max_steps=2", "trainer.valid_every=2")
+    first = ddp_train(
+        memorise_root,
+        interrupted,
+        "trainer.max_steps=2",
+        "trainer.valid_every=2",
+        "model.dropout=0.3",
+    )
     assert first.returncode == 0, first.stderr
     resumed = ddp_train(
         memorise_root,
@@ -113,6 +122,7 @@ def test_ddp_run_writes_one_set_of_outputs_and_resumes_exactly(memorise_root, tm
         "trainer.max_steps=4",
         "trainer.valid_every=2",
         "trainer.resume=true",
+        "model.dropout=0.3",
     )
     assert resumed.returncode == 0, resumed.stderr
     expected, got = losses(straight), losses(interrupted)

@@ -99,8 +99,10 @@ def test_tensorboard_reader_loads_curves_and_samples(memorised_run):
 
 
 def test_resume_continues_with_the_same_next_loss(memorise_root, cache_dir, tmp_path):
-    # Short outputs: decoding is not what this test is about.
+    # Short outputs: decoding is not what this test is about. Dropout on: the resumed run
+    # must draw the same dropout masks, so the random state must be restored too.
     common = [
+        "model.dropout=0.3",
         "trainer.valid_every=3",
         "decode.beam_size=1",
         "decode.max_len_a=0",
