@@ -6,6 +6,7 @@ what type, so a misspelled key or a wrong type stops the run at start-up naming 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -269,6 +270,8 @@ def from_plain_dict(plain: dict) -> Config:
 def check_config(config: Config) -> None:
     """Cross-field checks that a schema cannot express; raise MTError naming the key."""
     data, trainer, decode = config.data, config.trainer, config.decode
+    for section in ("data", "trainer", "model"):
+        check_ranges(section, getattr(config, section))
     if data.src_lang == data.tgt_lang:
         raise MTError(f"data.src_lang and data.tgt_lang are both '{data.src_lang}'")
     if data.format is CorpusFormat.parallel and data.name == "multi30k":
@@ -291,12 +294,6 @@ def check_config(config: Config) -> None:
         raise MTError(f"model.hidden_dim={model.hidden_dim} must be even (two directions)")
     if model.tie_embeddings and not data.joint_vocab:
         raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
-    for key, value in (
-        ("data.max_tokens", data.max_tokens),
-        ("trainer.accumulate", trainer.accumulate),
-    ):
-        if value < 1:
-            raise MTError(f"{key}={value} must be at least 1")
 
 
 def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) -> tuple[str, str]:
@@ -312,9 +309,48 @@ def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) 
     return wanted, given[wanted]
 
 
+def at_least(low: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda value: value >= low), f"must be ≥ {low}"
+
+
+def above(low: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda value: value > low), f"must be > {low}"
+
+
+FRACTION = (lambda value: 0 <= value < 1), "must be in [0, 1)"
+
+# Every numeric setting's range, in one place (model keys apply to the models that have them;
+# None, where a key allows it, means "no limit" and is not checked).
+RANGES = {
+    **{f"data.{k}": at_least(1) for k in ("train_limit", "max_len", "max_tokens")},
+    "data.vocab_size": at_least(5),  # the 4 special pieces and at least one more
+    "trainer.num_threads": at_least(1),
+    **{f"trainer.{k}": at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps")},
+    **{f"trainer.{k}": above(0) for k in ("max_minutes", "lr", "clip_norm")},
+    "trainer.weight_decay": at_least(0),
+    "trainer.label_smoothing": FRACTION,
+    **{f"trainer.{k}": at_least(1) for k in ("accumulate", "log_every", "valid_every")},
+    **{f"trainer.{k}": at_least(1) for k in ("valid_beam_size", "patience")},
+    **{f"trainer.{k}": at_least(0) for k in ("keep_last", "num_samples", "attention_maps")},
+    **{f"model.{k}": at_least(1) for k in ("d_model", "num_heads", "num_layers", "ff_dim")},
+    **{f"model.{k}": at_least(1) for k in ("max_positions", "emb_dim", "hidden_dim")},
+    "model.attention_dim": at_least(1),
+    "model.dropout": FRACTION,
+    **{f"decode.{k}": at_least(1) for k in ("beam_size", "nbest", "max_tokens")},
+    **{f"decode.{k}": at_least(0) for k in ("length_penalty", "max_len_a", "max_len_b")},
+}
+
+
+def check_ranges(section: str, values: Any) -> None:
+    """Refuse a value outside RANGES, naming the key: `trainer.warmup_steps=0: must be ≥ 1`."""
+    for key, (allowed, rule) in RANGES.items():
+        prefix, _, name = key.partition(".")
+        value = getattr(values, name, None) if prefix == section else None
+        if value is not None and not allowed(value):
+            raise MTError(f"{key}={value}: {rule}")
+
+
 def check_decode(decode: DecodeConfig) -> None:
-    for key in ("beam_size", "nbest", "max_tokens"):
-        if getattr(decode, key) < 1:
-            raise MTError(f"decode.{key}={getattr(decode, key)} must be at least 1")
+    check_ranges("decode", decode)
     if decode.nbest > decode.beam_size:
         raise MTError(f"decode.nbest={decode.nbest} exceeds decode.beam_size={decode.beam_size}")

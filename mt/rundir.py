@@ -7,6 +7,7 @@ before Hydra writes anything there (.hydra/, train.log), so a refused run change
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
@@ -68,14 +69,12 @@ def acquire_lock(run_dir: Path) -> Path:
             continue
         with os.fdopen(fd, "w") as f:
             f.write(f"{os.getpid()}@{socket.gethostname()}\n")
+        atexit.register(lock.unlink, missing_ok=True)  # at any exit but a kill
         return lock
 
 
 class RunDirGuard(Callback):
     """Hydra callback: refuse a trained or busy run directory before the run writes to it."""
-
-    def __init__(self) -> None:
-        self.lock: Path | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 guards for all
@@ -83,11 +82,7 @@ class RunDirGuard(Callback):
         run_dir = Path(config.hydra.run.dir)
         try:
             refuse_trained_run(run_dir, config.trainer.resume, config.trainer.overwrite)
-            self.lock = acquire_lock(run_dir)
+            acquire_lock(run_dir)
         except MTError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
-
-    def on_run_end(self, config: DictConfig, **kwargs) -> None:
-        if self.lock is not None:
-            self.lock.unlink(missing_ok=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import REPO, TINY
+from conftest import REPO, TINY, make_config
 from omegaconf import OmegaConf
+
+from mt.errors import MTError
 
 
 def run_train(*overrides: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -52,6 +55,24 @@ def test_a_key_added_with_plus_is_refused_like_a_typo(tmp_path, added, needle):
     result = run_train("+experiment=transformer", added, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert_clean_failure(result, needle)
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("trainer.warmup_steps=0", "trainer.warmup_steps=0: must be ≥ 1"),
+        ("trainer.lr=-0.001", "trainer.lr=-0.001: must be > 0"),
+        ("trainer.label_smoothing=1.0", "trainer.label_smoothing=1.0: must be in [0, 1)"),
+        ("trainer.valid_every=0", "trainer.valid_every=0: must be ≥ 1"),
+        ("trainer.max_steps=0", "trainer.max_steps=0: must be ≥ 1"),
+        ("model.dropout=-0.1", "model.dropout=-0.1: must be in [0, 1)"),
+        ("data.max_len=0", "data.max_len=0: must be ≥ 1"),
+        ("decode.max_len_a=-1", "decode.max_len_a=-1.0: must be ≥ 0"),
+    ],
+)
+def test_each_out_of_range_setting_is_named(memorise_root, cache_dir, setting, message):
+    with pytest.raises(MTError, match=re.escape(message)):
+        make_config(memorise_root, "tiny", cache_dir, setting)
 
 
 def test_wrong_type_names_the_key():
