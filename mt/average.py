@@ -9,11 +9,10 @@ any other for mt.evaluate and mt.translate (it has no optimizer state, so it doe
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from mt.checkpoint import check_vocabulary, load_checkpoint, save_checkpoint, snapshots
-from mt.errors import MTError
+from mt.errors import MTError, reported
 
 
 def collect(inputs: list[str], last: int | None) -> list[Path]:
@@ -70,14 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--last", type=int, help="average only the N newest")
     parser.add_argument("-o", "--output", required=True, help="where to write the average")
     args = parser.parse_args(argv)
-    try:
+    with reported():
         if args.last is not None and args.last < 1:
             raise MTError(f"--last {args.last}: must be at least 1")
         paths = collect(args.inputs, args.last)
         save_checkpoint(average(paths), Path(args.output))
-    except MTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     print(f"averaged {len(paths)} checkpoints into {args.output}: {', '.join(map(str, paths))}")
 
 

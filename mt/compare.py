@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from mt.errors import MTError
+from mt.errors import MTError, reported
 
 COLUMNS = (
     "run",
@@ -70,11 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mt.compare", description=__doc__)
     parser.add_argument("runs", nargs="+", help="run directories or a multirun directory")
     args = parser.parse_args(argv)
-    try:
+    with reported():
         print(markdown_table([row(path) for path in find_results(args.runs)]))
-    except MTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ prints BLEU and chrF with their signatures: the same numbers `sacrebleu REF -i H
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra
@@ -22,7 +21,7 @@ from mt.config import (
     to_object,
 )
 from mt.data import READERS, read_aligned
-from mt.errors import MTError
+from mt.errors import MTError, reported
 from mt.files import refuse_overwriting_inputs, write_text
 from mt.scoring import corpus_scores
 from mt.translator import Translator
@@ -80,11 +79,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reported():
         evaluate(to_object(cfg))
-    except MTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from mt.config import (
     to_plain_dict,
 )
 from mt.ct2_engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
-from mt.errors import MTError
+from mt.errors import MTError, reported
 from mt.models.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
 from mt.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
 from mt.translator import load_trained
@@ -181,12 +180,9 @@ def export(cfg: ExportConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reported():
         config: ExportConfig = to_object(cfg)
         out = export(config)
-    except MTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     print(f"exported {config.checkpoint} to {out} ({config.quantization.value})")
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import atexit
 import os
 import socket
-import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mt.errors import MTError
+from mt.errors import MTError, reported
 
 LOCK = ".lock"  # holds "PID@HOST" of the run training in the directory
 
@@ -80,9 +79,6 @@ class RunDirGuard(Callback):
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 guards for all
             return
         run_dir = Path(config.hydra.run.dir)
-        try:
+        with reported():
             refuse_trained_run(run_dir, config.trainer.resume, config.trainer.overwrite)
             acquire_lock(run_dir)
-        except MTError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)

@@ -5,7 +5,6 @@ trainer joins the process group and shards the data (see mt/distributed.py)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -14,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mt import distributed
 from mt.config import register_configs, to_config
-from mt.errors import MTError
+from mt.errors import reported
 from mt.trainer import train
 
 register_configs()
@@ -23,14 +22,11 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
+    with reported():
         config = to_config(cfg)
         if distributed.is_main():
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         results = train(config, run_dir)
-    except MTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     # The value a Hydra sweeper would maximise; under torchrun only rank 0 has results.
     return results["valid"]["bleu"] if results else None
 

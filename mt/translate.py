@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from mt.config import TranslateConfig, check_decode, model_source, register_configs, to_object
 from mt.data import decode_line
-from mt.errors import MTError
+from mt.errors import MTError, reported
 from mt.files import refuse_overwriting_inputs, replaced_on_success
 from mt.translator import Translator
 
@@ -70,7 +70,7 @@ def translate_stream(
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="translate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reported():
         config: TranslateConfig = to_object(cfg)
         check_decode(config.decode)
         model_key, model = model_source(config.checkpoint, config.engine, config.model_dir)
@@ -92,9 +92,6 @@ def main(cfg: DictConfig) -> None:
             refuse_overwriting_inputs({"output": output}, inputs)
             with replaced_on_success(output) as tmp, ExitStack() as sink_stack:
                 translate_stream(translator, config, lines, open_file(tmp, "w", sink_stack), name)
-    except MTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":
