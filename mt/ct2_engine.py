@@ -24,6 +24,7 @@ import torch
 
 from mt.config import DecodeConfig
 from mt.errors import MTError
+from mt.inference import fit_sources
 from mt.search import Hypothesis, length_limits, length_penalty
 from mt.tokenizer import EOS_ID, Tokenizer
 
@@ -82,7 +83,9 @@ def ranked(pieces: list[list[str]], scores: list[float], eos: str, alpha: float,
 class CTranslate2Engine:
     """An exported model directory as a decoder of token ids, like inference.decode_ids."""
 
-    def __init__(self, model_dir: Path, tokenizer: Tokenizer, device: str, threads: int = 1):
+    def __init__(
+        self, model_dir: Path, tokenizer: Tokenizer, max_length: int, device: str, threads: int = 1
+    ):
         ctranslate2 = import_ctranslate2()
         kind, _, index = device.partition(":")
         if kind == "auto":
@@ -97,13 +100,15 @@ class CTranslate2Engine:
             )
         except (RuntimeError, ValueError) as e:
             raise MTError(f"{model_dir}: CTranslate2 cannot load it ({e})") from None
-        self.tokenizer = tokenizer
+        self.tokenizer, self.max_length = tokenizer, max_length  # the model's positions
         self.eos = tokenizer.tgt.id_to_piece(EOS_ID)
 
     def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
         """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
+        src_ids = fit_sources(src_ids, self.max_length)
         lengths = torch.tensor([len(ids) for ids in src_ids])
-        limits = length_limits(lengths, decode.max_len_a, decode.max_len_b).tolist()
+        limits = length_limits(lengths, decode.max_len_a, decode.max_len_b)
+        limits = limits.clamp(max=self.max_length).tolist()
         piece = self.tokenizer.src.id_to_piece
         sources = [[piece(i) for i in ids.tolist()] for ids in src_ids]
         # One call for every sentence, so CTranslate2 batches them and keeps each core busy, up

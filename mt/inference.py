@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 
 import torch
@@ -13,6 +14,8 @@ from mt.data import token_batches
 from mt.models.contract import Uncached
 from mt.search import Hypothesis, beam_search, greedy_search
 from mt.tokenizer import PAD_ID, Tokenizer
+
+log = logging.getLogger("mt")
 
 
 def pick_device(name: str) -> torch.device:
@@ -43,6 +46,19 @@ def autocast(device: torch.device):
     )
 
 
+def fit_sources(src_ids: list[torch.Tensor], max_length: int | None) -> list[torch.Tensor]:
+    """Sources longer than the model's positions cut to fit (their EOS kept), with a warning:
+    a long validation or test sentence must not end a run that trained for hours."""
+    if max_length is None or all(len(ids) <= max_length for ids in src_ids):
+        return src_ids
+    cut = sum(len(ids) > max_length for ids in src_ids)
+    log.warning("%d sources longer than the model's %d positions: cut to fit", cut, max_length)
+    return [
+        ids if len(ids) <= max_length else torch.cat([ids[: max_length - 1], ids[-1:]])
+        for ids in src_ids
+    ]
+
+
 @torch.no_grad()
 def decode_ids(
     model: nn.Module, src_ids: list[torch.Tensor], decode: DecodeConfig, device: torch.device
@@ -50,6 +66,7 @@ def decode_ids(
     """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
     was_training = model.training
     model.eval()
+    src_ids = fit_sources(src_ids, model.max_length)
     lengths = torch.tensor([len(ids) for ids in src_ids]).numpy()
     # The beam multiplies every row: keep the decoding batch's rows near max_tokens.
     max_tokens = max(decode.max_tokens // decode.beam_size, 1)

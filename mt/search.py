@@ -32,9 +32,11 @@ def length_limits(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
     return (src_lengths * a + b).long().clamp(min=1)
 
 
-def max_lengths(src: torch.Tensor, a: float, b: int) -> torch.Tensor:
-    """Per-sentence output limit of a padded batch, from the real source lengths."""
-    return length_limits((src != PAD_ID).sum(dim=1), a, b)
+def max_lengths(src: torch.Tensor, a: float, b: int, cap: int | None = None) -> torch.Tensor:
+    """Per-sentence output limit of a padded batch, from the real source lengths, never past
+    cap (the positions the model has)."""
+    limits = length_limits((src != PAD_ID).sum(dim=1), a, b)
+    return limits if cap is None else limits.clamp(max=cap)
 
 
 def force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -50,7 +52,7 @@ def greedy_search(
 ) -> list[Hypothesis]:
     """Most likely next token at every step, until EOS or the length limit."""
     batch = src.size(0)
-    limits = max_lengths(src, max_len_a, max_len_b)
+    limits = max_lengths(src, max_len_a, max_len_b, model.max_length)
     memory, state = model.encode(src), None
     tokens = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)
     done = torch.zeros(batch, dtype=torch.bool, device=src.device)
@@ -90,7 +92,7 @@ def beam_search(
     limit; done sentences leave the batch.
     """
     batch, k, device = src.size(0), beam_size, src.device
-    limits = max_lengths(src, max_len_a, max_len_b)
+    limits = max_lengths(src, max_len_a, max_len_b, model.max_length)
     beam_rows = torch.arange(k, device=device)
     memory = model.reorder_state(
         model.encode(src), torch.arange(batch, device=device).repeat_interleave(k)

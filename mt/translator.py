@@ -62,8 +62,11 @@ class Translator:
         from mt.ct2_engine import CTranslate2Engine, read_export  # optional dependency
 
         metadata, tokenizer = read_export(Path(model_dir))
-        engine = CTranslate2Engine(Path(model_dir), tokenizer, device, torch.get_num_threads())
-        return cls(engine, tokenizer, from_plain_dict(metadata["config"]))
+        config = from_plain_dict(metadata["config"])
+        engine = CTranslate2Engine(
+            Path(model_dir), tokenizer, config.model.max_positions, device, torch.get_num_threads()
+        )
+        return cls(engine, tokenizer, config)
 
     @classmethod
     def load(cls, engine: Engine, path: Path | str, device: str = "auto") -> Translator:

@@ -179,7 +179,9 @@ def run_ctranslate2(name: str, quantization: str, args) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / quantization
         export(ExportConfig(args.checkpoints[name], str(out), Quantization(quantization)))
-        engine = CTranslate2Engine(out, corpus.tokenizer, "auto", torch.get_num_threads())
+        engine = CTranslate2Engine(
+            out, corpus.tokenizer, config.model.max_positions, "auto", torch.get_num_threads()
+        )
         for beam in (1, 5):
             result[f"decode_beam{beam}"], outputs = measure_decoding(
                 engine, src_ids, beam, True, args

@@ -7,9 +7,10 @@ import math
 import torch
 from torch import nn
 
-from mt.config import DecodeConfig
+from mt.config import DecodeConfig, TransformerConfig
 from mt.inference import decode_ids
 from mt.models.contract import select_rows
+from mt.models.transformer import Transformer
 from mt.search import beam_search, greedy_search
 from mt.tokenizer import BOS_ID, EOS_ID
 
@@ -24,6 +25,8 @@ class ScriptedDecoder(nn.Module):
     Greedy follows A forever (A A A ... forced EOS). The true best sequences are
     B EOS (.4 * .9 = .36), then A B EOS (.6 * .34 * .9 = .1836), then A EOS (.18).
     """
+
+    max_length = None
 
     def __init__(self):
         super().__init__()
@@ -147,3 +150,18 @@ def test_decoder_cache_grows_one_position_per_step(trained_model):
     _, state = model.decode_step(torch.full((2,), BOS_ID), memory, None)
     _, state = model.decode_step(torch.full((2,), A), memory, state)
     assert all(k.size(2) == 2 for k, _ in state)
+
+
+def test_a_source_longer_than_the_positions_is_cut_and_the_output_stays_within_them(caplog):
+    """An untrained Transformer with 12 positions never says EOS: every limit is reached."""
+    cfg = TransformerConfig(
+        d_model=16, num_heads=2, num_layers=1, ff_dim=32, dropout=0.0, max_positions=12
+    )
+    torch.manual_seed(0)
+    model = Transformer(cfg, 50, 50, joint=True).eval()
+    src = [torch.cat([torch.randint(4, 50, (n,)), torch.tensor([EOS_ID])]) for n in (5, 30)]
+    for beam_size in (1, 3):
+        decode = DecodeConfig(beam_size=beam_size, max_len_a=2.0, max_len_b=10)
+        hyps = decode_ids(model, src, decode, torch.device("cpu"))
+        assert max(len(h[0].tokens) for h in hyps) <= 11  # + EOS = 12 positions
+    assert "1 sources longer than the model's 12 positions: cut to fit" in caplog.text

@@ -22,6 +22,7 @@ from mt.tokenizer import PAD_ID
 class Bahdanau(nn.Module):
     def __init__(self, cfg: BahdanauConfig, src_vocab: int, tgt_vocab: int, joint: bool):
         super().__init__()
+        self.max_length = None  # recurrent: no positions to run out of
         hidden = cfg.hidden_dim
         self.tgt_embed = nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD_ID)
         tie = cfg.tie_embeddings and joint

@@ -6,6 +6,7 @@
     state = model.reorder_state(state, index)                keep/duplicate rows (beams, finished)
     maps = model.attention_maps(src, tgt_in)                 {name: (B, heads, T, S)}, {} if none
     log_probs = model.decode_prefix(prefix, memory)          no cache: the whole prefix, (B, V)
+    model.max_length                                         longest source or output, or None
 
 Memory and state are nested dicts/lists/tuples of batch-first tensors, so selecting rows is
 the same operation for every model: `select_rows`.
@@ -21,6 +22,8 @@ State = Any  # nested dict / list / tuple of batch-first tensors (or None)
 
 
 class Seq2Seq(Protocol):
+    max_length: int | None  # positions the model can encode or decode; None: no limit
+
     def __call__(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor: ...
 
     def encode(self, src: torch.Tensor) -> State: ...
@@ -45,6 +48,7 @@ class Uncached:
 
     def __init__(self, model: Seq2Seq):
         self.model = model
+        self.max_length = model.max_length
 
     def encode(self, src: torch.Tensor) -> State:
         return self.model.encode(src)

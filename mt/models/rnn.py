@@ -42,6 +42,7 @@ def to_layers_first(hidden: tuple[torch.Tensor, ...]):
 class RNNSeq2Seq(nn.Module):
     def __init__(self, cfg: RNNConfig, src_vocab: int, tgt_vocab: int, joint: bool):
         super().__init__()
+        self.max_length = None  # recurrent: no positions to run out of
         cell = CELLS[cfg.cell.value]
         between_layers = cfg.dropout if cfg.num_layers > 1 else 0.0
         self.tgt_embed = nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD_ID)

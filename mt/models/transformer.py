@@ -153,6 +153,7 @@ class Transformer(nn.Module):
     def __init__(self, cfg: TransformerConfig, src_vocab: int, tgt_vocab: int, joint: bool):
         super().__init__()
         self.d_model = cfg.d_model
+        self.max_length = cfg.max_positions
         self.tgt_embed = nn.Embedding(tgt_vocab, cfg.d_model, padding_idx=PAD_ID)
         tie = cfg.tie_embeddings and joint
         self.src_embed = (
