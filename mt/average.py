@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mt.checkpoint import check_vocabulary, load_checkpoint, save_checkpoint, snapshots
 from mt.errors import MTError, reported
+from mt.files import same_file
 
 
 def collect(inputs: list[str], last: int | None) -> list[Path]:
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.last is not None and args.last < 1:
             raise MTError(f"--last {args.last}: must be at least 1")
         paths = collect(args.inputs, args.last)
+        if any(same_file(Path(args.output), path) for path in paths):
+            raise MTError(f"-o {args.output} is one of the checkpoints to average: refusing")
         save_checkpoint(average(paths), Path(args.output))
     print(f"averaged {len(paths)} checkpoints into {args.output}: {', '.join(map(str, paths))}")
 
