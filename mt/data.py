@@ -183,10 +183,14 @@ def read_jsonl(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
     for number, line in enumerate(read_lines(path), start=1):
         try:
             row = json.loads(line)
-            src.append(row[cfg.src_lang])
-            tgt.append(row[cfg.tgt_lang])
+            pair = row[cfg.src_lang], row[cfg.tgt_lang]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise MTError(f"{path}:{number}: bad JSON line ({e!r})") from None
+        for lang, text in zip((cfg.src_lang, cfg.tgt_lang), pair, strict=True):
+            if not isinstance(text, str):
+                raise MTError(f'{path}:{number}: "{lang}" is {type(text).__name__}, not a string')
+        src.append(pair[0])
+        tgt.append(pair[1])
     return src, tgt
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import sentencepiece as spm
 
 from mt.config import DataConfig
+from mt.errors import MTError
 
 # Fixed ids so that every model and checkpoint agrees on them.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -17,6 +18,17 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 def train_sentencepiece(sentences: Iterable[str], cfg: DataConfig) -> bytes:
     """Train a sentencepiece model in memory and return its serialised proto."""
     model = io.BytesIO()
+    try:
+        train_model(sentences, cfg, model)
+    except RuntimeError as e:  # sentencepiece reports bad settings as RuntimeError
+        reason = str(e).split("] ", 1)[-1].split(". Increase")[0]
+        raise MTError(
+            f"data.vocab_size={cfg.vocab_size}: sentencepiece cannot train ({reason})"
+        ) from None
+    return model.getvalue()
+
+
+def train_model(sentences: Iterable[str], cfg: DataConfig, model: io.BytesIO) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
         model_writer=model,
@@ -32,7 +44,6 @@ def train_sentencepiece(sentences: Iterable[str], cfg: DataConfig) -> bytes:
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
     )
-    return model.getvalue()
 
 
 class Tokenizer:

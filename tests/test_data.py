@@ -183,6 +183,21 @@ def test_tsv_line_with_wrong_field_count_is_named(tmp_path):
         load_corpus(make_config(tmp_path, "t", tmp_path / "c", "data.format=tsv").data)
 
 
+def test_a_jsonl_value_that_is_not_a_string_names_its_line(tmp_path):
+    (tmp_path / "j").mkdir()
+    rows = '{"de": "ein Hund", "en": "a dog"}\n{"de": "zwei", "en": 2}\n'
+    for split in ("train", "val", "test_2016_flickr"):
+        (tmp_path / "j" / f"{split}.jsonl").write_text(rows, encoding="utf-8")
+    with pytest.raises(MTError, match=r'train\.jsonl:2: "en" is int, not a string'):
+        load_corpus(make_config(tmp_path, "j", tmp_path / "c", "data.format=jsonl").data)
+
+
+def test_a_vocabulary_too_small_for_the_characters_names_the_key(small_root, tmp_path):
+    config = make_config(small_root, "small", tmp_path / "c", "data.vocab_size=20")
+    with pytest.raises(MTError, match=r"data\.vocab_size=20: sentencepiece cannot train"):
+        load_corpus(config.data)
+
+
 def test_hub_format_goes_through_datasets_load_dataset(tmp_path):
     """load_dataset on a local dataset directory: the same code path as a Hub name."""
     directory = tmp_path / "hubcopy"
