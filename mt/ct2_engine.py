@@ -62,7 +62,8 @@ def their_penalty(alpha: float) -> float:
     has the GNMT penalty's slope at 12 tokens (d ln lp / d ln length = alpha * 12 / 17). It
     only decides which hypotheses CTranslate2 keeps when more than beam end in one step: with
     beta = alpha, 2 of Multi30k's 2014 val+test lines lost our best hypothesis, with 0.7 alpha
-    none did. Never 0: at 0 CTranslate2 stops a sentence as soon as its best beam ends."""
+    none did (a one-off comparison with a 2500-step Transformer, length penalty 1.0). Never 0:
+    at 0 CTranslate2 stops a sentence as soon as its best beam ends."""
     return max(0.7 * alpha, 1e-6)
 
 
@@ -107,8 +108,8 @@ class CTranslate2Engine:
         """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
         src_ids = fit_sources(src_ids, self.max_length)
         lengths = torch.tensor([len(ids) for ids in src_ids])
-        limits = length_limits(lengths, decode.max_len_a, decode.max_len_b)
-        limits = limits.clamp(max=self.max_length).tolist()
+        limits = length_limits(lengths, decode.max_len_a, decode.max_len_b, self.max_length)
+        limits = limits.tolist()
         piece = self.tokenizer.src.id_to_piece
         sources = [[piece(i) for i in ids.tolist()] for ids in src_ids]
         # One call for every sentence, so CTranslate2 batches them and keeps each core busy, up

@@ -27,16 +27,16 @@ def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | f
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def length_limits(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
-    """Per-sentence output limit (EOS included), a * source length + b."""
-    return (src_lengths * a + b).long().clamp(min=1)
-
-
-def max_lengths(src: torch.Tensor, a: float, b: int, cap: int | None = None) -> torch.Tensor:
-    """Per-sentence output limit of a padded batch, from the real source lengths, never past
-    cap (the positions the model has)."""
-    limits = length_limits((src != PAD_ID).sum(dim=1), a, b)
+def length_limits(src_lengths: torch.Tensor, a: float, b: int, cap: int | None) -> torch.Tensor:
+    """Per-sentence output limit (EOS included), a * source length + b, never past cap (the
+    positions the model has; None: no cap)."""
+    limits = (src_lengths * a + b).long().clamp(min=1)
     return limits if cap is None else limits.clamp(max=cap)
+
+
+def max_lengths(src: torch.Tensor, a: float, b: int, cap: int | None) -> torch.Tensor:
+    """Per-sentence output limits of a padded batch, from the real source lengths."""
+    return length_limits((src != PAD_ID).sum(dim=1), a, b, cap)
 
 
 def force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
