@@ -121,6 +121,8 @@ class TrainerConfig:
     valid_beam_size: int = 1  # 1: greedy, the cheap choice during training
     patience: int | None = 10  # validations without a better BLEU before stopping
     keep_last: int = 0  # also keep the N latest validation checkpoints (for mt.average)
+    save_every: int | None = None  # also write last.pt every N steps between validations
+    ddp_timeout_s: int = 1800  # torchrun: a rank that waits longer for another ends the job
     compile: bool = False  # torch.compile the training forward/backward (opt-in: slow start)
     num_samples: int = 3  # sample translations logged at each validation
     attention_maps: int = 2  # first validation sentences whose attention is drawn
@@ -330,7 +332,8 @@ RANGES = {
     "trainer.weight_decay": at_least(0),
     "trainer.label_smoothing": FRACTION,
     **{f"trainer.{k}": at_least(1) for k in ("accumulate", "log_every", "valid_every")},
-    **{f"trainer.{k}": at_least(1) for k in ("valid_beam_size", "patience")},
+    **{f"trainer.{k}": at_least(1) for k in ("valid_beam_size", "patience", "save_every")},
+    "trainer.ddp_timeout_s": at_least(1),
     **{f"trainer.{k}": at_least(0) for k in ("keep_last", "num_samples", "attention_maps")},
     **{f"model.{k}": at_least(1) for k in ("d_model", "num_heads", "num_layers", "ff_dim")},
     **{f"model.{k}": at_least(1) for k in ("max_positions", "emb_dim", "hidden_dim")},

@@ -8,25 +8,40 @@ the trainer has one code path.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
+from mt.errors import MTError
+
 T = TypeVar("T")
 
+_store: dist.Store | None = None
+ROLL_CALL_SECONDS = 5.0  # how long ranks whose collective failed wait for each other
 
-def init(device: torch.device) -> torch.device:
+
+def init(device: torch.device, timeout: timedelta) -> torch.device:
     """Join the process group when torchrun started us; return this process's device.
 
-    The backend follows the device: NCCL on CUDA (one GPU per local rank), Gloo on CPU."""
+    The backend follows the device: NCCL on CUDA (one GPU per local rank), Gloo on CPU. A
+    collective that waits longer than timeout for another rank fails on every rank."""
     if "RANK" not in os.environ or dist.is_initialized():
         return device
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    global _store
+    # The rendezvous that init_process_group would make itself, kept so that a rank can tell
+    # the others it still answers when a collective fails (see failures_reported).
+    _store, rank_, world = next(dist.rendezvous("env://", timeout=timeout))
+    _store.set_timeout(timeout)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, store=_store, rank=rank_, world_size=world, timeout=timeout)
     return device
 
 
@@ -90,3 +105,40 @@ def shard(batches: list[T]) -> list[T]:
     list on every rank, trimmed so each rank gets the same number (no rank waits at the end)."""
     world = world_size()
     return batches[: len(batches) - len(batches) % world][rank() :: world]
+
+
+def silent_ranks() -> list[int]:
+    """After a failed collective: the ranks that do not answer a roll call in the store."""
+    _store.set(f"mt/answers/{rank()}", "1")
+    time.sleep(ROLL_CALL_SECONDS)  # the other survivors see the failure at about the same time
+    return [r for r in range(world_size()) if not _store.check([f"mt/answers/{r}"])]
+
+
+def collective_failure(error: BaseException) -> bool:
+    """Whether error comes from the communication backend (a rank stalled past the timeout
+    or died), not from this rank's own work."""
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("gloo" in text or "nccl" in text)
+
+
+@contextmanager
+def failures_reported(timeout_s: int) -> Iterator[None]:
+    """A failed collective ends this rank with one line naming the ranks that stopped
+    answering, instead of a backend traceback. (NCCL's watchdog aborts the process itself.)"""
+    try:
+        yield
+    except Exception as error:
+        if not (active() and collective_failure(error)):
+            raise
+        try:
+            silent = silent_ranks()
+        except Exception:  # the store's host is the silent one
+            silent = []
+        who = f"rank {', '.join(map(str, silent))}" if silent else "another rank"
+        raise MTError(
+            f"rank {rank()}: {who} stopped answering (stalled or died; no answer within "
+            f"trainer.ddp_timeout_s={timeout_s}): ending the job; trainer.resume=true "
+            f"continues from the last checkpoint"
+        ) from None

@@ -9,12 +9,25 @@ from contextlib import contextmanager
 class MTError(Exception):
     """A user-facing error: its message names the file, line or key at fault."""
 
+    label = "error"
+    exit_status = 1
+
+
+class Stopped(MTError):
+    """The user stopped the command with a signal; it ends with 128 + the signal's number."""
+
+    label = "stopped"
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_status = 128 + signum
+
 
 @contextmanager
 def reported() -> Iterator[None]:
-    """An MTError inside ends the command: `error: MESSAGE` on stderr, exit status 1."""
+    """An MTError inside ends the command: `error: MESSAGE` on stderr and a non-zero exit."""
     try:
         yield
     except MTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        print(f"{e.label}: {e}", file=sys.stderr)
+        sys.exit(e.exit_status)

@@ -1,51 +1,35 @@
-"""One training loop for every model: batches, optimisation, validation, checkpoints, test."""
+"""One training loop for every model: batches, optimisation, checkpoints, validation, test."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
 
 from mt import distributed
-from mt.checkpoint import (
-    check_vocabulary,
-    keep_snapshot,
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
-)
-from mt.config import Config, DecodeConfig, to_plain_dict
-from mt.data import Corpus, Split, load_corpus, make_batch, token_batches, train_batches
+from mt.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
+from mt.config import Config, DecodeConfig
+from mt.data import Corpus, load_corpus, make_batch, train_batches
+from mt.errors import Stopped
+from mt.files import write_text
 from mt.heatmap import attention_images
-from mt.inference import autocast, describe_device, pick_device, translate
+from mt.inference import autocast, describe_device, pick_device
+from mt.interrupt import StopRequests
+from mt.loss import token_loss
 from mt.models import build_model, count_parameters
-from mt.scoring import corpus_scores
-from mt.tokenizer import PAD_ID
+from mt.reporting import Reporter, write_results
+from mt.train_state import Progress, TrainState, checkpoint_payload, random_state, restore
+from mt.validation import decode_split, samples_markdown, split_loss
 
 log = logging.getLogger("mt")
-
-
-@dataclass
-class Progress:
-    """Everything besides weights and optimizer that resuming needs."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # batches of this epoch already trained on
-    best_bleu: float = -1.0
-    bad_validations: int = 0  # validations since BLEU last improved
-    train_seconds: float = 0.0  # time spent in training steps (validation excluded)
-    train_tokens: int = 0  # target tokens trained on
 
 
 def inverse_sqrt_schedule(warmup_steps: int):
@@ -58,16 +42,14 @@ def inverse_sqrt_schedule(warmup_steps: int):
     return factor
 
 
-def token_loss(model: nn.Module, batch, label_smoothing: float) -> torch.Tensor:
-    """Summed label-smoothed cross-entropy over the real target tokens."""
-    logits = model(batch.src, batch.tgt_in)
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(),
-        batch.tgt_out.flatten(),
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
+@dataclass
+class Window:
+    """Loss, tokens and seconds of the steps since the last log line."""
+
+    loss: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+    steps: int = 0
 
 
 class Trainer:
@@ -76,7 +58,8 @@ class Trainer:
         t = config.trainer
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
-        self.device = distributed.init(pick_device(t.device))
+        timeout = timedelta(seconds=t.ddp_timeout_s)
+        self.device = distributed.init(pick_device(t.device), timeout)
         # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.
         torch.manual_seed(t.seed + distributed.rank())
         # Rank 0 builds the data cache; the others then read it.
@@ -92,63 +75,33 @@ class Trainer:
         )
         if t.compile:  # the same module underneath: checkpoints and decoding are unchanged
             self.trained = torch.compile(self.trained)
-        self.optimizer = torch.optim.Adam(
+        optimizer = torch.optim.Adam(
             self.model.parameters(),
             lr=t.lr,
             betas=tuple(t.adam_betas),
             weight_decay=t.weight_decay,
             fused=self.device.type == "cuda" or None,
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, inverse_sqrt_schedule(t.warmup_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, inverse_sqrt_schedule(t.warmup_steps)
         )
-        self.progress = Progress()
+        self.state = TrainState(self.model, optimizer, scheduler, Progress())
         self.checkpoints = run_dir / "checkpoints"
         if t.resume:
-            self.restore(self.checkpoints / "last.pt")
+            restore(self.checkpoints / "last.pt", self.tokenizer_models, self.state, self.device)
         # Rank 0 alone writes TensorBoard, checkpoints and results.
-        self.writer = (
-            SummaryWriter(str(run_dir / "tb"), purge_step=self.progress.step + 1)
-            if distributed.is_main()
-            else None
-        )
+        first_step = self.progress.step + 1
+        self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
+        self.stop_requests = StopRequests()
+        self.interrupted = False  # a stop signal reached this rank or another
 
-    # ------------------------------------------------------------ checkpoints
+    @property
+    def progress(self) -> Progress:
+        return self.state.progress
 
-    def rng_state(self) -> dict:
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return rng
-
-    def payload(self, rng: list[dict]) -> dict:
-        """Everything to resume from; rng holds every rank's random state, in rank order."""
-        return {
-            "config": to_plain_dict(self.config),
-            "tokenizer": self.corpus.tokenizer.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "progress": asdict(self.progress),
-            "rng": rng,
-        }
-
-    def restore(self, path: Path) -> None:
-        payload = load_checkpoint(path)
-        check_vocabulary(payload, self.corpus.tokenizer.to_dict(), path)
-        load_weights(self.model, payload["model"], path)
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.progress = Progress(**payload["progress"])
-        states = payload["rng"]
-        if isinstance(states, dict):  # written before checkpoints kept one state per rank
-            states = [states]
-        # This rank's own state when the world size is unchanged, else rank 0's.
-        rng = states[distributed.rank()] if len(states) == distributed.world_size() else states[0]
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        log.info("resumed from %s at step %d", path, self.progress.step)
+    @property
+    def tokenizer_models(self) -> dict:
+        return self.corpus.tokenizer.to_dict()
 
     # ------------------------------------------------------------ training
 
@@ -173,9 +126,9 @@ class Trainer:
                 (loss * scale).backward()
             total += loss.item()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.trainer.clip_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.state.optimizer.step()
+        self.state.scheduler.step()
+        self.state.optimizer.zero_grad(set_to_none=True)
         (total,) = distributed.sum_all([total], self.device)
         return total / num_tokens, int(num_tokens), float(grad_norm)
 
@@ -192,13 +145,21 @@ class Trainer:
         return None
 
     def agreed_stop(self) -> str | None:
-        """Rank 0's stopping decision on every rank: their clocks differ, their steps must not."""
+        """The same decision on every rank: rank 0's limits (their clocks differ, their steps
+        must not), or a stop signal that any rank received."""
         reason = self.should_stop()
-        if not distributed.active():
-            return reason
-        flag = float(distributed.is_main() and reason is not None)
-        (stop,) = distributed.sum_all([flag], self.device)
-        return (reason or "rank 0 stopped") if stop else None
+        signalled = self.stop_requests.received is not None
+        if distributed.active():
+            main_stops, signalled = distributed.sum_all(
+                [float(distributed.is_main() and reason is not None), float(signalled)],
+                self.device,
+            )
+            reason = (reason or "rank 0 stopped") if main_stops else None
+        if signalled:
+            self.interrupted = True
+            received = self.stop_requests.received
+            return f"stopped by {received.name if received else 'a signal to another rank'}"
+        return reason
 
     def eta_seconds(
         self, batches_per_epoch: int, batches_done: int, seconds_per_step: float
@@ -215,149 +176,126 @@ class Trainer:
         return max(min(left), 0.0)
 
     def fit(self) -> str:
-        t, p = self.config.trainer, self.progress
-        data = self.config.data
-        # Loss, tokens and seconds of the steps since the last log line.
-        window_loss, window_tokens, window_seconds, window_steps = 0.0, 0, 0.0, 0
+        """Train until a limit or a stop signal; checkpoints along the way."""
+        t, p, data = self.config.trainer, self.progress, self.config.data
         world = distributed.world_size()
-        reason = self.agreed_stop()
-        while reason is None:
-            # Every rank shuffles the same way, then takes its own share of the batches.
-            batches = distributed.shard(
-                train_batches(self.corpus.train, data.max_tokens, data.max_len, t.seed, p.epoch)
-            )
-            done = p.batch_in_epoch // world  # progress counts batches of all ranks
-            while done < len(batches) and reason is None:
-                step_start = time.perf_counter()
-                chunk = batches[done : done + t.accumulate]
-                loss, tokens, grad_norm = self.train_step(
-                    [make_batch(self.corpus.train, b) for b in chunk]
+        window = Window()
+        with self.stop_requests:
+            reason = self.agreed_stop()
+            while reason is None:
+                # Every rank shuffles the same way, then takes its own share of the batches.
+                batches = distributed.shard(
+                    train_batches(self.corpus.train, data.max_tokens, data.max_len, t.seed, p.epoch)
                 )
-                seconds = time.perf_counter() - step_start
-                p.step += 1
-                done += len(chunk)
-                p.batch_in_epoch = done * world
-                p.train_seconds += seconds
-                p.train_tokens += tokens
-                window_loss, window_tokens = window_loss + loss, window_tokens + tokens
-                window_seconds, window_steps = window_seconds + seconds, window_steps + 1
-                if p.step % t.log_every == 0 and distributed.is_main():
-                    self.log_train(
-                        window_loss / window_steps,
-                        grad_norm,
-                        window_tokens / window_seconds,
-                        self.eta_seconds(len(batches), done, window_seconds / window_steps),
-                    )
-                    window_loss, window_tokens, window_seconds, window_steps = 0.0, 0, 0.0, 0
-                if p.step % t.valid_every == 0:
-                    self.validate_and_save()
-                reason = self.agreed_stop()
-            if done >= len(batches):
-                p.epoch += 1
-                p.batch_in_epoch = 0
-                reason = self.agreed_stop()
+                done = p.batch_in_epoch // world  # progress counts batches of all ranks
+                while done < len(batches) and reason is None:
+                    chunk = batches[done : done + t.accumulate]
+                    self.run_step(chunk, window)
+                    done += len(chunk)
+                    p.batch_in_epoch = done * world
+                    if p.step % t.log_every == 0 and distributed.is_main():
+                        self.log_window(window, len(batches), done)
+                        window = Window()
+                    self.checkpoint_if_due()
+                    reason = self.agreed_stop()
+                if done >= len(batches):
+                    p.epoch += 1
+                    p.batch_in_epoch = 0
+                    reason = self.agreed_stop()
+        self.finish(reason)
+        return reason
+
+    def run_step(self, chunk: list, window: Window) -> None:
+        """One update on a chunk of batch indices, counted in progress and the log window."""
+        p = self.progress
+        start = time.perf_counter()
+        loss, tokens, grad_norm = self.train_step([make_batch(self.corpus.train, b) for b in chunk])
+        seconds = time.perf_counter() - start
+        p.step += 1
+        p.train_seconds += seconds
+        p.train_tokens += tokens
+        window.loss, window.tokens = window.loss + loss, window.tokens + tokens
+        window.seconds, window.steps = window.seconds + seconds, window.steps + 1
+        self.last_grad_norm = grad_norm
+
+    def log_window(self, window: Window, batches_per_epoch: int, done: int) -> None:
+        p = self.progress
+        seconds_per_step = window.seconds / window.steps
+        self.reporter.train_step(
+            p.step,
+            p.epoch + 1,
+            window.loss / window.steps,
+            self.state.scheduler.get_last_lr()[0],
+            self.last_grad_norm,
+            window.tokens / window.seconds,
+            self.eta_seconds(batches_per_epoch, done, seconds_per_step),
+        )
+
+    def checkpoint_if_due(self) -> None:
+        t, step = self.config.trainer, self.progress.step
+        if step % t.valid_every == 0:
+            self.validate_and_save()
+        elif t.save_every is not None and step % t.save_every == 0:
+            self.save_last()
+
+    def finish(self, reason: str) -> None:
+        """Validate the last steps, or, when a signal stopped training, save them and stop."""
+        p, t = self.progress, self.config.trainer
+        if self.interrupted:
+            self.save_last()
+            received = self.stop_requests.received
+            raise Stopped(
+                f"{reason} at step {p.step}; {self.checkpoints / 'last.pt'} holds it: continue "
+                f"with the same command and trainer.resume=true hydra.run.dir={self.run_dir}",
+                received.value if received else 15,
+            )
         if p.step % t.valid_every != 0:
             self.validate_and_save()
         log.info("training stopped: %s", reason)
-        return reason
 
-    def log_train(
-        self, loss: float, grad_norm: float, tokens_per_second: float, eta: float
-    ) -> None:
-        p = self.progress
-        lr = self.scheduler.get_last_lr()[0]
-        for tag, value in (
-            ("train/loss", loss),
-            ("train/lr", lr),
-            ("train/grad_norm", grad_norm),
-            ("train/tokens_per_sec", tokens_per_second),
-        ):
-            self.writer.add_scalar(tag, value, p.step)
-        log.info(
-            "step %6d | epoch %3d | loss %6.3f | lr %.2e | %6.0f tok/s | eta %s",
-            p.step,
-            p.epoch + 1,
-            loss,
-            lr,
-            tokens_per_second,
-            time.strftime("%H:%M:%S", time.gmtime(eta)),
-        )
+    # ------------------------------------------------------------ checkpoints
 
-    # ------------------------------------------------------------ validation
-
-    @torch.no_grad()
-    def split_loss(self, split: Split) -> float:
-        """Mean per-token negative log-likelihood (no label smoothing) over a split."""
-        self.model.eval()
-        total, tokens = 0.0, 0
-        for indices in token_batches(
-            split.src_lengths(), split.tgt_lengths(), self.config.data.max_tokens, rng=None
-        ):
-            batch = make_batch(split, indices).to(self.device)
-            with autocast(self.device):
-                total += token_loss(self.model, batch, label_smoothing=0.0).item()
-            tokens += batch.num_tgt_tokens
-        self.model.train()
-        return total / tokens
-
-    def evaluate(self, split: Split, decode: DecodeConfig) -> tuple[dict, list[str]]:
-        hyps = translate(self.model, self.corpus.tokenizer, split.src_ids, decode, self.device)
-        return corpus_scores(hyps, split.tgt_text), hyps
-
-    def validate_and_save(self) -> None:
-        """Rank 0 validates and writes checkpoints (with every rank's RNG state); the other
-        ranks wait for it."""
-        rng = distributed.gather(self.rng_state())
+    def save_last(self) -> None:
+        """Rank 0 writes last.pt, with every rank's random state; the others wait for it."""
+        rng = distributed.gather(random_state(self.device))
         if distributed.is_main():
-            self.validate(rng)
+            payload = checkpoint_payload(self.config, self.tokenizer_models, self.state, rng)
+            save_checkpoint(payload, self.checkpoints / "last.pt")
         distributed.barrier()
 
-    def validate(self, rng: list[dict]) -> None:
+    def validate_and_save(self) -> None:
+        """Rank 0 validates and writes checkpoints (with every rank's random state); the
+        other ranks wait for it."""
+        rng = distributed.gather(random_state(self.device))
+        if distributed.is_main():
+            improved = self.validate()
+            payload = checkpoint_payload(self.config, self.tokenizer_models, self.state, rng)
+            save_checkpoint(payload, self.checkpoints / "last.pt")
+            if improved:
+                save_checkpoint(payload, self.checkpoints / "best.pt")
+            if self.config.trainer.keep_last > 0:
+                keep_snapshot(self.checkpoints, self.progress.step, self.config.trainer.keep_last)
+        distributed.barrier()
+
+    def validate(self) -> bool:
+        """Score the valid split greedily (or with valid_beam_size); True if BLEU improved."""
         p, t = self.progress, self.config.trainer
-        valid = self.corpus.valid
-        loss = self.split_loss(valid)
+        valid, tokenizer = self.corpus.valid, self.corpus.tokenizer
+        loss = split_loss(self.model, valid, self.config.data.max_tokens, self.device)
         decode = DecodeConfig(
             **{**asdict(self.config.decode), "beam_size": t.valid_beam_size, "nbest": 1}
         )
-        scores, hyps = self.evaluate(valid, decode)
-        for tag, value in (
-            ("valid/loss", loss),
-            ("valid/ppl", math.exp(min(loss, 50))),
-            ("valid/bleu", scores["bleu"]),
-            ("valid/chrf", scores["chrf"]),
-        ):
-            self.writer.add_scalar(tag, value, p.step)
-        samples = "\n\n".join(
-            f"**src** {valid.src_text[i]}  \n**ref** {valid.tgt_text[i]}  \n**hyp** {hyps[i]}"
-            for i in range(min(t.num_samples, len(valid)))
-        )
-        self.writer.add_text("valid/samples", samples, p.step)
+        scores, hyps = decode_split(self.model, tokenizer, valid, decode, self.device)
         fixed = valid.src_ids[: t.attention_maps]
-        for tag, image in attention_images(
-            self.model, self.corpus.tokenizer, fixed, self.config.decode, self.device
-        ).items():
-            self.writer.add_image(tag, image, p.step, dataformats="HWC")
+        images = attention_images(self.model, tokenizer, fixed, self.config.decode, self.device)
         improved = scores["bleu"] > p.best_bleu
         if improved:
             p.best_bleu, p.bad_validations = scores["bleu"], 0
         else:
             p.bad_validations += 1
-        log.info(
-            "valid step %d | loss %.3f | ppl %.2f | BLEU %.2f | chrF %.2f%s",
-            p.step,
-            loss,
-            math.exp(min(loss, 50)),
-            scores["bleu"],
-            scores["chrf"],
-            " | new best" if improved else "",
-        )
-        payload = self.payload(rng)
-        save_checkpoint(payload, self.checkpoints / "last.pt")
-        if improved:
-            save_checkpoint(payload, self.checkpoints / "best.pt")
-        if t.keep_last > 0:
-            keep_snapshot(self.checkpoints, p.step, t.keep_last)
-        self.writer.flush()
+        samples = samples_markdown(valid, hyps, t.num_samples)
+        self.reporter.validation(p.step, loss, scores, samples, images, improved)
+        return improved
 
     # ------------------------------------------------------------ final test
 
@@ -367,18 +305,26 @@ class Trainer:
         self.model.load_state_dict(best["model"])
         results = {}
         for name, split in (("valid", self.corpus.valid), ("test", self.corpus.test)):
-            scores, hyps = self.evaluate(split, self.config.decode)
+            scores, hyps = decode_split(
+                self.model, self.corpus.tokenizer, split, self.config.decode, self.device
+            )
             hyp_file = self.run_dir / f"{name}.hyp.{self.config.data.tgt_lang}"
-            hyp_file.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+            write_text(hyp_file, "".join(h + "\n" for h in hyps))
             results[name] = scores
         return results
 
 
-def train(config: Config, run_dir: Path) -> dict:
+def train(config: Config, run_dir: Path) -> dict | None:
     """Train, validate and test one model; write checkpoints, TensorBoard and results.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return train_and_test(Trainer(config, run_dir))
+        with distributed.failures_reported(config.trainer.ddp_timeout_s):
+            trainer = Trainer(config, run_dir)
+            try:
+                return train_and_test(trainer)
+            finally:
+                if trainer.reporter:
+                    trainer.reporter.close()
     finally:
         distributed.shutdown()
 
@@ -399,7 +345,6 @@ def train_and_test(trainer: Trainer) -> dict | None:
     if not distributed.is_main():
         return None
     scores = trainer.test()
-    trainer.writer.close()
     p = trainer.progress
     results = {
         "model": type(trainer.model).__name__.lower(),
@@ -415,9 +360,5 @@ def train_and_test(trainer: Trainer) -> dict | None:
         "hardware": describe_device(trainer.device),
         "world_size": distributed.world_size(),
     }
-    (trainer.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    test = scores["test"]
-    print(
-        f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
-    )
+    write_results(trainer.run_dir, results)
     return results

@@ -1,0 +1,97 @@
+"""What a training tells its user: log lines, TensorBoard curves, samples and attention
+images, and results.json. Only rank 0 reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+from mt.files import write_text
+
+log = logging.getLogger("mt")
+
+
+class Reporter:
+    """TensorBoard and log output of one run (rank 0's)."""
+
+    def __init__(self, run_dir: Path, first_step: int):
+        # A resumed run replaces the curves past its checkpoint, which a crash left behind.
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=first_step)
+
+    def train_step(
+        self,
+        step: int,
+        epoch: int,
+        loss: float,
+        lr: float,
+        grad_norm: float,
+        tps: float,
+        eta: float,
+    ) -> None:
+        """One training log line and its curves (loss, lr, gradient norm, tokens/s)."""
+        for tag, value in (
+            ("train/loss", loss),
+            ("train/lr", lr),
+            ("train/grad_norm", grad_norm),
+            ("train/tokens_per_sec", tps),
+        ):
+            self.writer.add_scalar(tag, value, step)
+        log.info(
+            "step %6d | epoch %3d | loss %6.3f | lr %.2e | %6.0f tok/s | eta %s",
+            step,
+            epoch,
+            loss,
+            lr,
+            tps,
+            time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
+
+    def validation(
+        self,
+        step: int,
+        loss: float,
+        scores: dict,
+        samples: str,
+        images: dict[str, np.ndarray],
+        improved: bool,
+    ) -> None:
+        """The validation's log line, curves, sample translations and attention images."""
+        ppl = math.exp(min(loss, 50))
+        for tag, value in (
+            ("valid/loss", loss),
+            ("valid/ppl", ppl),
+            ("valid/bleu", scores["bleu"]),
+            ("valid/chrf", scores["chrf"]),
+        ):
+            self.writer.add_scalar(tag, value, step)
+        self.writer.add_text("valid/samples", samples, step)
+        for tag, image in images.items():
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+        self.writer.flush()
+        log.info(
+            "valid step %d | loss %.3f | ppl %.2f | BLEU %.2f | chrF %.2f%s",
+            step,
+            loss,
+            ppl,
+            scores["bleu"],
+            scores["chrf"],
+            " | new best" if improved else "",
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def write_results(run_dir: Path, results: dict) -> None:
+    """results.json, and the test scores on stdout."""
+    write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    test = results["test"]
+    print(
+        f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
+    )
