@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from mt.errors import MTError
-from mt.files import replaced_on_success
+from mt.files import os_error, replaced_on_success
 
 FORMAT = "mt-checkpoint-1"
 
@@ -23,11 +23,16 @@ def save_checkpoint(payload: dict, path: Path) -> None:
 
     A crash at any point leaves either the old checkpoint or the new one, never half of one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_on_success(path) as tmp, open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **payload}, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_on_success(path) as tmp, open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise os_error(path, e, "the checkpoint") from None
+    except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) so
+        raise os_error(path, OSError(str(e).splitlines()[0]), "the checkpoint") from None
 
 
 def load_checkpoint(path: Path | str) -> dict:

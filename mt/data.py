@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from mt.config import REPO_DATA_DIR, CorpusFormat, DataConfig
 from mt.errors import MTError
+from mt.files import os_error, remove_stale_temporaries, temporary_path
 from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_sentencepiece
 
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
@@ -270,13 +270,16 @@ def encode_split(tokenizer: Tokenizer, src: list[str], tgt: list[str]) -> datase
 def build_cache(cfg: DataConfig, raw: dict, directory: Path) -> None:
     """Train the tokenizer, encode every split, and write them atomically into directory."""
     tokenizer = train_tokenizer(cfg, *raw["train"])
-    tmp = directory.with_name(f"{directory.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "src.model").write_bytes(tokenizer.src_model)
-    (tmp / "tgt.model").write_bytes(tokenizer.tgt_model)
-    for split in SPLITS:
-        encode_split(tokenizer, *raw[split]).save_to_disk(str(tmp / split))
+    tmp = temporary_path(directory)
+    try:
+        tmp.mkdir()
+        (tmp / "src.model").write_bytes(tokenizer.src_model)
+        (tmp / "tgt.model").write_bytes(tokenizer.tgt_model)
+        for split in SPLITS:
+            encode_split(tokenizer, *raw[split]).save_to_disk(str(tmp / split))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise os_error(directory, e, "the data cache") from None
     try:
         tmp.rename(directory)
     except OSError:  # another process finished the same cache first; theirs is identical
@@ -302,6 +305,8 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     """Read, tokenise and encode all splits, reusing the cache when text and settings match."""
     raw = read_raw(cfg)
     directory = cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg, raw)}"
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory.parent)  # caches whose builder was killed
     if not directory.is_dir():
         build_cache(cfg, raw, directory)
     tokenizer = Tokenizer(

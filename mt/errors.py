@@ -31,3 +31,7 @@ def reported() -> Iterator[None]:
     except MTError as e:
         print(f"{e.label}: {e}", file=sys.stderr)
         sys.exit(e.exit_status)
+    except OSError as e:  # the system refused (a full disk, a permission): its reason, one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        sys.exit(1)

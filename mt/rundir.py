@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mt.errors import MTError, reported
+from mt.files import process_alive, this_process
 
 LOCK = ".lock"  # holds "PID@HOST" of the run training in the directory
 
@@ -32,20 +32,6 @@ def refuse_trained_run(run_dir: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
-def holder_alive(holder: str) -> bool:
-    """Whether the process named "PID@HOST" still runs; one on another host is assumed to."""
-    pid, _, host = holder.partition("@")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
 def acquire_lock(run_dir: Path) -> Path:
     """Create run_dir/.lock for this process; refuse while a live process holds it, take it
     over from a dead one (a killed run)."""
@@ -59,7 +45,7 @@ def acquire_lock(run_dir: Path) -> Path:
                 holder = lock.read_text().strip()
             except FileNotFoundError:  # released meanwhile: try again
                 continue
-            if holder_alive(holder):
+            if process_alive(holder):
                 raise MTError(
                     f"{run_dir}: another run is training here ({holder}); wait for it to "
                     f"finish or choose another hydra.run.dir"
@@ -67,7 +53,7 @@ def acquire_lock(run_dir: Path) -> Path:
             lock.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}@{socket.gethostname()}\n")
+            f.write(this_process() + "\n")
         atexit.register(lock.unlink, missing_ok=True)  # at any exit but a kill
         return lock
 

@@ -19,7 +19,7 @@ from mt.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.config import Config, DecodeConfig
 from mt.data import Corpus, load_corpus, make_batch, train_batches
 from mt.errors import Stopped
-from mt.files import write_text
+from mt.files import remove_stale_temporaries, write_text
 from mt.heatmap import attention_images
 from mt.inference import autocast, describe_device, pick_device
 from mt.interrupt import StopRequests
@@ -87,6 +87,8 @@ class Trainer:
         )
         self.state = TrainState(self.model, optimizer, scheduler, Progress())
         self.checkpoints = run_dir / "checkpoints"
+        if distributed.is_main() and self.checkpoints.is_dir():
+            remove_stale_temporaries(self.checkpoints)  # saves a kill interrupted
         if t.resume:
             restore(self.checkpoints / "last.pt", self.tokenizer_models, self.state, self.device)
         # Rank 0 alone writes TensorBoard, checkpoints and results.

@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mt.checkpoint import load_checkpoint
+from mt.data import load_corpus
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
@@ -62,7 +64,9 @@ class Running:
         return status, "".join(self.lines)
 
 
-def train_command(root: Path, run_dir: Path, *overrides: str) -> list[str]:
+def train_command(
+    root: Path, run_dir: Path, *overrides: str, cache: Path | None = None
+) -> list[str]:
     return [
         "-m",
         "mt.train",
@@ -70,7 +74,7 @@ def train_command(root: Path, run_dir: Path, *overrides: str) -> list[str]:
         *TINY,
         f"data.root={root}",
         "data.name=tiny",
-        f"data.cache_dir={run_dir.parent / 'cache'}",
+        f"data.cache_dir={cache or run_dir.parent / 'cache'}",
         "data.max_tokens=256",
         "decode.beam_size=1",
         "decode.max_len_a=0",
@@ -172,3 +176,94 @@ def test_a_frozen_rank_ends_the_job_within_the_timeout(memorise_root, tmp_path):
     assert f"trainer.ddp_timeout_s={timeout}" in output
     # torchrun then waits its fixed 30 s for the frozen worker before killing it.
     assert time.monotonic() - start < timeout + 5 + 30 + 10
+
+
+def in_private_mounts(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run a bash script in a mount namespace of its own, where it may mount a small tmpfs
+    that no one else sees and that vanishes with it."""
+    command = ["unshare", "--mount", "--map-root-user"]
+    try:
+        usable = subprocess.run([*command, "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        usable = False
+    if not usable:
+        pytest.skip("cannot mount a tmpfs here (unshare --mount --map-root-user fails)")
+    return subprocess.run(
+        [*command, "bash", "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+FILL = "import os, sys; s = os.statvfs(sys.argv[1]); open(sys.argv[1] + '/' + sys.argv[3], 'wb')"
+FILL += ".write(bytes(s.f_bavail * s.f_frsize - int(sys.argv[2])))"  # leave argv[2] bytes free
+
+LIST = "import os, sys; print(sys.argv[1], sorted(os.listdir(sys.argv[2])))"
+STEP = "import sys, torch; payload = torch.load(sys.argv[1], weights_only=True); "
+STEP += "print('kept', payload['progress']['step'])"
+
+
+def test_a_full_disk_gives_one_line_and_keeps_the_checkpoint_and_cache(
+    memorised_run, memorise_root, cache_dir, tmp_path
+):
+    run_dir, _ = memorised_run
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    resume = train_command(
+        memorise_root,
+        fs / "run",
+        "trainer.resume=true",
+        "trainer.max_steps=160",
+        "trainer.save_every=1",
+        cache=cache_dir,
+    )
+    # Only the cache on the full disk: Hydra's own files go elsewhere.
+    fresh = train_command(memorise_root, tmp_path / "fresh", "trainer.max_steps=1", cache=fs / "c")
+    script = f"""
+    set -e
+    mount -t tmpfs -o size=32m tmpfs {fs}
+    cp -r {run_dir} {fs}/run
+    python -c "$FILL" {fs} 400000 filler1
+    set +e
+    python {" ".join(resume)}
+    echo "exit $?"
+    python -c "$STEP" {fs}/run/checkpoints/last.pt
+    python -c "$LIST" checkpoints {fs}/run/checkpoints
+    python -c "$FILL" {fs} 20000 filler2
+    python {" ".join(fresh)}
+    echo "exit $?"
+    python -c "$LIST" cache {fs}/c
+    """
+    result = in_private_mounts(script, tmp_path, FILL=FILL, LIST=LIST, STEP=STEP)
+    out, err = result.stdout, result.stderr
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, err
+    expected = f"error: {fs}/run/checkpoints/last.pt: could not write the checkpoint ("
+    assert errors[0].startswith(expected), errors[0]
+    assert errors[1].startswith(f"error: {fs}/c/de-en-"), errors[1]
+    assert "could not write the data cache (No space left on device" in errors[1]
+    assert out.count("exit 1") == 2, out
+    assert "kept 150" in out  # the checkpoint from before the full disk, whole
+    # No temporary files are left behind, and the earlier checkpoints are all there.
+    assert "checkpoints ['best.pt', 'last.pt', 'step-100.pt', 'step-150.pt']" in out, out
+    assert "cache []" in out, out
+
+
+def test_temporary_caches_of_killed_builders_are_removed(memorise_root, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    killed = cache / f".tmp-{gone.pid}@{host}~de-en-0123456789abcdef"
+    busy = cache / f".tmp-{os.getpid()}@{host}~de-en-fedcba9876543210"  # a live builder's
+    for directory in (killed, busy):
+        (directory / "train").mkdir(parents=True)
+    load_corpus(make_config(memorise_root, "tiny", cache).data)
+    assert not killed.exists()
+    assert (busy / "train").is_dir()
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".tmp-")]) == 1
