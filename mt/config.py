@@ -76,6 +76,7 @@ class AttentionScore(Enum):
     dot = "dot"
     general = "general"
     scaled_dot = "scaled_dot"
+    kernel = "kernel"  # Nadaraya-Watson: -||W s - U h||^2 / 2
 
 
 @dataclass

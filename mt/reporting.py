@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
+from mt import distributed
 from mt.files import write_text
+from mt.inference import describe_device
+from mt.train_state import Progress
 
 log = logging.getLogger("mt")
 
@@ -86,6 +89,24 @@ class Reporter:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def run_results(model: str, scores: dict, p: Progress, params: int, device) -> dict:
+    """What results.json holds: final scores, training progress and where it ran."""
+    return {
+        "model": model,
+        "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
+        "test": {k: scores["test"][k] for k in ("bleu", "chrf", "signature")},
+        "best_valid_bleu_greedy": p.best_bleu,
+        "steps": p.step,
+        "epochs": p.epoch,
+        "train_seconds": round(p.train_seconds, 1),
+        "tgt_tokens_per_sec": round(p.train_tokens / max(p.train_seconds, 1e-9), 1),
+        "params": params,
+        "device": str(device),
+        "hardware": describe_device(device),
+        "world_size": distributed.world_size(),
+    }
 
 
 def write_results(run_dir: Path, results: dict) -> None:

@@ -21,11 +21,11 @@ from mt.data import Corpus, load_corpus, make_batch, train_batches
 from mt.errors import Stopped
 from mt.files import remove_stale_temporaries, write_text
 from mt.heatmap import attention_images
-from mt.inference import autocast, describe_device, pick_device
+from mt.inference import autocast, pick_device
 from mt.interrupt import StopRequests
 from mt.loss import token_loss
 from mt.models import build_model, count_parameters
-from mt.reporting import Reporter, write_results
+from mt.reporting import Reporter, run_results, write_results
 from mt.train_state import Progress, TrainState, checkpoint_payload, random_state, restore
 from mt.validation import decode_split, samples_markdown, split_loss
 
@@ -347,20 +347,8 @@ def train_and_test(trainer: Trainer) -> dict | None:
     if not distributed.is_main():
         return None
     scores = trainer.test()
-    p = trainer.progress
-    results = {
-        "model": type(trainer.model).__name__.lower(),
-        "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
-        "test": {k: scores["test"][k] for k in ("bleu", "chrf", "signature")},
-        "best_valid_bleu_greedy": p.best_bleu,
-        "steps": p.step,
-        "epochs": p.epoch,
-        "train_seconds": round(p.train_seconds, 1),
-        "tgt_tokens_per_sec": round(p.train_tokens / max(p.train_seconds, 1e-9), 1),
-        "params": params,
-        "device": str(trainer.device),
-        "hardware": describe_device(trainer.device),
-        "world_size": distributed.world_size(),
-    }
+    results = run_results(
+        type(trainer.model).__name__.lower(), scores, trainer.progress, params, trainer.device
+    )
     write_results(trainer.run_dir, results)
     return results
