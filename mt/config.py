@@ -207,6 +207,20 @@ class ExportConfig:
     overwrite: bool = False  # replace an existing out directory
 
 
+@dataclass
+class ServeConfig:
+    """`python -m mt.serve checkpoints=[A.pt,B.pt] [host=127.0.0.1] [port=8000]`."""
+
+    checkpoint: str | None = None  # one model ...
+    checkpoints: list[str] = field(default_factory=list)  # ... or several, side by side
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "auto"
+    max_sentences: int = 64  # per request
+    max_chars: int = 2000  # per sentence
+    max_beam_size: int = 16
+
+
 MODEL_SCHEMAS = {"transformer": TransformerConfig, "rnn": RNNConfig, "bahdanau": BahdanauConfig}
 
 
@@ -217,6 +231,7 @@ def register_configs() -> None:
     store.store(name="evaluate_schema", node=EvaluateConfig)
     store.store(name="translate_schema", node=TranslateConfig)
     store.store(name="export_schema", node=ExportConfig)
+    store.store(name="serve_schema", node=ServeConfig)
     for name, schema in MODEL_SCHEMAS.items():
         store.store(group="model", name=f"{name}_schema", node=schema)
 
@@ -342,16 +357,20 @@ RANGES = {
     "model.dropout": FRACTION,
     **{f"decode.{k}": at_least(1) for k in ("beam_size", "nbest", "max_tokens")},
     **{f"decode.{k}": at_least(0) for k in ("length_penalty", "max_len_a", "max_len_b")},
+    **{f"serve.{k}": at_least(1) for k in ("max_sentences", "max_chars", "max_beam_size")},
+    "serve.port": ((lambda value: 0 <= value <= 65535), "must be in [0, 65535]"),
 }
 
 
-def check_ranges(section: str, values: Any) -> None:
-    """Refuse a value outside RANGES, naming the key: `trainer.warmup_steps=0: must be ≥ 1`."""
+def check_ranges(section: str, values: Any, shown: str | None = None) -> None:
+    """Refuse a value outside RANGES, naming the key: `trainer.warmup_steps=0: must be ≥ 1`
+    (keys shown with the prefix shown, by default the section's)."""
+    shown = f"{section}." if shown is None else shown
     for key, (allowed, rule) in RANGES.items():
         prefix, _, name = key.partition(".")
         value = getattr(values, name, None) if prefix == section else None
         if value is not None and not allowed(value):
-            raise MTError(f"{key}={value}: {rule}")
+            raise MTError(f"{shown}{name}={value}: {rule}")
 
 
 def check_decode(decode: DecodeConfig) -> None:

@@ -1,10 +1,10 @@
 """Attention heatmaps for TensorBoard: where each target subword looked in the source.
 
 For a few fixed sentences the model translates greedily, then re-reads its own translation
-under teacher forcing to get every attention map it exposes (`attention_maps` in the model
-contract). Each map becomes an RGB image with the source subwords along the top and the target
-subwords down the side; multi-head maps also get a grid with one panel per head. Drawn with
-Pillow, which TensorBoard's image summaries already need.
+to get every attention map it exposes (mt/alignment.py). Each map becomes an RGB image with
+the source subwords along the top and the target subwords down the side; multi-head maps
+also get a grid with one panel per head. Drawn with Pillow, which TensorBoard's image
+summaries already need.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from mt.alignment import align
 from mt.config import DecodeConfig
 from mt.search import greedy_search
-from mt.tokenizer import BOS_ID, EOS_ID, Tokenizer
+from mt.tokenizer import Tokenizer
 
 CELL = 14  # pixels per attention weight
 FONT = ImageFont.load_default(size=11)
@@ -82,13 +83,11 @@ def attention_images(
     model.eval()
     images = {}
     for n, ids in enumerate(src_ids):
-        src = ids[None].to(device)
-        hyp = greedy_search(model, src, decode.max_len_a, decode.max_len_b)[0].tokens
-        tgt_in = torch.tensor([[BOS_ID, *hyp]], device=device)
-        src_pieces = [printable(tokenizer.src.id_to_piece(i)) for i in ids.tolist()]
-        tgt_pieces = [printable(tokenizer.tgt.id_to_piece(i)) for i in [*hyp, EOS_ID]]
-        for name, maps in model.attention_maps(src, tgt_in).items():
-            heads = maps[0]  # (H, T, S)
+        hyp = greedy_search(model, ids[None].to(device), decode.max_len_a, decode.max_len_b)[0]
+        alignment = align(model, tokenizer, ids, hyp.tokens, device)
+        src_pieces = [printable(p) for p in alignment.src_pieces]
+        tgt_pieces = [printable(p) for p in alignment.tgt_pieces]
+        for name, heads in alignment.maps.items():  # (H, T, S)
             images[f"attention/{name}/{n}"] = render(heads.mean(0), src_pieces, tgt_pieces)
             if heads.size(0) > 1:
                 panels = [render(head, src_pieces, tgt_pieces) for head in heads]

@@ -88,6 +88,21 @@ class Translator:
                 ids[k] = row[: MAX_SOURCE_TOKENS - 1] + [EOS_ID]
         return [torch.tensor(row, dtype=torch.long) for row in ids]
 
+    def search(
+        self, sentences: list[str], decode: DecodeConfig, first_line: int = 1
+    ) -> list[tuple[torch.Tensor, list[Hypothesis]] | None]:
+        """Per sentence: its source ids and n-best hypotheses (token ids), or None for an
+        empty (or all-blank) line. first_line numbers the sentences in warnings."""
+        check_decode(decode)
+        results: list[tuple[torch.Tensor, list[Hypothesis]] | None] = [None] * len(sentences)
+        todo = [i for i, sentence in enumerate(sentences) if sentence.strip()]
+        if not todo:
+            return results
+        src_ids = self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo])
+        for i, ids, hyps in zip(todo, src_ids, self.engine(src_ids, decode), strict=True):
+            results[i] = (ids, hyps)
+        return results
+
     def translate_nbest(
         self, sentences: list[str], decode: DecodeConfig | None = None, first_line: int = 1
     ) -> list[list[tuple[str, float]]]:
@@ -96,19 +111,18 @@ class Translator:
         The score is the one beam search ranks by: log-probability divided by the GNMT length
         penalty. An empty (or all-blank) input gets one empty translation scored 0.
         first_line numbers the sentences in warnings (a chunk of a longer input)."""
-        decode = decode or self.config.decode
-        check_decode(decode)
-        results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in sentences]
-        todo = [i for i, sentence in enumerate(sentences) if sentence.strip()]
-        if not todo:
-            return results
-        nbest = self.engine(
-            self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo]), decode
-        )
-        for i, hyps in zip(todo, nbest, strict=True):
-            texts = self.tokenizer.decode_tgt([h.tokens for h in hyps])
-            results[i] = [(text, h.score) for text, h in zip(texts, hyps, strict=True)]
-        return results
+        return [
+            self.texts(found)
+            for found in self.search(sentences, decode or self.config.decode, first_line)
+        ]
+
+    def texts(self, found: tuple[torch.Tensor, list[Hypothesis]] | None) -> list[tuple[str, float]]:
+        """search's result for one sentence as (translation, score) pairs."""
+        if found is None:
+            return [("", 0.0)]
+        hyps = found[1]
+        texts = self.tokenizer.decode_tgt([h.tokens for h in hyps])
+        return [(text, h.score) for text, h in zip(texts, hyps, strict=True)]
 
     def translate(
         self, sentences: list[str], decode: DecodeConfig | None = None, first_line: int = 1

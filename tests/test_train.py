@@ -83,11 +83,11 @@ def test_tensorboard_reader_loads_curves_and_samples(memorised_run):
         assert tag in tags["scalars"], tag
     assert "valid/samples/text_summary" in tags["tensors"]
     assert {
-        "attention/cross_attention/0",
-        "attention/cross_attention/1",
-        "attention/cross_attention_per_head/0",
+        "attention/layer1/cross_attention/0",
+        "attention/layer2/cross_attention/1",
+        "attention/layer2/cross_attention_per_head/0",
     } <= set(tags["images"])
-    averaged = events.Images("attention/cross_attention/0")
+    averaged = events.Images("attention/layer2/cross_attention/0")
     assert [e.step for e in averaged] == [50, 100, 150]
     picture = Image.open(io.BytesIO(averaged[-1].encoded_image_string)).convert("L")
     weights = np.asarray(picture)

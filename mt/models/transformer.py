@@ -208,12 +208,10 @@ class Transformer(nn.Module):
             "cross": [layer.cross_attn.project_kv(out) for layer in self.decoder_layers],
         }
 
-    def decode(self, tgt_in: torch.Tensor, memory: State, num_layers: int | None = None):
-        """The whole target prefix at once (teacher forcing): (B, T) -> the output of the first
-        num_layers decoder layers (all by default)."""
-        layers = self.decoder_layers[:num_layers]
+    def decode(self, tgt_in: torch.Tensor, memory: State) -> torch.Tensor:
+        """The whole target prefix at once (teacher forcing): (B, T) -> (B, T, D)."""
         x = self.embed(self.tgt_embed, tgt_in)
-        for layer, cross_kv in zip(layers, memory["cross"][:num_layers], strict=True):
+        for layer, cross_kv in zip(self.decoder_layers, memory["cross"], strict=True):
             x, _ = layer(x, cross_kv, memory["mask"])
         return x
 
@@ -229,12 +227,17 @@ class Transformer(nn.Module):
         return F.log_softmax(self.logits(x[:, -1]).float(), dim=-1)
 
     def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The last decoder layer's cross-attention under teacher forcing, (B, H, T, S)."""
+        """Every decoder layer's cross-attention under teacher forcing, (B, H, T, S) each,
+        named layerN/cross_attention (N from 1)."""
         memory = self.encode(src)
-        x = self.decode(tgt_in, memory, num_layers=len(self.decoder_layers) - 1)
-        last = self.decoder_layers[-1]
-        weights = last.cross_attention_weights(x, memory["cross"][-1], memory["mask"])
-        return {"cross_attention": weights}
+        x = self.embed(self.tgt_embed, tgt_in)
+        maps = {}
+        layers = zip(self.decoder_layers, memory["cross"], strict=True)
+        for n, (layer, cross_kv) in enumerate(layers, 1):
+            weights = layer.cross_attention_weights(x, cross_kv, memory["mask"])
+            maps[f"layer{n}/cross_attention"] = weights
+            x, _ = layer(x, cross_kv, memory["mask"])
+        return maps
 
     def decode_step(
         self, prev_tokens: torch.Tensor, memory: State, state: State
