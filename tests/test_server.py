@@ -1,0 +1,176 @@
+"""`python -m mt.serve` as clients use it: a real uvicorn server on 127.0.0.1, real HTTP
+requests, two models at once, and the explorer page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO, make_config, multi30k_lines
+
+from mt.config import DecodeConfig
+from mt.trainer import train
+from mt.translator import Translator
+
+SENTENCES = multi30k_lines("train", "de", 3) + multi30k_lines("val", "de", 2)
+LIMITS = ["max_sentences=6", "max_chars=300", "max_beam_size=8"]
+
+
+@pytest.fixture(scope="module")
+def bahdanau_checkpoint(memorise_root, cache_dir, tmp_path_factory) -> Path:
+    """A briefly trained Bahdanau model: enough for alignments, not for good translations."""
+    run_dir = tmp_path_factory.mktemp("runs") / "bahdanau"
+    overrides = ["trainer.max_steps=40", "trainer.valid_every=40", "decode.beam_size=1"]
+    config = make_config(memorise_root, "tiny", cache_dir, *overrides, experiment="bahdanau")
+    train(config, run_dir)
+    return run_dir / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def server(moved_checkpoint, bahdanau_checkpoint):
+    """mt.serve with the memorised Transformer ("model") and the Bahdanau model ("bahdanau")."""
+    port = free_port()
+    checkpoints = f"checkpoints=[{moved_checkpoint},{bahdanau_checkpoint}]"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mt.serve", checkpoints, f"port={port}", *LIMITS],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            get(url + "/models")
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str):
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def post(url: str, body) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_models_lists_both_with_their_attention(server):
+    models = {m["name"]: m for m in get(server + "/models")}
+    assert set(models) == {"model", "bahdanau"}
+    assert models["model"]["architecture"] == "transformer"
+    assert models["model"]["attention"] == ["layer1/cross_attention", "layer2/cross_attention"]
+    assert models["bahdanau"]["attention"] == ["alignment"]
+
+
+@pytest.mark.parametrize("name", ["model", "bahdanau"])
+def test_translations_equal_the_translator_api(server, name, moved_checkpoint, bahdanau_checkpoint):
+    path = moved_checkpoint if name == "model" else bahdanau_checkpoint
+    options = {"beam_size": 3, "nbest": 2, "length_penalty": 0.5}
+    status, body = post(server + "/translate", {"model": name, "sentences": SENTENCES, **options})
+    assert status == 200, body
+    translator = Translator.from_checkpoint(path, "cpu")
+    decode = DecodeConfig(**{**translator.config.decode.__dict__, **options})
+    expected = translator.translate_nbest(SENTENCES, decode)
+    got = [[(h["text"], h["score"]) for h in t["nbest"]] for t in body["translations"]]
+    assert [[text for text, _ in n] for n in got] == [[text for text, _ in n] for n in expected]
+    for ours, theirs in zip(got, expected, strict=True):
+        assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-5)
+    assert [t["text"] for t in body["translations"]] == translator.translate(SENTENCES, decode)
+
+
+@pytest.mark.parametrize("name", ["model", "bahdanau"])
+def test_attention_rows_are_distributions_over_the_real_source_pieces(server, name):
+    request = {"model": name, "sentences": SENTENCES[:2], "attention": True, "beam_size": 2}
+    status, body = post(server + "/translate", request)
+    assert status == 200, body
+    for sentence, translation in zip(SENTENCES[:2], body["translations"], strict=True):
+        attention = translation["attention"]
+        source, target = attention["source"], attention["target"]
+        assert "".join(source[:-1]).replace("\u2581", " ").strip() == sentence
+        assert source[-1] == target[-1] == "</s>"
+        assert "".join(target[:-1]).replace("\u2581", " ").strip() == translation["text"]
+        assert attention["maps"]
+        for heads in attention["maps"].values():
+            for head in heads:
+                assert len(head) == len(target)
+                for row in head:
+                    assert len(row) == len(source)
+                    assert min(row) >= 0
+                    assert sum(row) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"model": "model", "sentences": ["ein Hund", 3]}, 422, "sentences.1: Input should be"),
+        ({"model": "model", "sentences": "ein Hund"}, 422, "sentences: Input should be"),
+        ({"model": "model", "sentences": ["ein Hund"], "beam_size": "5"}, 422, "beam_size:"),
+        ({"model": "model", "sentences": ["ein Hund"], "colour": 1}, 422, "colour: Extra"),
+        ({"model": "model", "sentences": ["x"] * 7}, 413, "7 sentences, this server takes 6"),
+        ({"model": "model", "sentences": ["x" * 301]}, 413, "sentences.0: 301 characters"),
+        ({"model": "model", "sentences": ["x"], "beam_size": 9}, 422, "max_beam_size=8"),
+        ({"model": "model", "sentences": ["x"], "nbest": 4, "beam_size": 3}, 422, "nbest: 4"),
+        ({"model": "nope", "sentences": ["x"]}, 404, "no model named 'nope'"),
+        ({"sentences": ["x"]}, 422, "model: required when several are served"),
+        (b"{not json", 422, "body: not valid JSON"),
+    ],
+)
+def test_a_bad_request_gets_its_4xx_and_the_server_keeps_serving(server, body, status, message):
+    got, answer = post(server + "/translate", body)
+    assert got == status
+    assert set(answer) == {"error"} and message in answer["error"]
+    assert "\n" not in answer["error"]
+    ok, good = post(server + "/translate", {"model": "model", "sentences": SENTENCES[:1]})
+    assert ok == 200 and good["translations"][0]["text"]
+
+
+def test_the_page_shows_every_models_translation_and_heatmap_in_chromium(
+    moved_checkpoint, bahdanau_checkpoint, tmp_path
+):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Chromium and chromedriver: apt-get install chromium chromium-driver")
+    sentence = SENTENCES[0]
+    command = [sys.executable, str(REPO / "scripts" / "explorer_screenshot.py"), "--beam", "3"]
+    command += ["--checkpoint", str(moved_checkpoint), "--checkpoint", str(bahdanau_checkpoint)]
+    command += ["--sentence", sentence, "--screenshot", str(tmp_path / "page.png")]
+    command += ["--report", str(tmp_path / "page.json")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = json.loads((tmp_path / "page.json").read_text(encoding="utf-8"))
+    assert set(page) == {"model", "bahdanau"}
+    for name, path in (("model", moved_checkpoint), ("bahdanau", bahdanau_checkpoint)):
+        translator = Translator.from_checkpoint(path, "cpu")
+        decode = DecodeConfig(**{**translator.config.decode.__dict__, "beam_size": 3})
+        assert page[name]["translation"] == translator.translate([sentence], decode)[0]
+        assert page[name]["heatmap_cells"] > 0
+    # Hovering the first target piece lit up the source pieces it attended to.
+    assert any(shown["highlighted_sources"] > 0 for shown in page.values())
+    assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
