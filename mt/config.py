@@ -150,77 +150,6 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
-class Engine(Enum):
-    torch = "torch"  # our model and search, from checkpoint=PATH
-    ctranslate2 = "ctranslate2"  # a model exported by mt.export, from model_dir=DIR
-
-
-class Quantization(Enum):
-    float32 = "float32"
-    int8 = "int8"  # int8 weights, int8 matrix products where CTranslate2 has them
-    int8_float32 = "int8_float32"  # int8 weights, float32 for the other layers
-
-
-class EvalSplit(Enum):
-    valid = "valid"
-    test = "test"
-
-
-@dataclass
-class EvaluateConfig:
-    """`python -m mt.evaluate checkpoint=PATH [split=valid | src=FILE ref=FILE] [decode.*]`."""
-
-    checkpoint: str | None = None  # engine=torch: the trained model
-    engine: Engine = Engine.torch
-    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
-    split: EvalSplit = EvalSplit.test  # a split of the data the checkpoint was trained on
-    src: str | None = None  # or any parallel pair: source lines (plain or .gz) ...
-    ref: str | None = None  # ... and their reference translations
-    data_root: str | None = None  # where the checkpoint's corpus lies now, if it has moved
-    hyps: str | None = None  # default: beside the checkpoint or model_dir, <name>.<split>.hyp
-    metrics: str | None = None  # default: the hyps path with .metrics.json
-    device: str = "auto"
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-
-
-@dataclass
-class TranslateConfig:
-    """`python -m mt.translate checkpoint=PATH [input=FILE] [output=FILE] [decode.*]`."""
-
-    checkpoint: str | None = None  # engine=torch: the trained model
-    engine: Engine = Engine.torch
-    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
-    input: str | None = None  # default: stdin
-    output: str | None = None  # default: stdout
-    lines_per_batch: int = 1000  # read this many lines, translate them, write them
-    device: str = "auto"
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-
-
-@dataclass
-class ExportConfig:
-    """`python -m mt.export checkpoint=PATH out=DIR [quantization=int8]`."""
-
-    checkpoint: str = MISSING
-    out: str = MISSING  # the CTranslate2 model directory to create
-    quantization: Quantization = Quantization.float32
-    overwrite: bool = False  # replace an existing out directory
-
-
-@dataclass
-class ServeConfig:
-    """`python -m mt.serve checkpoints=[A.pt,B.pt] [host=127.0.0.1] [port=8000]`."""
-
-    checkpoint: str | None = None  # one model ...
-    checkpoints: list[str] = field(default_factory=list)  # ... or several, side by side
-    host: str = "127.0.0.1"
-    port: int = 8000
-    device: str = "auto"
-    max_sentences: int = 64  # per request
-    max_chars: int = 2000  # per sentence
-    max_beam_size: int = 16
-
-
 MODEL_SCHEMAS = {"transformer": TransformerConfig, "rnn": RNNConfig, "bahdanau": BahdanauConfig}
 
 
@@ -228,10 +157,10 @@ def register_configs() -> None:
     """Make the schemas known to Hydra so YAML files can name them in their defaults."""
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
-    store.store(name="evaluate_schema", node=EvaluateConfig)
-    store.store(name="translate_schema", node=TranslateConfig)
-    store.store(name="export_schema", node=ExportConfig)
-    store.store(name="serve_schema", node=ServeConfig)
+    from mt.tool_config import TOOL_SCHEMAS  # they build on DecodeConfig, defined here
+
+    for name, schema in TOOL_SCHEMAS.items():
+        store.store(name=f"{name}_schema", node=schema)
     for name, schema in MODEL_SCHEMAS.items():
         store.store(group="model", name=f"{name}_schema", node=schema)
 
@@ -312,19 +241,6 @@ def check_config(config: Config) -> None:
         raise MTError(f"model.hidden_dim={model.hidden_dim} must be even (two directions)")
     if model.tie_embeddings and not data.joint_vocab:
         raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
-
-
-def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) -> tuple[str, str]:
-    """The one (key, path) a tool reads its model from: checkpoint= (torch) or model_dir=."""
-    wanted, other = (
-        ("checkpoint", "model_dir") if engine is Engine.torch else ("model_dir", "checkpoint")
-    )
-    given = {"checkpoint": checkpoint, "model_dir": model_dir}
-    if given[wanted] is None:
-        raise MTError(f"engine={engine.value} needs {wanted}=PATH")
-    if given[other] is not None:
-        raise MTError(f"engine={engine.value} reads {wanted}=, not {other}=")
-    return wanted, given[wanted]
 
 
 def at_least(low: float) -> tuple[Callable[[float], bool], str]:

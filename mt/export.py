@@ -23,18 +23,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mt.config import (
-    ExportConfig,
-    TransformerConfig,
-    model_name,
-    register_configs,
-    to_object,
-    to_plain_dict,
-)
+from mt.config import TransformerConfig, model_name, register_configs, to_object, to_plain_dict
 from mt.ct2_engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
 from mt.errors import MTError, reported
 from mt.models.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
 from mt.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
+from mt.tool_config import ExportConfig
 from mt.translator import load_trained
 
 register_configs()

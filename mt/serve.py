@@ -10,9 +10,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mt.config import ServeConfig, check_ranges, register_configs, to_object
+from mt.config import check_ranges, register_configs, to_object
 from mt.errors import MTError, reported
 from mt.inference import TorchEngine, pick_device
+from mt.tool_config import ServeConfig
 from mt.translator import Translator, load_trained
 
 register_configs()

@@ -24,10 +24,11 @@ from typing import BinaryIO, TextIO
 import hydra
 from omegaconf import DictConfig
 
-from mt.config import TranslateConfig, check_decode, model_source, register_configs, to_object
+from mt.config import check_decode, register_configs, to_object
 from mt.data import decode_line
 from mt.errors import MTError, reported
 from mt.files import refuse_overwriting_inputs, replaced_on_success
+from mt.tool_config import TranslateConfig, model_source
 from mt.translator import Translator
 
 register_configs()

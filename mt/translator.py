@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from mt.checkpoint import load_checkpoint, load_weights
-from mt.config import Config, DecodeConfig, Engine, check_decode, from_plain_dict
+from mt.config import Config, DecodeConfig, check_decode, from_plain_dict
 from mt.inference import TorchEngine, pick_device
 from mt.models import build_model
 from mt.search import Hypothesis
 from mt.tokenizer import EOS_ID, Tokenizer
+from mt.tool_config import Engine
 
 log = logging.getLogger("mt")
 

@@ -35,10 +35,11 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mt.checkpoint import check_vocabulary, load_checkpoint, load_weights
-from mt.config import DecodeConfig, ExportConfig, Quantization, register_configs, to_config
+from mt.config import DecodeConfig, register_configs, to_config
 from mt.data import load_corpus, make_batch, train_batches
 from mt.inference import TorchEngine, describe_device
 from mt.scoring import corpus_scores
+from mt.tool_config import ExportConfig, Quantization
 from mt.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
