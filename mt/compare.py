@@ -19,10 +19,12 @@ COLUMNS = (
     "valid BLEU",
     "test BLEU",
     "test chrF",
+    "test BLEU lc",
     "steps",
     "train time",
     "tgt tok/s",
     "device",
+    "commit",
 )
 
 
@@ -50,10 +52,12 @@ def row(path: Path) -> list[str]:
             f"{r['valid']['bleu']:.2f}",
             f"{r['test']['bleu']:.2f}",
             f"{r['test']['chrf']:.2f}",
+            f"{r['test']['bleu_lc']:.2f}" if "bleu_lc" in r["test"] else "",
             str(r["steps"]),
             f"{int(minutes // 60)}h{int(minutes % 60):02d}m",
             f"{r['tgt_tokens_per_sec']:.0f}",
             r.get("hardware", r["device"]),
+            (r.get("commit") or "")[:10],  # short, with its -dirty mark cut; see results.json
         ]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None

@@ -68,6 +68,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     print(f"BLEU {scores['bleu']:.2f} | {scores['signature']}")
     print(f"chrF {scores['chrf']:.2f} | {scores['chrf_signature']}")
+    print(f"BLEU lowercased {scores['bleu_lc']:.2f} | {scores['bleu_lc_signature']}")
     print(f"hypotheses: {hyps_path} | metrics: {metrics_path}")
     return metrics
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from mt import distributed
+from mt.config import Config, to_plain_dict
 from mt.files import write_text
 from mt.inference import describe_device
 from mt.train_state import Progress
@@ -91,12 +94,35 @@ class Reporter:
         self.writer.close()
 
 
-def run_results(model: str, scores: dict, p: Progress, params: int, device) -> dict:
-    """What results.json holds: final scores, training progress and where it ran."""
+def source_commit() -> str | None:
+    """The git commit of this code, with "-dirty" when tracked files differ from it; None
+    outside a git checkout (an installed package)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if changed else "")
+
+
+def run_results(
+    config: Config, model: str, scores: dict, p: Progress, params: int, device, wall: float
+) -> dict:
+    """What results.json holds: scores, training progress, and what made them (the commit,
+    the resolved config, torch, the hardware and its threads)."""
     return {
         "model": model,
         "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
-        "test": {k: scores["test"][k] for k in ("bleu", "chrf", "signature")},
+        "test": {k: scores["test"][k] for k in ("bleu", "chrf", "bleu_lc", "signature")},
         "best_valid_bleu_greedy": p.best_bleu,
         "steps": p.step,
         "epochs": p.epoch,
@@ -106,6 +132,11 @@ def run_results(model: str, scores: dict, p: Progress, params: int, device) -> d
         "device": str(device),
         "hardware": describe_device(device),
         "world_size": distributed.world_size(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "wall_seconds": round(wall, 1),
+        "commit": source_commit(),
+        "config": to_plain_dict(config),
     }
 
 

@@ -55,6 +55,7 @@ class Window:
 class Trainer:
     def __init__(self, config: Config, run_dir: Path):
         self.config, self.run_dir = config, run_dir
+        self.started = time.monotonic()
         t = config.trainer
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
@@ -347,8 +348,10 @@ def train_and_test(trainer: Trainer) -> dict | None:
     if not distributed.is_main():
         return None
     scores = trainer.test()
+    name = type(trainer.model).__name__.lower()
+    wall = time.monotonic() - trainer.started
     results = run_results(
-        type(trainer.model).__name__.lower(), scores, trainer.progress, params, trainer.device
+        trainer.config, name, scores, trainer.progress, params, trainer.device, wall
     )
     write_results(trainer.run_dir, results)
     return results

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import REPO, TINY, make_config
 from omegaconf import OmegaConf
 
@@ -133,6 +134,14 @@ def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tm
     results = json.loads((run_dir / "results.json").read_text())
     assert f"test BLEU {results['test']['bleu']:.2f} |" in result.stdout
     assert results["test"]["signature"] in result.stdout
+    # What made the numbers: the commit of this checkout, the whole config, torch, threads.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert results["commit"].removesuffix("-dirty") == head.stdout.strip()
+    assert results["config"]["trainer"]["max_steps"] == 4
+    assert results["config"]["model_name"] == "transformer"
+    assert results["torch"] == torch.__version__
+    assert results["threads"] == 1  # trainer.num_threads=1 in the tiny settings
+    assert results["wall_seconds"] >= results["train_seconds"]
     resolved = OmegaConf.load(run_dir / "config.yaml")
     assert resolved["trainer"]["max_steps"] == 4
     assert resolved["data"]["root"] == str(memorise_root)
@@ -206,3 +215,15 @@ def test_one_multirun_trains_all_three_architectures(memorise_root, tmp_path):
         check=True,
     ).stdout.splitlines()
     assert len(table) == 2 + 3
+    # Each row holds its own run's figures, commit included.
+    for line, run, result in zip(table[2:], runs, results, strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0].endswith(run) and cells[1] == result["model"]
+        assert cells[3:7] == [
+            f"{result['valid']['bleu']:.2f}",
+            f"{result['test']['bleu']:.2f}",
+            f"{result['test']['chrf']:.2f}",
+            f"{result['test']['bleu_lc']:.2f}",
+        ]
+        assert cells[7] == str(result["steps"]) == "2"
+        assert cells[-1] == result["commit"][:10]

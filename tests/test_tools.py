@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +39,7 @@ def test_evaluate_prints_what_sacrebleu_gives_on_its_files(moved_checkpoint, tmp
     # 30 memorised sentences, 10 of them with someone else's reference: a middling BLEU.
     src = write_lines(tmp_path / "pairs.de", multi30k_lines("train", "de", 30))
     refs = multi30k_lines("train", "en", 20) + multi30k_lines("val", "en", 10)
+    refs[:4] = [r.upper() for r in refs[:4]]  # only the lowercased BLEU forgives these
     ref = write_lines(tmp_path / "pairs.en", refs)
     hyps = tmp_path / "out" / "pairs.hyp"
     result = run_tool(
@@ -53,28 +55,22 @@ def test_evaluate_prints_what_sacrebleu_gives_on_its_files(moved_checkpoint, tmp
     printed = float(result.stdout.split()[1])
     assert 20 < printed < 90
     assert len(hyps.read_text(encoding="utf-8").splitlines()) == 30
-    sacrebleu_cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sacrebleu",
-            str(ref),
-            "-i",
-            str(hyps),
-            "-m",
-            "bleu",
-            "-b",
-            "-w",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert printed == pytest.approx(float(sacrebleu_cli.stdout), abs=0.005 + 1e-9)
+    assert printed == pytest.approx(sacrebleu_cli(ref, hyps), abs=0.005 + 1e-9)
     metrics = json.loads((tmp_path / "out" / "pairs.hyp.metrics.json").read_text())
     assert metrics["bleu"] == pytest.approx(printed, abs=0.01)
     assert metrics["decode"]["beam_size"] == 2 and metrics["sentences"] == 30
+    assert metrics["bleu_lc"] == pytest.approx(sacrebleu_cli(ref, hyps, "-lc"), abs=0.005)
+    assert metrics["bleu_lc"] > metrics["bleu"] + 1
+    assert f"BLEU lowercased {metrics['bleu_lc']:.2f} | nrefs:1|case:lc|" in result.stdout
+
+
+def sacrebleu_cli(ref: Path, hyps: Path, *options: str) -> float:
+    """BLEU as sacrebleu's own command line computes it."""
+    command = [sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyps), "-m", "bleu"]
+    done = subprocess.run(
+        [*command, "-b", "-w", "4", *options], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
 
 
 def test_evaluate_a_split_of_the_checkpoints_own_data(memorised_run, moved_checkpoint, tmp_path):
