@@ -49,6 +49,7 @@ class DataConfig:
     max_len: int = 128  # training pairs longer than this (in subwords) are dropped
     max_tokens: int = 2048  # per batch, counting padding: batch size * longest side
     vocab_size: int = 8000
+    spm_sample: int | None = None  # train sentencepiece on this many sampled sentences (all: None)
     subword_type: SubwordType = SubwordType.unigram
     joint_vocab: bool = True
     cache_dir: str | None = None  # None: the repository's data/cache
@@ -257,6 +258,7 @@ FRACTION = (lambda value: 0 <= value < 1), "must be in [0, 1)"
 # None, where a key allows it, means "no limit" and is not checked).
 RANGES = {
     **{f"data.{k}": at_least(1) for k in ("train_limit", "max_len", "max_tokens")},
+    "data.spm_sample": at_least(101),  # sentencepiece's own minimum
     "data.vocab_size": at_least(5),  # the 4 special pieces and at least one more
     "trainer.num_threads": at_least(1),
     **{f"trainer.{k}": at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps")},

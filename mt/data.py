@@ -1,40 +1,39 @@
 """Corpora -> sentencepiece -> encoded Arrow cache -> length-bucketed token batches.
 
-One pipeline for every model: read raw parallel text (local files, TSV, JSONL or the Hub),
-train the subword model on the training split only, encode all splits with `datasets`, cache
-the result under a hash of the text and the settings, and cut token-based batches.
+One pipeline for every model: read raw parallel text (mt/readers.py), train the subword
+model on the training split only, encode all splits with `datasets`, cache the result under a
+hash of the files' bytes and the settings, and cut token-based batches. The training split
+stays memory-mapped on disk (ids read per batch, lengths as two numpy arrays), so a corpus of
+millions of pairs costs little memory and every torchrun rank shares the same pages.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import shutil
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
-from mt.config import REPO_DATA_DIR, CorpusFormat, DataConfig
-from mt.errors import MTError
+from mt.config import REPO_DATA_DIR, DataConfig
 from mt.files import os_error, remove_stale_temporaries, temporary_path
+from mt.readers import SPLITS, hub_dataset, read_raw, source_files
 from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_sentencepiece
 
-MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
-CACHE_VERSION = 1  # bump when the cached layout or encoding changes
-SPLITS = ("train", "valid", "test")
+CACHE_VERSION = 2  # bump when the cached layout or encoding changes
 
 datasets.disable_progress_bars()  # one log line per run beats a bar per cached split
 
 
 @dataclass
 class Split:
-    """One split in memory: raw text for scoring, subword ids for the model."""
+    """A held-out split in memory: raw text for scoring, subword ids for the model."""
 
     src_text: list[str]
     tgt_text: list[str]
@@ -51,11 +50,49 @@ class Split:
         """Target lengths counting the BOS (input) or EOS (output) token."""
         return np.array([len(ids) + 1 for ids in self.tgt_ids], dtype=np.int64)
 
+    def pair_ids(self, indices: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The source and target ids of the chosen pairs."""
+        return [self.src_ids[i].numpy() for i in indices], [
+            self.tgt_ids[i].numpy() for i in indices
+        ]
+
+
+class MappedSplit:
+    """The training split as it lies on disk: an Arrow table of ids, memory-mapped; only the
+    lengths live in memory (no text, no per-sentence Python objects)."""
+
+    def __init__(self, table: pa.Table):
+        self.src_column, self.tgt_column = table.column("src_ids"), table.column("tgt_ids")
+        self.src_lens = pc.list_value_length(self.src_column).to_numpy().astype(np.int64)
+        self.tgt_lens = pc.list_value_length(self.tgt_column).to_numpy().astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.src_lens)
+
+    def src_lengths(self) -> np.ndarray:
+        return self.src_lens
+
+    def tgt_lengths(self) -> np.ndarray:
+        """Target lengths counting the BOS (input) or EOS (output) token."""
+        return self.tgt_lens + 1
+
+    def pair_ids(self, indices: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The source and target ids of the chosen pairs, read from the mapped table."""
+        return rows(self.src_column, indices), rows(self.tgt_column, indices)
+
+
+def rows(column: pa.ChunkedArray, indices: np.ndarray) -> list[np.ndarray]:
+    """The chosen rows of a list<int> column as numpy arrays (one take, one copy)."""
+    taken = column.take(pa.array(indices, type=pa.int64())).combine_chunks()
+    values = taken.flatten().to_numpy(zero_copy_only=False)
+    offsets = taken.offsets.to_numpy()
+    return [values[offsets[k] : offsets[k + 1]] for k in range(len(taken))]
+
 
 @dataclass
 class Corpus:
     tokenizer: Tokenizer
-    train: Split
+    train: MappedSplit
     valid: Split
     test: Split
 
@@ -77,174 +114,26 @@ class Batch:
         return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), self.num_tgt_tokens)
 
 
-# ---------------------------------------------------------------- reading raw text
-
-
-def data_root(cfg: DataConfig) -> Path:
-    return Path(cfg.root).expanduser() if cfg.root else REPO_DATA_DIR
-
-
-def split_name(cfg: DataConfig, split: str) -> str:
-    return {"train": cfg.train_split, "valid": cfg.valid_split, "test": cfg.test_split}[split]
-
-
-def decode_line(raw: bytes, source: str | Path, number: int) -> str:
-    """One line of UTF-8 input without its line ending (and line 1 without a BOM); an
-    undecodable line is named by its file and number."""
-    try:
-        line = raw.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError as e:
-        raise MTError(
-            f"{source}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})"
-        ) from None
-    return line.removeprefix("\ufeff") if number == 1 else line
-
-
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file (plain or .gz) without line endings."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            return [decode_line(raw, path, number) for number, raw in enumerate(f, start=1)]
-    except (OSError, EOFError) as e:
-        raise MTError(f"{path}: cannot read ({e})") from None
-
-
-def find_file(base: Path) -> Path | None:
-    """base itself or base.gz, whichever exists."""
-    for candidate in (base, base.with_name(base.name + ".gz")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def existing_file(base: Path, split: str) -> Path:
-    """base or base.gz; a clear error naming both when neither exists."""
-    path = find_file(base)
-    if path is None:
-        raise MTError(f"missing {base} (or {base}.gz) for data split '{split}'")
-    return path
-
-
-def download_multi30k(directory: Path, files: list[str]) -> None:
-    """Fetch Multi30k task 1 raw files from the dataset's public repository."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        target = directory / file
-        tmp = target.with_name(target.name + ".part")
-        with urllib.request.urlopen(MULTI30K_URL.format(file=file), timeout=30) as response:
-            tmp.write_bytes(response.read())
-        tmp.replace(target)
-
-
-def read_parallel(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
-    directory = data_root(cfg) / cfg.name
-    name = split_name(cfg, split)
-    bases = [directory / f"{name}.{lang}" for lang in (cfg.src_lang, cfg.tgt_lang)]
-    if cfg.name == "multi30k" and cfg.download and any(find_file(b) is None for b in bases):
-        try:
-            download_multi30k(directory, [f"{b.name}.gz" for b in bases if find_file(b) is None])
-        except OSError as e:
-            missing = ", ".join(f"{b}.gz" for b in bases if find_file(b) is None)
-            raise MTError(
-                f"missing {missing} and the download failed ({e}). Put the Multi30k task 1 "
-                f"raw files ({{train,val,test_2016_flickr}}.{{de,en,fr,cs}}.gz) in {directory}, "
-                f"or point data.root at a directory holding multi30k/"
-            ) from None
-    return read_aligned(*(existing_file(base, split) for base in bases))
-
-
-def read_aligned(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
-    """Two line-aligned text files; a clear error when their line counts differ."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise MTError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
-            f"parallel files must be line-aligned"
-        )
-    return src, tgt
-
-
-def read_tsv(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
-    path = existing_file(data_root(cfg) / cfg.name / f"{split_name(cfg, split)}.tsv", split)
-    src, tgt = [], []
-    for number, line in enumerate(read_lines(path), start=1):
-        fields = line.split("\t")
-        if len(fields) != 2:
-            raise MTError(f"{path}:{number}: expected 2 tab-separated fields, got {len(fields)}")
-        src.append(fields[0])
-        tgt.append(fields[1])
-    return src, tgt
-
-
-def read_jsonl(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
-    path = existing_file(data_root(cfg) / cfg.name / f"{split_name(cfg, split)}.jsonl", split)
-    src, tgt = [], []
-    for number, line in enumerate(read_lines(path), start=1):
-        try:
-            row = json.loads(line)
-            pair = row[cfg.src_lang], row[cfg.tgt_lang]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise MTError(f"{path}:{number}: bad JSON line ({e!r})") from None
-        for lang, text in zip((cfg.src_lang, cfg.tgt_lang), pair, strict=True):
-            if not isinstance(text, str):
-                raise MTError(f'{path}:{number}: "{lang}" is {type(text).__name__}, not a string')
-        src.append(pair[0])
-        tgt.append(pair[1])
-    return src, tgt
-
-
-def read_hub(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
-    """A Hub dataset with either a `translation` dict column or one column per language."""
-    name = split_name(cfg, split)
-    try:
-        ds = datasets.load_dataset(cfg.name, cfg.hub_config, split=name)
-    except Exception as e:  # the Hub raises many types: network, missing split, auth
-        raise MTError(f"cannot load Hub dataset '{cfg.name}' split '{name}': {e}") from None
-    if "translation" in ds.column_names:
-        pairs = ds["translation"]
-        return [p[cfg.src_lang] for p in pairs], [p[cfg.tgt_lang] for p in pairs]
-    for lang in (cfg.src_lang, cfg.tgt_lang):
-        if lang not in ds.column_names:
-            raise MTError(f"Hub dataset '{cfg.name}' has no column '{lang}' ({ds.column_names})")
-    return list(ds[cfg.src_lang]), list(ds[cfg.tgt_lang])
-
-
-READERS = {
-    CorpusFormat.parallel: read_parallel,
-    CorpusFormat.tsv: read_tsv,
-    CorpusFormat.jsonl: read_jsonl,
-    CorpusFormat.hub: read_hub,
-}
-
-
-def read_raw(cfg: DataConfig) -> dict[str, tuple[list[str], list[str]]]:
-    """Raw (source, target) lines of every split; train_limit applied; empty corpora refused."""
-    raw = {split: READERS[cfg.format](cfg, split) for split in SPLITS}
-    if cfg.train_limit is not None:
-        src, tgt = raw["train"]
-        raw["train"] = (src[: cfg.train_limit], tgt[: cfg.train_limit])
-    for split, (src, _) in raw.items():
-        if not src:
-            raise MTError(
-                f"data split '{split}' ({split_name(cfg, split)} in {data_root(cfg) / cfg.name})"
-                f" is empty"
-            )
-    return raw
-
-
 # ---------------------------------------------------------------- encode + cache
 
 
-def fingerprint(cfg: DataConfig, raw: dict[str, tuple[list[str], list[str]]]) -> str:
-    """Hash of the text and every setting that changes the subword model or the encoding."""
+def fingerprint(cfg: DataConfig) -> str:
+    """Hash of the split files' bytes (a Hub dataset's own fingerprint) and of every setting
+    that changes the subword model or the encoding: no text is decoded to compute it."""
     h = hashlib.sha256()
-    settings = [CACHE_VERSION, cfg.vocab_size, cfg.subword_type.value, cfg.joint_vocab]
+    settings = [CACHE_VERSION, cfg.format.value, cfg.src_lang, cfg.tgt_lang, cfg.train_limit]
+    settings += [cfg.vocab_size, cfg.subword_type.value, cfg.joint_vocab, cfg.spm_sample]
     h.update(json.dumps(settings).encode())
     for split in SPLITS:
-        for side in raw[split]:
-            h.update(f"\0{split}\0{len(side)}\0".encode())
-            h.update("\n".join(side).encode())
+        h.update(f"\0{split}\0".encode())
+        files = source_files(cfg, split)
+        if files is None:  # datasets fingerprints every dataset it loads or transforms
+            h.update(hub_dataset(cfg, split)._fingerprint.encode())
+            continue
+        for path in files:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
     return h.hexdigest()[:16]
 
 
@@ -276,7 +165,10 @@ def build_cache(cfg: DataConfig, raw: dict, directory: Path) -> None:
         (tmp / "src.model").write_bytes(tokenizer.src_model)
         (tmp / "tgt.model").write_bytes(tokenizer.tgt_model)
         for split in SPLITS:
-            encode_split(tokenizer, *raw[split]).save_to_disk(str(tmp / split))
+            encoded = encode_split(tokenizer, *raw[split])
+            if split == "train":  # never scored: only the ids are kept
+                encoded = encoded.remove_columns(["src", "tgt"])
+            encoded.save_to_disk(str(tmp / split))
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise os_error(directory, e, "the data cache") from None
@@ -287,8 +179,8 @@ def build_cache(cfg: DataConfig, raw: dict, directory: Path) -> None:
 
 
 def load_split(path: Path) -> Split:
-    ds = datasets.load_from_disk(str(path)).with_format("python")
-    columns = ds.to_dict()
+    """A held-out split, read whole into memory (they are small)."""
+    columns = datasets.load_from_disk(str(path)).with_format("python").to_dict()
     return Split(
         src_text=columns["src"],
         tgt_text=columns["tgt"],
@@ -297,22 +189,28 @@ def load_split(path: Path) -> Split:
     )
 
 
+def map_split(path: Path) -> MappedSplit:
+    """The training split, memory-mapped from the cache."""
+    return MappedSplit(datasets.load_from_disk(str(path)).data.table)
+
+
 def cache_dir(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else REPO_DATA_DIR / "cache"
 
 
 def load_corpus(cfg: DataConfig) -> Corpus:
-    """Read, tokenise and encode all splits, reusing the cache when text and settings match."""
-    raw = read_raw(cfg)
-    directory = cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg, raw)}"
+    """The encoded corpus from the cache, built first (reading, tokenising, encoding) when no
+    cache matches the files and settings."""
+    directory = cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg)}"
     directory.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(directory.parent)  # caches whose builder was killed
     if not directory.is_dir():
-        build_cache(cfg, raw, directory)
+        build_cache(cfg, read_raw(cfg), directory)
     tokenizer = Tokenizer(
         (directory / "src.model").read_bytes(), (directory / "tgt.model").read_bytes()
     )
-    return Corpus(tokenizer, *(load_split(directory / split) for split in SPLITS))
+    train = map_split(directory / "train")
+    return Corpus(tokenizer, train, load_split(directory / "valid"), load_split(directory / "test"))
 
 
 # ---------------------------------------------------------------- batching
@@ -342,7 +240,7 @@ def token_batches(
     return batches
 
 
-def train_batches(split: Split, max_tokens: int, max_len: int, seed: int, epoch: int):
+def train_batches(split: Split | MappedSplit, max_tokens: int, max_len: int, seed: int, epoch: int):
     """This epoch's training batches: over-long or empty pairs dropped, shuffled by seed+epoch."""
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
     keep = np.flatnonzero(
@@ -352,20 +250,26 @@ def train_batches(split: Split, max_tokens: int, max_len: int, seed: int, epoch:
     return [keep[b] for b in token_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)]
 
 
-def make_batch(split: Split, indices: np.ndarray) -> Batch:
+def padded(rows: list[np.ndarray], before: int | None = None, after: int | None = None):
+    """(B, longest) long tensor of the rows, each with an optional id before and after."""
+    extra = (before is not None) + (after is not None)
+    out = np.full((len(rows), max(len(r) for r in rows) + extra), PAD_ID, dtype=np.int64)
+    for k, row in enumerate(rows):
+        start = 0 if before is None else 1
+        if before is not None:
+            out[k, 0] = before
+        out[k, start : start + len(row)] = row
+        if after is not None:
+            out[k, start + len(row)] = after
+    return torch.from_numpy(out)
+
+
+def make_batch(split: Split | MappedSplit, indices: np.ndarray) -> Batch:
     """Pad the chosen sentences into tensors (on the CPU)."""
-    src = [split.src_ids[i] for i in indices]
-    tgt = [split.tgt_ids[i] for i in indices]
-    bos, eos = torch.tensor([BOS_ID]), torch.tensor([EOS_ID])
-    tgt_in = pad_sequence(
-        [torch.cat([bos, t]) for t in tgt], batch_first=True, padding_value=PAD_ID
-    )
-    tgt_out = pad_sequence(
-        [torch.cat([t, eos]) for t in tgt], batch_first=True, padding_value=PAD_ID
-    )
+    src, tgt = split.pair_ids(indices)
     return Batch(
-        src=pad_sequence(src, batch_first=True, padding_value=PAD_ID),
-        tgt_in=tgt_in,
-        tgt_out=tgt_out,
+        src=padded(src),
+        tgt_in=padded(tgt, before=BOS_ID),
+        tgt_out=padded(tgt, after=EOS_ID),
         num_tgt_tokens=sum(len(t) + 1 for t in tgt),
     )

@@ -14,9 +14,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mt.config import check_decode, register_configs, to_object
-from mt.data import READERS, read_aligned
 from mt.errors import MTError, reported
 from mt.files import refuse_overwriting_inputs, write_text
+from mt.readers import READERS, read_aligned
 from mt.scoring import corpus_scores
 from mt.tool_config import EvaluateConfig, model_source
 from mt.translator import Translator

@@ -29,6 +29,10 @@ def train_sentencepiece(sentences: Iterable[str], cfg: DataConfig) -> bytes:
 
 
 def train_model(sentences: Iterable[str], cfg: DataConfig, model: io.BytesIO) -> None:
+    sample = {}
+    if cfg.spm_sample is not None:  # a large corpus: a seeded random sample is enough
+        spm.set_random_generator_seed(1)
+        sample = {"input_sentence_size": cfg.spm_sample, "shuffle_input_sentence": True}
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
         model_writer=model,
@@ -42,7 +46,8 @@ def train_model(sentences: Iterable[str], cfg: DataConfig, model: io.BytesIO) ->
         # Small corpora cannot fill a large vocabulary; take what the data supports.
         hard_vocab_limit=False,
         num_threads=os.cpu_count() or 1,
-        minloglevel=2,
+        minloglevel=1,  # sentencepiece's warnings (e.g. on its sample) reach the log
+        **sample,
     )
 
 

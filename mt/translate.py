@@ -25,9 +25,9 @@ import hydra
 from omegaconf import DictConfig
 
 from mt.config import check_decode, register_configs, to_object
-from mt.data import decode_line
 from mt.errors import MTError, reported
 from mt.files import refuse_overwriting_inputs, replaced_on_success
+from mt.readers import decode_line
 from mt.tool_config import TranslateConfig, model_source
 from mt.translator import Translator
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 
+import datasets
 import numpy as np
 import pytest
 from conftest import MULTI30K, make_config, multi30k_lines, write_corpus
@@ -12,6 +14,12 @@ from conftest import MULTI30K, make_config, multi30k_lines, write_corpus
 from mt.data import load_corpus, make_batch, token_batches, train_batches
 from mt.errors import MTError
 from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+def train_source_ids(corpus) -> list[list[int]]:
+    """The training split's source ids, as lists, in corpus order."""
+    src, _ = corpus.train.pair_ids(np.arange(len(corpus.train)))
+    return [ids.tolist() for ids in src]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +36,14 @@ def test_sentencepiece_round_trips_real_text(small):
 
 def test_every_split_is_encoded_in_order_with_eos_on_the_source(small):
     assert (len(small.train), len(small.valid), len(small.test)) == (300, 40, 40)
-    assert all(ids[-1] == EOS_ID for ids in small.train.src_ids)
-    first = small.tokenizer.encode_src([multi30k_lines("train", "de", 1)[0]])[0]
-    assert small.train.src_ids[0].tolist() == first
+    src, tgt = small.train.pair_ids(np.arange(300))
+    assert src[0].tolist() == small.tokenizer.encode_src(multi30k_lines("train", "de", 1))[0]
+    assert [t.tolist() for t in tgt] == small.tokenizer.encode_tgt(
+        multi30k_lines("train", "en", 300)
+    )
+    assert all(ids[-1] == EOS_ID for ids in src)
+    assert small.train.src_lengths().tolist() == [len(ids) for ids in src]
+    assert small.train.tgt_lengths().tolist() == [len(ids) + 1 for ids in tgt]
 
 
 def test_cache_is_reused_and_keyed_by_settings(small_root, tmp_path):
@@ -46,7 +59,10 @@ def test_cache_is_reused_and_keyed_by_settings(small_root, tmp_path):
 
 def test_train_limit_takes_the_first_pairs(small_root, cache_dir):
     corpus = load_corpus(make_config(small_root, "small", cache_dir, "data.train_limit=25").data)
-    assert corpus.train.src_text == multi30k_lines("train", "de", 25)
+    src, _ = corpus.train.pair_ids(np.arange(len(corpus.train)))
+    assert [ids.tolist() for ids in src] == corpus.tokenizer.encode_src(
+        multi30k_lines("train", "de", 25)
+    )
     assert len(corpus.valid) == 40  # evaluation keeps every sentence
 
 
@@ -78,13 +94,14 @@ def test_training_filter_drops_long_pairs_only_in_training(small):
 def test_batch_tensors_are_shifted_and_padded(small):
     batch = make_batch(small.train, np.array([0, 1, 2]))
     assert (batch.tgt_in[:, 0] == BOS_ID).all()
-    for row, ids in enumerate(small.train.tgt_ids[:3]):
+    _, tgt = small.train.pair_ids(np.array([0, 1, 2]))
+    for row, ids in enumerate(tgt):
         n = len(ids)
         assert batch.tgt_in[row, 1 : n + 1].tolist() == ids.tolist()
         assert batch.tgt_out[row, :n].tolist() == ids.tolist()
         assert batch.tgt_out[row, n] == EOS_ID
         assert (batch.tgt_out[row, n + 1 :] == PAD_ID).all()
-    assert batch.num_tgt_tokens == sum(len(ids) + 1 for ids in small.train.tgt_ids[:3])
+    assert batch.num_tgt_tokens == sum(len(ids) + 1 for ids in tgt)
 
 
 def test_any_language_pair_of_multi30k_works(cache_dir):
@@ -145,8 +162,8 @@ def test_gzip_and_plain_files_read_the_same(tmp_path, small_root, cache_dir):
             f.write(path.read_bytes())
     plain = load_corpus(make_config(small_root, "small", cache_dir).data)
     zipped = load_corpus(make_config(tmp_path, "gz", cache_dir).data)
-    assert zipped.train.src_text == plain.train.src_text
-    assert zipped.tokenizer.src_model == plain.tokenizer.src_model  # same text, same cache
+    assert train_source_ids(zipped) == train_source_ids(plain)
+    assert zipped.tokenizer.src_model == plain.tokenizer.src_model  # same text, same subwords
 
 
 # ---------------------------------------------------------------- other formats
@@ -171,7 +188,8 @@ def test_tsv_and_jsonl_read_the_same_pairs(tmp_path):
         )
     tsv = load_corpus(make_config(tmp_path, "t", tmp_path / "c", "data.format=tsv").data)
     jsonl = load_corpus(make_config(tmp_path, "j", tmp_path / "c", "data.format=jsonl").data)
-    assert tsv.train.src_text == jsonl.train.src_text == [de for de, _ in pairs]
+    expected = tsv.tokenizer.encode_src([de for de, _ in pairs])
+    assert train_source_ids(tsv) == train_source_ids(jsonl) == expected
     assert tsv.test.tgt_text == jsonl.test.tgt_text == [en for _, en in pairs]
 
 
@@ -217,7 +235,8 @@ def test_hub_format_goes_through_datasets_load_dataset(tmp_path):
         "data.test_split=test",
     )
     corpus = load_corpus(config.data)
-    assert corpus.train.src_text == multi30k_lines("train", "de", 30)
+    expected = corpus.tokenizer.encode_src(multi30k_lines("train", "de", 30))
+    assert train_source_ids(corpus) == expected
     assert corpus.valid.tgt_text == multi30k_lines("val", "en", 30)
 
 
@@ -231,3 +250,32 @@ def test_unreachable_hub_dataset_is_one_clear_error(tmp_path):
     )
     with pytest.raises(MTError, match="cannot load Hub dataset"):
         load_corpus(config.data)
+
+
+def test_the_training_split_is_mapped_ids_only_and_keyed_by_file_bytes(small_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(small_root, root)
+    corpus = load_corpus(make_config(root, "small", tmp_path / "cache").data)
+    (entry,) = (tmp_path / "cache").iterdir()
+    # Training text is never scored: the cache keeps only its ids, and nothing holds text.
+    assert datasets.load_from_disk(str(entry / "train")).column_names == ["src_ids", "tgt_ids"]
+    assert not hasattr(corpus.train, "src_text")
+    with open(root / "small" / "train.de", "a", encoding="utf-8") as f:
+        f.write("Ein Hund.\n")
+    with open(root / "small" / "train.en", "a", encoding="utf-8") as f:
+        f.write("A dog.\n")
+    grown = load_corpus(make_config(root, "small", tmp_path / "cache").data)
+    assert len(grown.train) == len(corpus.train) + 1
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_spm_sample_trains_the_subword_model_on_a_seeded_sample(small_root, tmp_path):
+    def tokenizer(cache: str, *overrides: str):
+        config = make_config(
+            small_root, "small", tmp_path / cache, "data.vocab_size=200", *overrides
+        )
+        return load_corpus(config.data).tokenizer.src_model
+
+    sampled = tokenizer("a", "data.spm_sample=150")
+    assert sampled == tokenizer("b", "data.spm_sample=150")  # seeded: the same sample again
+    assert sampled != tokenizer("c")  # 150 of the 600 sentences give another model
