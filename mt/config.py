@@ -47,6 +47,9 @@ class DataConfig:
     download: bool = True  # fetch Multi30k into {root}/multi30k when its files are missing
     train_limit: int | None = None  # use only the first N training pairs (smoke runs)
     max_len: int = 128  # training pairs longer than this (in subwords) are dropped
+    max_length_ratio: float | None = (
+        None  # ... and those whose longer side is this many times longer
+    )
     max_tokens: int = 2048  # per batch, counting padding: batch size * longest side
     vocab_size: int = 8000
     spm_sample: int | None = None  # train sentencepiece on this many sampled sentences (all: None)
@@ -259,6 +262,7 @@ FRACTION = (lambda value: 0 <= value < 1), "must be in [0, 1)"
 RANGES = {
     **{f"data.{k}": at_least(1) for k in ("train_limit", "max_len", "max_tokens")},
     "data.spm_sample": at_least(101),  # sentencepiece's own minimum
+    "data.max_length_ratio": at_least(1),
     "data.vocab_size": at_least(5),  # the 4 special pieces and at least one more
     "trainer.num_threads": at_least(1),
     **{f"trainer.{k}": at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps")},

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from mt.config import REPO_DATA_DIR, DataConfig
 from mt.files import os_error, remove_stale_temporaries, temporary_path
 from mt.readers import SPLITS, hub_dataset, read_raw, source_files
 from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_sentencepiece
+
+log = logging.getLogger("mt")
 
 CACHE_VERSION = 2  # bump when the cached layout or encoding changes
 
@@ -198,14 +202,27 @@ def cache_dir(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else REPO_DATA_DIR / "cache"
 
 
-def load_corpus(cfg: DataConfig) -> Corpus:
-    """The encoded corpus from the cache, built first (reading, tokenising, encoding) when no
-    cache matches the files and settings."""
-    directory = cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg)}"
+def cache_path(cfg: DataConfig) -> Path:
+    """Where the corpus's cache lies (or will): named by the language pair and fingerprint."""
+    return cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg)}"
+
+
+def wait_for(directory: Path) -> None:
+    """Until another process (torchrun's local rank 0) has built directory."""
+    log.info("waiting for %s (built by local rank 0; mt.prepare builds it beforehand)", directory)
+    while not directory.is_dir():
+        time.sleep(1)
+
+
+def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
+    """The encoded corpus from the cache. When no cache matches the files and settings, it is
+    built first (reading, tokenising, encoding), or, with build=False, waited for."""
+    directory = cache_path(cfg)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(directory.parent)  # caches whose builder was killed
+    if build:
+        remove_stale_temporaries(directory.parent)  # caches whose builder was killed
     if not directory.is_dir():
-        build_cache(cfg, read_raw(cfg), directory)
+        build_cache(cfg, read_raw(cfg), directory) if build else wait_for(directory)
     tokenizer = Tokenizer(
         (directory / "src.model").read_bytes(), (directory / "tgt.model").read_bytes()
     )
@@ -240,11 +257,30 @@ def token_batches(
     return batches
 
 
-def train_batches(split: Split | MappedSplit, max_tokens: int, max_len: int, seed: int, epoch: int):
-    """This epoch's training batches: over-long or empty pairs dropped, shuffled by seed+epoch."""
+def dropped_by(split: Split | MappedSplit, max_len: int, max_ratio: float | None) -> dict:
+    """Per filter, a mask of the training pairs it drops (lengths count the end marker)."""
+    src, tgt = split.src_lengths(), split.tgt_lengths()
+    reasons = {
+        "empty": (src <= 1) | (tgt <= 1),
+        "too long": (src > max_len) | (tgt > max_len),
+    }
+    if max_ratio is not None:
+        reasons["length ratio"] = np.maximum(src, tgt) > max_ratio * np.minimum(src, tgt)
+    return reasons
+
+
+def train_batches(
+    split: Split | MappedSplit,
+    max_tokens: int,
+    max_len: int,
+    seed: int,
+    epoch: int,
+    max_ratio: float | None = None,
+) -> list[np.ndarray]:
+    """This epoch's training batches: filtered pairs dropped, shuffled by seed+epoch."""
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
     keep = np.flatnonzero(
-        (src_lens > 1) & (tgt_lens > 1) & (src_lens <= max_len) & (tgt_lens <= max_len)
+        ~np.logical_or.reduce(list(dropped_by(split, max_len, max_ratio).values()))
     )
     rng = np.random.default_rng([seed, epoch])
     return [keep[b] for b in token_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)]

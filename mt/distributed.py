@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TypeVar
@@ -72,14 +72,9 @@ def barrier() -> None:
         dist.barrier()
 
 
-def main_first(work: Callable[[], T]) -> T:
-    """Rank 0 does work first (e.g. builds a cache), the others then do it (and reuse it)."""
-    if not is_main():
-        barrier()
-    result = work()
-    if is_main():
-        barrier()
-    return result
+def local_rank() -> int:
+    """This process's rank on its machine (torchrun's LOCAL_RANK; 0 without torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def sum_all(values: list[float], device: torch.device) -> list[float]:

@@ -8,7 +8,7 @@ from enum import Enum
 
 from omegaconf import MISSING
 
-from mt.config import DecodeConfig
+from mt.config import DataConfig, DecodeConfig
 from mt.errors import MTError
 
 
@@ -83,7 +83,15 @@ class ServeConfig:
     max_beam_size: int = 16
 
 
+@dataclass
+class PrepareConfig:
+    """`python -m mt.prepare [data.*]`: the same data settings as mt.train."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+
+
 TOOL_SCHEMAS = {
+    "prepare": PrepareConfig,
     "evaluate": EvaluateConfig,
     "translate": TranslateConfig,
     "export": ExportConfig,

@@ -63,8 +63,9 @@ class Trainer:
         self.device = distributed.init(pick_device(t.device), timeout)
         # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.
         torch.manual_seed(t.seed + distributed.rank())
-        # Rank 0 builds the data cache; the others then read it.
-        self.corpus: Corpus = distributed.main_first(lambda: load_corpus(config.data))
+        # Each machine's first process builds a missing data cache while the others wait for
+        # it on the file system, not in a collective that could time out.
+        self.corpus: Corpus = load_corpus(config.data, build=distributed.local_rank() == 0)
         self.model = build_model(config.model, self.corpus.tokenizer).to(self.device)
         # The model that training steps run through: DDP averages gradients across ranks.
         self.trained = (
@@ -188,7 +189,14 @@ class Trainer:
             while reason is None:
                 # Every rank shuffles the same way, then takes its own share of the batches.
                 batches = distributed.shard(
-                    train_batches(self.corpus.train, data.max_tokens, data.max_len, t.seed, p.epoch)
+                    train_batches(
+                        self.corpus.train,
+                        data.max_tokens,
+                        data.max_len,
+                        t.seed,
+                        p.epoch,
+                        data.max_length_ratio,
+                    )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks
                 while done < len(batches) and reason is None:

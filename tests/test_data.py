@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
+import subprocess
+import sys
 
 import datasets
 import numpy as np
@@ -279,3 +282,25 @@ def test_spm_sample_trains_the_subword_model_on_a_seeded_sample(small_root, tmp_
     sampled = tokenizer("a", "data.spm_sample=150")
     assert sampled == tokenizer("b", "data.spm_sample=150")  # seeded: the same sample again
     assert sampled != tokenizer("c")  # 150 of the 600 sentences give another model
+
+
+def test_prepare_builds_the_cache_once_and_counts_what_training_drops(small_root, tmp_path):
+    def prepare(*overrides: str) -> str:
+        data = [f"data.root={small_root}", "data.name=small", f"data.cache_dir={tmp_path}"]
+        command = [sys.executable, "-m", "mt.prepare", *data, "data.vocab_size=300", *overrides]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    first = prepare("data.max_len=12", "data.max_length_ratio=1.3")
+    assert re.search(r"cache: .*/de-en-\w+ \(built in [\d.]+ s\)", first)
+    corpus = load_corpus(make_config(small_root, "small", tmp_path, "data.vocab_size=300").data)
+    src, tgt = corpus.train.src_lengths(), corpus.train.tgt_lengths()
+    too_long = int(((src > 12) | (tgt > 12)).sum())
+    ratio = int((np.maximum(src, tgt) > 1.3 * np.minimum(src, tgt)).sum())
+    kept = len(train_batches(corpus.train, 10**6, 12, 1, 0, max_ratio=1.3)[0])
+    assert 0 < too_long < 300 and 0 < ratio < 300
+    assert f"train: 300 pairs; training keeps {kept} (drops 0 empty, {too_long} too long, " in first
+    assert f"{ratio} length ratio;" in first
+    again = prepare()
+    assert "(found)" in again and "training keeps 300 (drops 0 empty, 0 too long;" in again
