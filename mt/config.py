@@ -56,6 +56,7 @@ class DataConfig:
     subword_type: SubwordType = SubwordType.unigram
     joint_vocab: bool = True
     cache_dir: str | None = None  # None: the repository's data/cache
+    loader_workers: int | None = None  # processes padding batches ahead; None: 1 on a GPU, else 0
 
 
 @dataclass
@@ -263,6 +264,7 @@ RANGES = {
     **{f"data.{k}": at_least(1) for k in ("train_limit", "max_len", "max_tokens")},
     "data.spm_sample": at_least(101),  # sentencepiece's own minimum
     "data.max_length_ratio": at_least(1),
+    "data.loader_workers": at_least(0),
     "data.vocab_size": at_least(5),  # the 4 special pieces and at least one more
     "trainer.num_threads": at_least(1),
     **{f"trainer.{k}": at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps")},

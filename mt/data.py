@@ -108,12 +108,23 @@ class Batch:
     tgt_out: torch.Tensor  # (B, T) target + EOS
     num_tgt_tokens: int  # real (non-pad) tokens in tgt_out
 
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (DataLoader calls this in its pinning thread)."""
+        return Batch(
+            self.src.pin_memory(),
+            self.tgt_in.pin_memory(),
+            self.tgt_out.pin_memory(),
+            self.num_tgt_tokens,
+        )
+
     def to(self, device: torch.device) -> Batch:
         # Pinned host memory lets the copy overlap with GPU work.
         pin = device.type == "cuda"
 
         def move(t: torch.Tensor) -> torch.Tensor:
-            return (t.pin_memory() if pin else t).to(device, non_blocking=pin)
+            if pin and not t.is_pinned():
+                t = t.pin_memory()
+            return t.to(device, non_blocking=pin)
 
         return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), self.num_tgt_tokens)
 

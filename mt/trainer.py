@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -15,10 +15,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mt import distributed
+from mt.budget import eta_seconds, inverse_sqrt_schedule, limit_reached
 from mt.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.config import Config, DecodeConfig
-from mt.data import Corpus, load_corpus, make_batch, train_batches
+from mt.data import Corpus, load_corpus, train_batches
 from mt.errors import Stopped
+from mt.feed import updates
 from mt.files import remove_stale_temporaries, write_text
 from mt.heatmap import attention_images
 from mt.inference import autocast, pick_device
@@ -32,22 +34,12 @@ from mt.validation import decode_split, samples_markdown, split_loss
 log = logging.getLogger("mt")
 
 
-def inverse_sqrt_schedule(warmup_steps: int):
-    """LR factor: linear warm-up to 1 over warmup_steps, then decay with 1/sqrt(step)."""
-
-    def factor(step: int) -> float:
-        step += 1  # LambdaLR starts counting at 0; the first update should already move
-        return min(step / warmup_steps, math.sqrt(warmup_steps / step))
-
-    return factor
-
-
 @dataclass
 class Window:
     """Loss, tokens and seconds of the steps since the last log line."""
 
-    loss: float = 0.0
-    tokens: int = 0
+    loss: torch.Tensor | float = 0.0  # this rank's summed loss, on the device
+    tokens: int = 0  # all ranks'
     seconds: float = 0.0
     steps: int = 0
 
@@ -109,17 +101,18 @@ class Trainer:
 
     # ------------------------------------------------------------ training
 
-    def train_step(self, batches: list) -> tuple[float, int, float]:
+    def train_step(self, batches: list) -> tuple[torch.Tensor, int, torch.Tensor]:
         """One optimizer update over this rank's len(batches) accumulated batches.
 
-        Returns the summed loss and target tokens of all ranks, and the gradient norm."""
+        Returns this rank's summed loss and the target tokens of all ranks, and the gradient
+        norm; the tensors stay on the device (read at log time: no host sync per batch)."""
         local_tokens = sum(b.num_tgt_tokens for b in batches)
         (num_tokens,) = distributed.sum_all([local_tokens], self.device)
         # Normalise by the tokens of the whole update (all micro-batches, all ranks), so
         # accumulation and data parallelism equal one big batch. DDP averages gradients over
         # ranks, hence the world size.
         scale = distributed.world_size() / num_tokens
-        total = 0.0
+        total = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
             batch = batch.to(self.device)
             last = i == len(batches) - 1
@@ -128,30 +121,17 @@ class Trainer:
                 with autocast(self.device):
                     loss = token_loss(self.trained, batch, self.config.trainer.label_smoothing)
                 (loss * scale).backward()
-            total += loss.item()
+            total += loss.detach().float()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.trainer.clip_norm)
         self.state.optimizer.step()
         self.state.scheduler.step()
         self.state.optimizer.zero_grad(set_to_none=True)
-        (total,) = distributed.sum_all([total], self.device)
-        return total / num_tokens, int(num_tokens), float(grad_norm)
-
-    def should_stop(self) -> str | None:
-        t, p = self.config.trainer, self.progress
-        if t.max_steps is not None and p.step >= t.max_steps:
-            return f"reached trainer.max_steps={t.max_steps}"
-        if t.max_epochs is not None and p.epoch >= t.max_epochs:
-            return f"reached trainer.max_epochs={t.max_epochs}"
-        if t.max_minutes is not None and p.train_seconds >= t.max_minutes * 60:
-            return f"reached trainer.max_minutes={t.max_minutes}"
-        if t.patience is not None and p.bad_validations >= t.patience:
-            return f"no BLEU improvement in {t.patience} validations"
-        return None
+        return total, int(num_tokens), grad_norm.detach()
 
     def agreed_stop(self) -> str | None:
         """The same decision on every rank: rank 0's limits (their clocks differ, their steps
         must not), or a stop signal that any rank received."""
-        reason = self.should_stop()
+        reason = limit_reached(self.config.trainer, self.progress)
         signalled = self.stop_requests.received is not None
         if distributed.active():
             main_stops, signalled = distributed.sum_all(
@@ -164,20 +144,6 @@ class Trainer:
             received = self.stop_requests.received
             return f"stopped by {received.name if received else 'a signal to another rank'}"
         return reason
-
-    def eta_seconds(
-        self, batches_per_epoch: int, batches_done: int, seconds_per_step: float
-    ) -> float:
-        t, p = self.config.trainer, self.progress
-        left = []
-        if t.max_steps is not None:
-            left.append((t.max_steps - p.step) * seconds_per_step)
-        if t.max_epochs is not None:
-            batches = (t.max_epochs - p.epoch) * batches_per_epoch - batches_done
-            left.append(batches / t.accumulate * seconds_per_step)
-        if t.max_minutes is not None:
-            left.append(t.max_minutes * 60 - p.train_seconds)
-        return max(min(left), 0.0)
 
     def fit(self) -> str:
         """Train until a limit or a stop signal; checkpoints along the way."""
@@ -199,16 +165,20 @@ class Trainer:
                     )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks
-                while done < len(batches) and reason is None:
-                    chunk = batches[done : done + t.accumulate]
-                    self.run_step(chunk, window)
-                    done += len(chunk)
+                chunks = [
+                    batches[i : i + t.accumulate] for i in range(done, len(batches), t.accumulate)
+                ]
+                for update in self.feed(chunks):
+                    self.run_step(update, window)
+                    done += len(update)
                     p.batch_in_epoch = done * world
-                    if p.step % t.log_every == 0 and distributed.is_main():
+                    if p.step % t.log_every == 0:
                         self.log_window(window, len(batches), done)
                         window = Window()
                     self.checkpoint_if_due()
                     reason = self.agreed_stop()
+                    if reason is not None:
+                        break
                 if done >= len(batches):
                     p.epoch += 1
                     p.batch_in_epoch = 0
@@ -216,11 +186,18 @@ class Trainer:
         self.finish(reason)
         return reason
 
-    def run_step(self, chunk: list, window: Window) -> None:
-        """One update on a chunk of batch indices, counted in progress and the log window."""
+    def feed(self, chunks: list) -> Iterable[list]:
+        """The padded batches of each update, prepared ahead on a GPU (data.loader_workers)."""
+        workers = self.config.data.loader_workers
+        if workers is None:
+            workers = 1 if self.device.type == "cuda" else 0  # on a CPU it would steal a core
+        return updates(self.corpus.train, chunks, workers, pin=self.device.type == "cuda")
+
+    def run_step(self, update: list, window: Window) -> None:
+        """One update on its padded batches, counted in progress and the log window."""
         p = self.progress
         start = time.perf_counter()
-        loss, tokens, grad_norm = self.train_step([make_batch(self.corpus.train, b) for b in chunk])
+        loss, tokens, grad_norm = self.train_step(update)
         seconds = time.perf_counter() - start
         p.step += 1
         p.train_seconds += seconds
@@ -230,16 +207,21 @@ class Trainer:
         self.last_grad_norm = grad_norm
 
     def log_window(self, window: Window, batches_per_epoch: int, done: int) -> None:
+        """The window's loss per target token over all ranks (every rank joins the sum),
+        logged by rank 0: the one place the training loop reads device values."""
+        (loss,) = distributed.sum_all([float(window.loss)], self.device)
+        if not distributed.is_main():
+            return
         p = self.progress
         seconds_per_step = window.seconds / window.steps
         self.reporter.train_step(
             p.step,
             p.epoch + 1,
-            window.loss / window.steps,
+            loss / window.tokens,
             self.state.scheduler.get_last_lr()[0],
-            self.last_grad_norm,
+            float(self.last_grad_norm),
             window.tokens / window.seconds,
-            self.eta_seconds(batches_per_epoch, done, seconds_per_step),
+            eta_seconds(self.config.trainer, p, batches_per_epoch, done, seconds_per_step),
         )
 
     def checkpoint_if_due(self) -> None:

@@ -173,3 +173,16 @@ def test_compiled_training_matches_eager(memorise_root, cache_dir, tmp_path):
     assert sorted(compiled) == [1, 2, 3, 4]
     for step, loss in eager.items():
         assert compiled[step] == pytest.approx(loss, rel=1e-4)
+
+
+def test_batches_padded_by_a_worker_process_train_the_same(memorise_root, cache_dir, tmp_path):
+    # The feed a GPU run uses (a DataLoader worker, pinned memory where there is CUDA),
+    # forced on here: the same updates in the same order, so the same losses.
+    common = ["trainer.max_steps=5", "trainer.valid_every=5", "trainer.accumulate=2"]
+    common += ["decode.beam_size=1", "decode.max_len_b=2", "model.dropout=0.2"]
+    for workers in (0, 1):
+        overrides = [*common, f"data.loader_workers={workers}"]
+        train(make_config(memorise_root, "tiny", cache_dir, *overrides), tmp_path / str(workers))
+    here, worker = scalars(tmp_path / "0", "train/loss"), scalars(tmp_path / "1", "train/loss")
+    assert sorted(worker) == [1, 2, 3, 4, 5]
+    assert worker == pytest.approx(here, rel=1e-6)
