@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mt.tokenizer import BOS_ID, EOS_ID, Tokenizer
+from mt.special_ids import BOS_ID, EOS_ID
+from mt.tokenizer import Tokenizer
 
 
 @dataclass

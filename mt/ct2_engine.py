@@ -26,7 +26,8 @@ from mt.config import DecodeConfig
 from mt.errors import MTError
 from mt.inference import fit_sources
 from mt.search import Hypothesis, length_limits, length_penalty
-from mt.tokenizer import EOS_ID, Tokenizer
+from mt.special_ids import EOS_ID
+from mt.tokenizer import Tokenizer
 
 SOURCE_SPM, TARGET_SPM, METADATA = "source.spm", "target.spm", "mt.json"
 FORMAT = "mt-ctranslate2-1"  # written into METADATA

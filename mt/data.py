@@ -26,7 +26,8 @@ import torch
 from mt.config import REPO_DATA_DIR, DataConfig
 from mt.files import os_error, remove_stale_temporaries, temporary_path
 from mt.readers import SPLITS, hub_dataset, read_raw, source_files
-from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_sentencepiece
+from mt.special_ids import BOS_ID, EOS_ID, PAD_ID
+from mt.tokenizer import Tokenizer, train_sentencepiece
 
 log = logging.getLogger("mt")
 

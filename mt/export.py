@@ -27,7 +27,8 @@ from mt.config import TransformerConfig, model_name, register_configs, to_object
 from mt.ct2_engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
 from mt.errors import MTError, reported
 from mt.models.transformer import DecoderLayer, EncoderLayer, MultiHeadAttention, Transformer
-from mt.tokenizer import BOS_ID, EOS_ID, UNK_ID, Tokenizer
+from mt.special_ids import BOS_ID, EOS_ID, UNK_ID
+from mt.tokenizer import Tokenizer
 from mt.tool_config import ExportConfig
 from mt.translator import load_trained
 

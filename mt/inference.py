@@ -13,7 +13,8 @@ from mt.config import DecodeConfig
 from mt.data import token_batches
 from mt.models.contract import Uncached
 from mt.search import Hypothesis, beam_search, greedy_search
-from mt.tokenizer import PAD_ID, Tokenizer
+from mt.special_ids import PAD_ID
+from mt.tokenizer import Tokenizer
 
 log = logging.getLogger("mt")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from mt.models.contract import Seq2Seq
-from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from mt.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass

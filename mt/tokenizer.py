@@ -10,9 +10,7 @@ import sentencepiece as spm
 
 from mt.config import DataConfig
 from mt.errors import MTError
-
-# Fixed ids so that every model and checkpoint agrees on them.
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+from mt.special_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 
 def train_sentencepiece(sentences: Iterable[str], cfg: DataConfig) -> bytes:
@@ -70,6 +68,10 @@ class Tokenizer:
     @property
     def tgt_vocab_size(self) -> int:
         return self.tgt.get_piece_size()
+
+    def sizes(self) -> tuple[int, int, bool]:
+        """(source vocabulary, target vocabulary, joint): what build_model needs to know."""
+        return self.src_vocab_size, self.tgt_vocab_size, self.joint
 
     def encode_src(self, sentences: list[str]) -> list[list[int]]:
         """Source ids, each sentence ending in EOS (the encoder's end marker)."""

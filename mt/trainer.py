@@ -58,7 +58,7 @@ class Trainer:
         # Each machine's first process builds a missing data cache while the others wait for
         # it on the file system, not in a collective that could time out.
         self.corpus: Corpus = load_corpus(config.data, build=distributed.local_rank() == 0)
-        self.model = build_model(config.model, self.corpus.tokenizer).to(self.device)
+        self.model = build_model(config.model, *self.corpus.tokenizer.sizes()).to(self.device)
         # The model that training steps run through: DDP averages gradients across ranks.
         self.trained = (
             DistributedDataParallel(

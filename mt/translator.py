@@ -23,7 +23,8 @@ from mt.config import Config, DecodeConfig, check_decode, from_plain_dict
 from mt.inference import TorchEngine, pick_device
 from mt.models import build_model
 from mt.search import Hypothesis
-from mt.tokenizer import EOS_ID, Tokenizer
+from mt.special_ids import EOS_ID
+from mt.tokenizer import Tokenizer
 from mt.tool_config import Engine
 
 log = logging.getLogger("mt")
@@ -42,7 +43,7 @@ def load_trained(path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
     payload = load_checkpoint(path)
     config = from_plain_dict(payload["config"])
     tokenizer = Tokenizer.from_dict(payload["tokenizer"])
-    model = build_model(config.model, tokenizer)
+    model = build_model(config.model, *tokenizer.sizes())
     load_weights(model, payload["model"], path)
     return model.eval(), tokenizer, config
 

@@ -140,7 +140,7 @@ def trained_model(memorised_run):
     payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     config = from_plain_dict(payload["config"])
     tokenizer = Tokenizer.from_dict(payload["tokenizer"])
-    model = build_model(config.model, tokenizer)
+    model = build_model(config.model, *tokenizer.sizes())
     model.load_state_dict(payload["model"])
     model.eval()
     sentences = multi30k_lines("train", "de", 20) + multi30k_lines("val", "de", 20)

@@ -16,7 +16,7 @@ from conftest import MULTI30K, make_config, multi30k_lines, write_corpus
 
 from mt.data import load_corpus, make_batch, token_batches, train_batches
 from mt.errors import MTError
-from mt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from mt.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 
 def train_source_ids(corpus) -> list[list[int]]:

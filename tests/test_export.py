@@ -16,7 +16,7 @@ from mt.checkpoint import save_checkpoint
 from mt.config import DecodeConfig, to_plain_dict
 from mt.data import load_corpus
 from mt.models import build_model
-from mt.tokenizer import BOS_ID, EOS_ID
+from mt.special_ids import BOS_ID, EOS_ID
 from mt.translator import Translator
 
 
@@ -26,7 +26,7 @@ def random_checkpoint(root, cache, path, *overrides: str, experiment: str = "tra
     config = make_config(root, "small", cache, *overrides, experiment=experiment)
     tokenizer = load_corpus(config.data).tokenizer
     torch.manual_seed(0)
-    model = build_model(config.model, tokenizer)
+    model = build_model(config.model, *tokenizer.sizes())
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))

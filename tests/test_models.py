@@ -13,16 +13,9 @@ from mt.models.attention import SCORES, Attention
 from mt.models.contract import Uncached
 from mt.models.rnn import reverse_real_tokens
 from mt.search import beam_search, greedy_search
-from mt.tokenizer import BOS_ID, PAD_ID
+from mt.special_ids import BOS_ID, PAD_ID
 
 VOCAB = 60
-
-
-class FakeVocab:
-    """Vocabulary sizes only: what build_model reads from a tokenizer."""
-
-    src_vocab_size = tgt_vocab_size = VOCAB
-    joint = True
 
 
 CONFIGS = {
@@ -51,7 +44,7 @@ def padded_batch():
 
 def seeded_model(name: str):
     torch.manual_seed(0)
-    return build_model(CONFIGS[name], FakeVocab()).eval()
+    return build_model(CONFIGS[name], VOCAB, VOCAB, joint=True).eval()
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -115,18 +108,22 @@ def test_attention_maps_are_distributions_over_real_source_tokens(name):
         torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
 
 
-def test_transformer_attention_map_is_the_one_its_forward_applies():
+def test_transformer_attention_maps_are_the_ones_its_forward_applies():
     model = seeded_model("transformer-pre")
     src, tgt = padded_batch()
-    layer = model.decoder_layers[-1]
     seen = {}
-    layer.cross_attn.register_forward_hook(lambda _m, args, out: seen.update(args=args, out=out))
+    for n, layer in enumerate(model.decoder_layers, 1):
+        layer.cross_attn.register_forward_hook(
+            lambda _m, args, out, n=n: seen.update({n: (args, out)})
+        )
     with torch.no_grad():
         model(src, tgt)
-        weights = model.attention_maps(src, tgt)["cross_attention"]
-        query, _k, v = seen["args"]
-        mixed = (weights @ v).transpose(1, 2).flatten(2)
-        torch.testing.assert_close(layer.cross_attn.out_proj(mixed), seen["out"])
+        maps = model.attention_maps(src, tgt)
+        assert list(maps) == ["layer1/cross_attention", "layer2/cross_attention"]
+        for n, layer in enumerate(model.decoder_layers, 1):
+            (_query, _k, v), out = seen[n]
+            mixed = (maps[f"layer{n}/cross_attention"] @ v).transpose(1, 2).flatten(2)
+            torch.testing.assert_close(layer.cross_attn.out_proj(mixed), out)
 
 
 def test_rnn_source_reversal_keeps_padding_in_place():

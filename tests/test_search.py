@@ -12,7 +12,7 @@ from mt.inference import decode_ids
 from mt.models.contract import select_rows
 from mt.models.transformer import Transformer
 from mt.search import beam_search, greedy_search
-from mt.tokenizer import BOS_ID, EOS_ID
+from mt.special_ids import BOS_ID, EOS_ID
 
 A, B = 4, 5  # the scripted vocabulary: PAD UNK BOS EOS A B
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from mt.config import TransformerConfig
 from mt.models.transformer import MultiHeadAttention, Transformer
-from mt.tokenizer import PAD_ID
+from mt.special_ids import PAD_ID
 
 VOCAB = 60
 

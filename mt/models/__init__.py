@@ -8,16 +8,14 @@ from mt.config import BahdanauConfig, RNNConfig, TransformerConfig
 from mt.models.bahdanau import Bahdanau
 from mt.models.rnn import RNNSeq2Seq
 from mt.models.transformer import Transformer
-from mt.tokenizer import Tokenizer
 
 ARCHITECTURES = {TransformerConfig: Transformer, RNNConfig: RNNSeq2Seq, BahdanauConfig: Bahdanau}
 
 
-def build_model(model_cfg, tokenizer: Tokenizer) -> nn.Module:
-    """Instantiate the architecture that model_cfg describes, sized for tokenizer's vocabularies."""
-    return ARCHITECTURES[type(model_cfg)](
-        model_cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.joint
-    )
+def build_model(model_cfg, src_vocab: int, tgt_vocab: int, joint: bool) -> nn.Module:
+    """Instantiate the architecture that model_cfg describes for vocabularies of these sizes
+    (joint: one vocabulary for both sides, so embeddings may be shared)."""
+    return ARCHITECTURES[type(model_cfg)](model_cfg, src_vocab, tgt_vocab, joint)
 
 
 def count_parameters(model: nn.Module) -> int:

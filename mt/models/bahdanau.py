@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from mt.config import BahdanauConfig
 from mt.models.attention import Attention
 from mt.models.contract import State, select_rows
-from mt.tokenizer import PAD_ID
+from mt.special_ids import PAD_ID
 
 
 class Bahdanau(nn.Module):

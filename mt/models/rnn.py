@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from mt.config import RNNConfig
 from mt.models.contract import State, select_rows
-from mt.tokenizer import PAD_ID
+from mt.special_ids import PAD_ID
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from mt.config import TransformerConfig
 from mt.models.contract import State, select_rows
-from mt.tokenizer import PAD_ID
+from mt.special_ids import PAD_ID
 
 
 def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
