@@ -52,6 +52,7 @@ class DataConfig:
     )
     max_tokens: int = 2048  # per batch, counting padding: batch size * longest side
     vocab_size: int = 8000
+    num_proc: int = 1  # processes encoding the corpus (a large one: the machine's cores)
     spm_sample: int | None = None  # train sentencepiece on this many sampled sentences (all: None)
     subword_type: SubwordType = SubwordType.unigram
     joint_vocab: bool = True
@@ -264,6 +265,7 @@ RANGES = {
     **{f"data.{k}": at_least(1) for k in ("train_limit", "max_len", "max_tokens")},
     "data.spm_sample": at_least(101),  # sentencepiece's own minimum
     "data.max_length_ratio": at_least(1),
+    "data.num_proc": at_least(1),
     "data.loader_workers": at_least(0),
     "data.vocab_size": at_least(5),  # the 4 special pieces and at least one more
     "trainer.num_threads": at_least(1),

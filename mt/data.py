@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,9 @@ import pyarrow.compute as pc
 import torch
 
 from mt.config import REPO_DATA_DIR, DataConfig
+from mt.errors import MTError
 from mt.files import os_error, remove_stale_temporaries, temporary_path
-from mt.readers import SPLITS, hub_dataset, read_raw, source_files
+from mt.readers import SPLITS, empty_split, hub_dataset, iter_split, source_files
 from mt.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.tokenizer import Tokenizer, train_sentencepiece
 
@@ -153,41 +155,93 @@ def fingerprint(cfg: DataConfig) -> str:
     return h.hexdigest()[:16]
 
 
-def train_tokenizer(cfg: DataConfig, train_src: list[str], train_tgt: list[str]) -> Tokenizer:
+TEXT = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
+
+
+def text_rows(cfg: DataConfig, split: str) -> Iterator[dict]:
+    for src, tgt in iter_split(cfg, split):
+        yield {"src": src, "tgt": tgt}
+
+
+def text_dataset(cfg: DataConfig, split: str, scratch: Path) -> datasets.Dataset:
+    """A split's raw pairs as an Arrow dataset on disk, written while they are read: memory
+    stays bounded whatever the corpus's size."""
+    if next(iter_split(cfg, split), None) is None:  # datasets cannot make an empty one
+        raise empty_split(cfg, split)
+    try:
+        ds = datasets.Dataset.from_generator(
+            text_rows,
+            features=TEXT,
+            gen_kwargs={"cfg": cfg, "split": split},
+            cache_dir=str(scratch),
+        )
+    except datasets.exceptions.DatasetGenerationError as e:
+        # A bad line (its own one-line message) or a full disk, as if raised here.
+        if isinstance(e.__cause__, (MTError, OSError)):
+            raise e.__cause__ from None
+        raise
+    return ds
+
+
+def sentences(ds: datasets.Dataset, *columns: str) -> Iterator[str]:
+    """The named columns' text, one column after the other, read in chunks."""
+    for column in columns:
+        for batch in ds.select_columns([column]).iter(batch_size=10_000):
+            yield from batch[column]
+
+
+def train_tokenizer(cfg: DataConfig, train: datasets.Dataset) -> Tokenizer:
     if cfg.joint_vocab:
-        model = train_sentencepiece(train_src + train_tgt, cfg)
+        model = train_sentencepiece(sentences(train, "src", "tgt"), cfg)
         return Tokenizer(model, model)
-    return Tokenizer(train_sentencepiece(train_src, cfg), train_sentencepiece(train_tgt, cfg))
+    src, tgt = (train_sentencepiece(sentences(train, side), cfg) for side in ("src", "tgt"))
+    return Tokenizer(src, tgt)
 
 
-def encode_split(tokenizer: Tokenizer, src: list[str], tgt: list[str]) -> datasets.Dataset:
-    ds = datasets.Dataset.from_dict({"src": src, "tgt": tgt})
-    return ds.map(
-        lambda rows: {
-            "src_ids": tokenizer.encode_src(rows["src"]),
-            "tgt_ids": tokenizer.encode_tgt(rows["tgt"]),
-        },
+def encode(rows: dict, tokenizer: Tokenizer) -> dict:
+    return {
+        "src_ids": tokenizer.encode_src(rows["src"]),
+        "tgt_ids": tokenizer.encode_tgt(rows["tgt"]),
+    }
+
+
+def encode_split(
+    cfg: DataConfig, tokenizer: Tokenizer, text: datasets.Dataset, split: str, scratch: Path
+) -> datasets.Dataset:
+    """The split's ids, encoded on disk (in data.num_proc processes); training text is never
+    scored, so only the ids of the training split are kept."""
+    return text.map(
+        encode,
+        fn_kwargs={"tokenizer": tokenizer},
         batched=True,
         batch_size=2000,
+        num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
+        remove_columns=["src", "tgt"] if split == "train" else None,
+        cache_file_name=str(scratch / f"{split}-ids.arrow"),
     )
 
 
-def build_cache(cfg: DataConfig, raw: dict, directory: Path) -> None:
-    """Train the tokenizer, encode every split, and write them atomically into directory."""
-    tokenizer = train_tokenizer(cfg, *raw["train"])
+def build_cache(cfg: DataConfig, directory: Path) -> None:
+    """Read every split, train the tokenizer, encode, and write it all atomically into
+    directory; on the way everything is on disk, not in memory."""
     tmp = temporary_path(directory)
+    scratch = tmp / "scratch"
     try:
         tmp.mkdir()
+        text = {split: text_dataset(cfg, split, scratch) for split in SPLITS}
+        tokenizer = train_tokenizer(cfg, text["train"])
         (tmp / "src.model").write_bytes(tokenizer.src_model)
         (tmp / "tgt.model").write_bytes(tokenizer.tgt_model)
         for split in SPLITS:
-            encoded = encode_split(tokenizer, *raw[split])
-            if split == "train":  # never scored: only the ids are kept
-                encoded = encoded.remove_columns(["src", "tgt"])
-            encoded.save_to_disk(str(tmp / split))
+            encode_split(cfg, tokenizer, text[split], split, scratch).save_to_disk(str(tmp / split))
+        del text
+        shutil.rmtree(scratch)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise os_error(directory, e, "the data cache") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         tmp.rename(directory)
     except OSError:  # another process finished the same cache first; theirs is identical
@@ -234,7 +288,7 @@ def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
     if build:
         remove_stale_temporaries(directory.parent)  # caches whose builder was killed
     if not directory.is_dir():
-        build_cache(cfg, read_raw(cfg), directory) if build else wait_for(directory)
+        build_cache(cfg, directory) if build else wait_for(directory)
     tokenizer = Tokenizer(
         (directory / "src.model").read_bytes(), (directory / "tgt.model").read_bytes()
     )

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from mt.config import check_decode, register_configs, to_object
 from mt.errors import MTError, reported
 from mt.files import refuse_overwriting_inputs, write_text
-from mt.readers import READERS, read_aligned
+from mt.readers import read_aligned, read_split
 from mt.scoring import corpus_scores
 from mt.tool_config import EvaluateConfig, model_source
 from mt.translator import Translator
@@ -35,7 +35,7 @@ def evaluation_data(cfg: EvaluateConfig, translator: Translator):
     data = translator.config.data
     if cfg.data_root is not None:
         data.root = cfg.data_root
-    src, refs = READERS[data.format](data, cfg.split.value)
+    src, refs = read_split(data, cfg.split.value)
     return cfg.split.value, src, refs, {"data": data.name, "root": data.root}
 
 

@@ -4,8 +4,10 @@ with errors that name the file and line. Multi30k is fetched when it is missing.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import datasets
@@ -37,12 +39,13 @@ def decode_line(raw: bytes, source: str | Path, number: int) -> str:
     return line.removeprefix("\ufeff") if number == 1 else line
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file (plain or .gz) without line endings."""
+def iter_lines(path: Path) -> Iterator[str]:
+    """Lines of a UTF-8 text file (plain or .gz) without line endings, as they are read."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            return [decode_line(raw, path, number) for number, raw in enumerate(f, start=1)]
+            for number, raw in enumerate(f, start=1):
+                yield decode_line(raw, path, number)
     except (OSError, EOFError) as e:
         raise MTError(f"{path}: cannot read ({e})") from None
 
@@ -107,37 +110,51 @@ def source_files(cfg: DataConfig, split: str) -> list[Path] | None:
     return [single_file(cfg, split)]
 
 
-def read_parallel(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
-    return read_aligned(*parallel_files(cfg, split))
+def iter_aligned(src_path: Path, tgt_path: Path) -> Iterator[tuple[str, str]]:
+    """Pairs of two line-aligned text files; a clear error when their line counts differ."""
+    src_lines, tgt_lines = iter_lines(src_path), iter_lines(tgt_path)
+    count = 0
+    for src, tgt in itertools.zip_longest(src_lines, tgt_lines):
+        if src is None or tgt is None:
+            src_count = count + (src is not None) + sum(1 for _ in src_lines)
+            tgt_count = count + (tgt is not None) + sum(1 for _ in tgt_lines)
+            raise MTError(
+                f"{src_path} has {src_count} lines but {tgt_path} has {tgt_count}; "
+                f"parallel files must be line-aligned"
+            )
+        count += 1
+        yield src, tgt
 
 
 def read_aligned(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
-    """Two line-aligned text files; a clear error when their line counts differ."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise MTError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
-            f"parallel files must be line-aligned"
-        )
+    """Two line-aligned text files, whole."""
+    return unzipped(iter_aligned(src_path, tgt_path))
+
+
+def unzipped(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    src, tgt = [], []
+    for a, b in pairs:
+        src.append(a)
+        tgt.append(b)
     return src, tgt
 
 
-def read_tsv(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
+def iter_parallel(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
+    return iter_aligned(*parallel_files(cfg, split))
+
+
+def iter_tsv(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
     path = single_file(cfg, split)
-    src, tgt = [], []
-    for number, line in enumerate(read_lines(path), start=1):
+    for number, line in enumerate(iter_lines(path), start=1):
         fields = line.split("\t")
         if len(fields) != 2:
             raise MTError(f"{path}:{number}: expected 2 tab-separated fields, got {len(fields)}")
-        src.append(fields[0])
-        tgt.append(fields[1])
-    return src, tgt
+        yield fields[0], fields[1]
 
 
-def read_jsonl(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
+def iter_jsonl(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
     path = single_file(cfg, split)
-    src, tgt = [], []
-    for number, line in enumerate(read_lines(path), start=1):
+    for number, line in enumerate(iter_lines(path), start=1):
         try:
             row = json.loads(line)
             pair = row[cfg.src_lang], row[cfg.tgt_lang]
@@ -146,9 +163,7 @@ def read_jsonl(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
         for lang, text in zip((cfg.src_lang, cfg.tgt_lang), pair, strict=True):
             if not isinstance(text, str):
                 raise MTError(f'{path}:{number}: "{lang}" is {type(text).__name__}, not a string')
-        src.append(pair[0])
-        tgt.append(pair[1])
-    return src, tgt
+        yield pair
 
 
 def hub_dataset(cfg: DataConfig, split: str) -> datasets.Dataset:
@@ -160,36 +175,43 @@ def hub_dataset(cfg: DataConfig, split: str) -> datasets.Dataset:
         raise MTError(f"cannot load Hub dataset '{cfg.name}' split '{name}': {e}") from None
 
 
-def read_hub(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
+def iter_hub(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
     """A Hub dataset with either a `translation` dict column or one column per language."""
     ds = hub_dataset(cfg, split)
-    if "translation" in ds.column_names:
-        pairs = ds["translation"]
-        return [p[cfg.src_lang] for p in pairs], [p[cfg.tgt_lang] for p in pairs]
-    for lang in (cfg.src_lang, cfg.tgt_lang):
-        if lang not in ds.column_names:
-            raise MTError(f"Hub dataset '{cfg.name}' has no column '{lang}' ({ds.column_names})")
-    return list(ds[cfg.src_lang]), list(ds[cfg.tgt_lang])
+    if "translation" not in ds.column_names:
+        for lang in (cfg.src_lang, cfg.tgt_lang):
+            if lang not in ds.column_names:
+                raise MTError(
+                    f"Hub dataset '{cfg.name}' has no column '{lang}' ({ds.column_names})"
+                )
+    for batch in ds.iter(batch_size=10_000):
+        if "translation" in batch:
+            yield from ((p[cfg.src_lang], p[cfg.tgt_lang]) for p in batch["translation"])
+        else:
+            yield from zip(batch[cfg.src_lang], batch[cfg.tgt_lang], strict=True)
 
 
-READERS = {
-    CorpusFormat.parallel: read_parallel,
-    CorpusFormat.tsv: read_tsv,
-    CorpusFormat.jsonl: read_jsonl,
-    CorpusFormat.hub: read_hub,
+PAIRS = {
+    CorpusFormat.parallel: iter_parallel,
+    CorpusFormat.tsv: iter_tsv,
+    CorpusFormat.jsonl: iter_jsonl,
+    CorpusFormat.hub: iter_hub,
 }
 
 
-def read_raw(cfg: DataConfig) -> dict[str, tuple[list[str], list[str]]]:
-    """Raw (source, target) lines of every split; train_limit applied; empty corpora refused."""
-    raw = {split: READERS[cfg.format](cfg, split) for split in SPLITS}
-    if cfg.train_limit is not None:
-        src, tgt = raw["train"]
-        raw["train"] = (src[: cfg.train_limit], tgt[: cfg.train_limit])
-    for split, (src, _) in raw.items():
-        if not src:
-            raise MTError(
-                f"data split '{split}' ({split_name(cfg, split)} in {data_root(cfg) / cfg.name})"
-                f" is empty"
-            )
-    return raw
+def iter_split(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
+    """A split's (source, target) pairs as they are read; train_limit applied to train."""
+    pairs = PAIRS[cfg.format](cfg, split)
+    if split == "train" and cfg.train_limit is not None:
+        pairs = itertools.islice(pairs, cfg.train_limit)
+    return pairs
+
+
+def read_split(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
+    """A split's source and target lines, whole (evaluation sets are small)."""
+    return unzipped(iter_split(cfg, split))
+
+
+def empty_split(cfg: DataConfig, split: str) -> MTError:
+    where = f"{split_name(cfg, split)} in {data_root(cfg) / cfg.name}"
+    return MTError(f"data split '{split}' ({where}) is empty")

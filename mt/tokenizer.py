@@ -57,6 +57,9 @@ class Tokenizer:
         self.src = spm.SentencePieceProcessor(model_proto=src_model)
         self.tgt = spm.SentencePieceProcessor(model_proto=tgt_model)
 
+    def __reduce__(self):  # worker processes rebuild it from the serialised models
+        return Tokenizer, (self.src_model, self.tgt_model)
+
     @property
     def joint(self) -> bool:
         return self.src_model == self.tgt_model

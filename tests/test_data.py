@@ -304,3 +304,10 @@ def test_prepare_builds_the_cache_once_and_counts_what_training_drops(small_root
     assert f"{ratio} length ratio;" in first
     again = prepare()
     assert "(found)" in again and "training keeps 300 (drops 0 empty, 0 too long;" in again
+
+
+def test_encoding_in_two_processes_gives_the_same_cache(small_root, small, tmp_path):
+    parallel = load_corpus(make_config(small_root, "small", tmp_path, "data.num_proc=2").data)
+    assert parallel.tokenizer.src_model == small.tokenizer.src_model
+    assert train_source_ids(parallel) == train_source_ids(small)
+    assert [t.tolist() for t in parallel.valid.tgt_ids] == [t.tolist() for t in small.valid.tgt_ids]
