@@ -52,6 +52,7 @@ class DataConfig:
     )
     max_tokens: int = 2048  # per batch, counting padding: batch size * longest side
     vocab_size: int = 8000
+    dedup: bool = False  # drop repeated training pairs (their first occurrence stays)
     num_proc: int = 1  # processes encoding the corpus (a large one: the machine's cores)
     spm_sample: int | None = None  # train sentencepiece on this many sampled sentences (all: None)
     subword_type: SubwordType = SubwordType.unigram

@@ -34,6 +34,7 @@ from mt.tokenizer import Tokenizer, train_sentencepiece
 log = logging.getLogger("mt")
 
 CACHE_VERSION = 2  # bump when the cached layout or encoding changes
+COUNTS = "counts.json"  # what the build read and dropped, for mt.prepare's report
 
 datasets.disable_progress_bars()  # one log line per run beats a bar per cached split
 
@@ -141,6 +142,7 @@ def fingerprint(cfg: DataConfig) -> str:
     h = hashlib.sha256()
     settings = [CACHE_VERSION, cfg.format.value, cfg.src_lang, cfg.tgt_lang, cfg.train_limit]
     settings += [cfg.vocab_size, cfg.subword_type.value, cfg.joint_vocab, cfg.spm_sample]
+    settings += [cfg.dedup]
     h.update(json.dumps(settings).encode())
     for split in SPLITS:
         h.update(f"\0{split}\0".encode())
@@ -181,6 +183,23 @@ def text_dataset(cfg: DataConfig, split: str, scratch: Path) -> datasets.Dataset
             raise e.__cause__ from None
         raise
     return ds
+
+
+def unique_pairs(text: datasets.Dataset, scratch: Path) -> datasets.Dataset:
+    """The first occurrence of every (source, target) pair, in corpus order."""
+    seen: set[bytes] = set()  # 16-byte digests: bounded memory for millions of pairs
+
+    def first_time(rows: dict) -> list[bool]:
+        keep = []
+        for src, tgt in zip(rows["src"], rows["tgt"], strict=True):
+            digest = hashlib.blake2b(f"{src}\t{tgt}".encode(), digest_size=16).digest()
+            keep.append(digest not in seen)
+            seen.add(digest)
+        return keep
+
+    return text.filter(
+        first_time, batched=True, batch_size=10_000, cache_file_name=str(scratch / "unique.arrow")
+    )
 
 
 def sentences(ds: datasets.Dataset, *columns: str) -> Iterator[str]:
@@ -229,6 +248,11 @@ def build_cache(cfg: DataConfig, directory: Path) -> None:
     try:
         tmp.mkdir()
         text = {split: text_dataset(cfg, split, scratch) for split in SPLITS}
+        read = len(text["train"])
+        if cfg.dedup:
+            text["train"] = unique_pairs(text["train"], scratch)
+        counts = {"train_pairs_read": read, "duplicates_dropped": read - len(text["train"])}
+        (tmp / COUNTS).write_text(json.dumps(counts) + "\n")
         tokenizer = train_tokenizer(cfg, text["train"])
         (tmp / "src.model").write_bytes(tokenizer.src_model)
         (tmp / "tgt.model").write_bytes(tokenizer.tgt_model)

@@ -4,7 +4,9 @@ run this first for a large corpus, or before torchrun, with the same data settin
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import datasets
 import hydra
@@ -12,15 +14,16 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mt.config import DataConfig, check_ranges, register_configs, to_object
-from mt.data import Corpus, cache_path, dropped_by, load_corpus
+from mt.data import COUNTS, Corpus, cache_path, dropped_by, load_corpus
 from mt.errors import reported
 from mt.tool_config import PrepareConfig
 
 register_configs()
 
 
-def describe(corpus: Corpus, cfg: DataConfig) -> list[str]:
+def describe(corpus: Corpus, cfg: DataConfig, directory: Path) -> list[str]:
     """The corpus in a few lines: pairs per split, what training drops and why, vocabulary."""
+    counts = json.loads((directory / COUNTS).read_text())
     train = corpus.train
     reasons = dropped_by(train, cfg.max_len, cfg.max_length_ratio)
     kept = len(train) - int(np.logical_or.reduce(list(reasons.values())).sum())
@@ -32,6 +35,8 @@ def describe(corpus: Corpus, cfg: DataConfig) -> list[str]:
         else (f"{tokenizer.src_vocab_size} source / {tokenizer.tgt_vocab_size} target pieces")
     )
     return [
+        f"read {counts['train_pairs_read']} training pairs; data.dedup={cfg.dedup} dropped "
+        f"{counts['duplicates_dropped']} repeated ones",
         f"train: {len(train)} pairs; training keeps {kept} (drops {why}; "
         f"data.max_len={cfg.max_len}, data.max_length_ratio={cfg.max_length_ratio})",
         f"valid: {len(corpus.valid)} pairs | test: {len(corpus.test)} pairs",
@@ -51,7 +56,7 @@ def main(cfg: DictConfig) -> None:
         corpus = load_corpus(config.data)
         how = "found" if found else f"built in {time.monotonic() - start:.1f} s"
         print(f"cache: {directory} ({how})")
-        print("\n".join(describe(corpus, config.data)))
+        print("\n".join(describe(corpus, config.data, directory)))
 
 
 if __name__ == "__main__":

@@ -304,6 +304,20 @@ def test_prepare_builds_the_cache_once_and_counts_what_training_drops(small_root
     assert f"{ratio} length ratio;" in first
     again = prepare()
     assert "(found)" in again and "training keeps 300 (drops 0 empty, 0 too long;" in again
+    assert "read 300 training pairs; data.dedup=False dropped 0 repeated ones" in again
+
+
+def test_dedup_keeps_the_first_of_each_repeated_pair(tmp_path):
+    de, en = multi30k_lines("train", "de", 20), multi30k_lines("train", "en", 20)
+    # Pair 3 again, pair 5 again twice, and pair 7's source with another target (kept).
+    train = (de + [de[3], de[5], de[5], de[7]], en + [en[3], en[5], en[5], en[8]])
+    write_corpus(tmp_path, "dup", {"train": train, "val": (de, en), "test_2016_flickr": (de, en)})
+    for dedup, pairs in (("false", 24), ("true", 21)):
+        overrides = ["data.vocab_size=150", f"data.dedup={dedup}"]
+        corpus = load_corpus(make_config(tmp_path, "dup", tmp_path / "c", *overrides).data)
+        assert len(corpus.train) == pairs
+    expected = corpus.tokenizer.encode_src(de + [de[7]])
+    assert train_source_ids(corpus) == expected
 
 
 def test_encoding_in_two_processes_gives_the_same_cache(small_root, small, tmp_path):
