@@ -39,6 +39,7 @@ class DataConfig:
     root: str | None = None  # None: the repository's data/ directory
     name: str = "multi30k"  # directory under root, or the Hub dataset name
     hub_config: str | None = None
+    streaming: bool = False  # hub: read the dataset as it is iterated, not downloaded first
     src_lang: str = "de"
     tgt_lang: str = "en"
     train_split: str = "train"

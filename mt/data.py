@@ -27,7 +27,7 @@ import torch
 from mt.config import REPO_DATA_DIR, DataConfig
 from mt.errors import MTError
 from mt.files import os_error, remove_stale_temporaries, temporary_path
-from mt.readers import SPLITS, empty_split, hub_dataset, iter_split, source_files
+from mt.readers import SPLITS, empty_split, hub_dataset, iter_split, source_files, split_name
 from mt.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.tokenizer import Tokenizer, train_sentencepiece
 
@@ -136,6 +136,14 @@ class Batch:
 # ---------------------------------------------------------------- encode + cache
 
 
+def hub_fingerprint(cfg: DataConfig, split: str) -> str:
+    """datasets' own fingerprint of a Hub split; a streamed one has none, so its name, config
+    and split stand for it (a streamed dataset that changes upstream is not noticed)."""
+    if cfg.streaming:
+        return json.dumps([cfg.name, cfg.hub_config, split_name(cfg, split)])
+    return hub_dataset(cfg, split)._fingerprint
+
+
 def fingerprint(cfg: DataConfig) -> str:
     """Hash of the split files' bytes (a Hub dataset's own fingerprint) and of every setting
     that changes the subword model or the encoding: no text is decoded to compute it."""
@@ -147,8 +155,8 @@ def fingerprint(cfg: DataConfig) -> str:
     for split in SPLITS:
         h.update(f"\0{split}\0".encode())
         files = source_files(cfg, split)
-        if files is None:  # datasets fingerprints every dataset it loads or transforms
-            h.update(hub_dataset(cfg, split)._fingerprint.encode())
+        if files is None:
+            h.update(hub_fingerprint(cfg, split).encode())
             continue
         for path in files:
             with open(path, "rb") as f:

@@ -166,11 +166,12 @@ def iter_jsonl(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
         yield pair
 
 
-def hub_dataset(cfg: DataConfig, split: str) -> datasets.Dataset:
-    """A split of a Hub dataset (memory-mapped from the local datasets cache)."""
+def hub_dataset(cfg: DataConfig, split: str) -> datasets.Dataset | datasets.IterableDataset:
+    """A split of a Hub dataset: memory-mapped from the local datasets cache, or, with
+    data.streaming=true, read as it is iterated (no full download first)."""
     name = split_name(cfg, split)
     try:
-        return datasets.load_dataset(cfg.name, cfg.hub_config, split=name)
+        return datasets.load_dataset(cfg.name, cfg.hub_config, split=name, streaming=cfg.streaming)
     except Exception as e:  # the Hub raises many types: network, missing split, auth
         raise MTError(f"cannot load Hub dataset '{cfg.name}' split '{name}': {e}") from None
 
@@ -178,7 +179,7 @@ def hub_dataset(cfg: DataConfig, split: str) -> datasets.Dataset:
 def iter_hub(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
     """A Hub dataset with either a `translation` dict column or one column per language."""
     ds = hub_dataset(cfg, split)
-    if "translation" not in ds.column_names:
+    if ds.column_names is not None and "translation" not in ds.column_names:
         for lang in (cfg.src_lang, cfg.tgt_lang):
             if lang not in ds.column_names:
                 raise MTError(

@@ -228,19 +228,22 @@ def test_hub_format_goes_through_datasets_load_dataset(tmp_path):
         (directory / f"{split}.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
         )
-    config = make_config(
-        tmp_path,
-        "unused",
-        tmp_path / "c",
-        "data.format=hub",
-        f"data.name={directory}",
-        "data.valid_split=validation",
-        "data.test_split=test",
-    )
-    corpus = load_corpus(config.data)
-    expected = corpus.tokenizer.encode_src(multi30k_lines("train", "de", 30))
-    assert train_source_ids(corpus) == expected
-    assert corpus.valid.tgt_text == multi30k_lines("val", "en", 30)
+    for streaming in ("false", "true"):
+        config = make_config(
+            tmp_path,
+            "unused",
+            tmp_path / "c",
+            "data.format=hub",
+            f"data.name={directory}",
+            "data.valid_split=validation",
+            "data.test_split=test",
+            f"data.streaming={streaming}",
+        )
+        corpus = load_corpus(config.data)
+        expected = corpus.tokenizer.encode_src(multi30k_lines("train", "de", 30))
+        assert train_source_ids(corpus) == expected
+        assert corpus.valid.tgt_text == multi30k_lines("val", "en", 30)
+    assert len(list((tmp_path / "c").iterdir())) == 2  # streamed or not: its own cache key
 
 
 def test_unreachable_hub_dataset_is_one_clear_error(tmp_path):
