@@ -33,7 +33,7 @@ from mt.tokenizer import Tokenizer, train_sentencepiece
 
 log = logging.getLogger("mt")
 
-CACHE_VERSION = 2  # bump when the cached layout or encoding changes
+CACHE_VERSION = 3  # bump when the cached layout or encoding changes
 COUNTS = "counts.json"  # what the build read and dropped, for mt.prepare's report
 
 datasets.disable_progress_bars()  # one log line per run beats a bar per cached split
@@ -237,6 +237,10 @@ def encode_split(
 ) -> datasets.Dataset:
     """The split's ids, encoded on disk (in data.num_proc processes); training text is never
     scored, so only the ids of the training split are kept."""
+    ids = datasets.Sequence(datasets.Value(id_type(tokenizer)))
+    columns = {"src_ids": ids, "tgt_ids": ids}
+    if split != "train":
+        columns = {**TEXT, **columns}
     return text.map(
         encode,
         fn_kwargs={"tokenizer": tokenizer},
@@ -244,8 +248,15 @@ def encode_split(
         batch_size=2000,
         num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
         remove_columns=["src", "tgt"] if split == "train" else None,
+        features=datasets.Features(columns),
         cache_file_name=str(scratch / f"{split}-ids.arrow"),
     )
+
+
+def id_type(tokenizer: Tokenizer) -> str:
+    """The smallest Arrow integer type that holds every id: the mapped training split is read
+    at random, and each byte saved is a byte less of it resident."""
+    return "uint16" if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 65536 else "int32"
 
 
 def build_cache(cfg: DataConfig, directory: Path) -> None:

@@ -20,6 +20,7 @@ import re
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,13 +33,50 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL_MODEL = ["model.d_model=64", "model.num_heads=4", "model.num_layers=2", "model.ff_dim=128"]
 
 
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def anonymous_kib(pid: int) -> int:
+    """RssAnon: resident memory that is the process's own, not pages of mapped files."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def sample_anonymous(pid: int, peak: dict, done: threading.Event) -> None:
+    """Largest RssAnon of any process below pid, sampled every 0.2 s."""
+    while not done.wait(0.2):
+        for child in descendants(pid):
+            peak["kib"] = max(peak["kib"], anonymous_kib(child))
+
+
 def measure(command: list[str], first_line: str | None) -> dict:
     """Run command; its wall time, the time until it printed a line matching first_line,
-    and the peak resident memory of its largest process (child or grandchild)."""
+    the peak resident memory of its largest process (child or grandchild; it counts the
+    pages of memory-mapped files it touched, which the kernel may drop) and the peak of
+    that process's own (anonymous) memory."""
     start = time.monotonic()
     child = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    peak, done = {"kib": anonymous_kib(child.pid)}, threading.Event()
+    sampler = threading.Thread(target=sample_anonymous, args=(os.getpid(), peak, done))
+    sampler.start()
     first, tail = None, []
     for line in child.stdout:
         tail = (tail + [line])[-30:]
@@ -110,10 +148,13 @@ def one_size(args: argparse.Namespace, pairs: int) -> dict:
         "pairs": pairs,
         "prepare_seconds": round(prepare["seconds"], 1),
         "prepare_peak_rss_mb": round(prepare["peak_rss_mb"]),
+        "prepare_peak_anon_mb": round(prepare["peak_anon_mb"]),
         "warm_start_seconds": round(runs[1]["first_line_seconds"], 1),
         "train_peak_rss_mb": round(runs[1]["peak_rss_mb"]),
+        "train_peak_anon_mb": round(runs[1]["peak_anon_mb"]),
         "ddp_warm_start_seconds": round(runs[2]["first_line_seconds"], 1),
         "ddp_peak_rss_mb_per_rank": round(runs[2]["peak_rss_mb"]),
+        "ddp_peak_anon_mb_per_rank": round(runs[2]["peak_anon_mb"]),
     }
 
 
