@@ -25,9 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from mt.inference import describe_device
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_MODEL = ["model.d_model=64", "model.num_heads=4", "model.num_layers=2", "model.ff_dim=128"]
@@ -75,20 +72,24 @@ def measure(command: list[str], first_line: str | None) -> dict:
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     peak, done = {"kib": anonymous_kib(child.pid)}, threading.Event()
-    sampler = threading.Thread(target=sample_anonymous, args=(os.getpid(), peak, done))
+    sampler = threading.Thread(target=sample_anonymous, args=(os.getpid(), peak, done), daemon=True)
     sampler.start()
     first, tail = None, []
     for line in child.stdout:
         tail = (tail + [line])[-30:]
         if first is None and first_line and re.search(first_line, line):
             first = time.monotonic() - start
-    if child.wait() != 0:
-        raise SystemExit(f"failed ({child.returncode}): {' '.join(command)}\n{''.join(tail)}")
+    status = child.wait()
+    done.set()
+    sampler.join()
+    if status != 0:
+        raise SystemExit(f"failed ({status}): {' '.join(command)}\n{''.join(tail)}")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
         "seconds": time.monotonic() - start,
         "first_line_seconds": first,
         "peak_rss_mb": peak_kib / 1024,
+        "peak_anon_mb": peak["kib"] / 1024,
     }
 
 
@@ -171,6 +172,10 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(*json.loads(args.measure))))
         return
+    import torch  # the measuring processes above need neither torch nor mt
+
+    from mt.inference import describe_device
+
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )
