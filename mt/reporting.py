@@ -27,8 +27,12 @@ class Reporter:
     """TensorBoard and log output of one run (rank 0's)."""
 
     def __init__(self, run_dir: Path, first_step: int):
-        # A resumed run replaces the curves past its checkpoint, which a crash left behind.
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=first_step)
+        # A resumed run replaces the curves past its checkpoint, which a crash left behind. A
+        # fresh run purges nothing: a purge marker at step 1 would also drop a later file's
+        # steps when TensorBoard reads the files in another order (same-second names sort
+        # by a counter, as text: ...9 after ...10).
+        purge = first_step if first_step > 1 else None
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
 
     def train_step(
         self,
