@@ -12,9 +12,8 @@ from omegaconf import DictConfig
 
 from mt.config import check_ranges, register_configs, to_object
 from mt.errors import MTError, reported
-from mt.inference import TorchEngine, pick_device
 from mt.tool_config import ServeConfig
-from mt.translator import Translator, load_trained
+from mt.translator import Translator
 
 register_configs()
 
@@ -40,14 +39,10 @@ def load_models(config: ServeConfig) -> list:
     paths += [Path(p) for p in config.checkpoints]
     if not paths:
         raise MTError("checkpoint=PATH or checkpoints=[A.pt,B.pt]: no model to serve")
-    device = pick_device(config.device)
-    served = []
-    for path, name in zip(paths, unique_labels(paths), strict=True):
-        model, tokenizer, model_config = load_trained(path)
-        model.to(device)
-        translator = Translator(TorchEngine(model, device), tokenizer, model_config)
-        served.append(Served(name, str(path), translator, model, device))
-    return served
+    return [
+        Served(name, str(path), Translator.from_checkpoint(path, config.device))
+        for path, name in zip(paths, unique_labels(paths), strict=True)
+    ]
 
 
 def import_server():

@@ -33,21 +33,21 @@ STATIC = Path(__file__).parent / "static"
 
 @dataclass
 class Served:
-    """One loaded model: its translator, and the PyTorch module for its attention maps."""
+    """One loaded model: its translator (our search over the PyTorch module, whose attention
+    maps the explorer draws) and what GET /models says of it, worked out once."""
 
     name: str
     checkpoint: str
     translator: Translator
-    model: nn.Module
-    device: torch.device
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
+    description: dict = field(init=False)
 
-    def describe(self) -> dict:
+    def __post_init__(self) -> None:
         config = self.translator.config
         probe = torch.tensor([[4, 2]], device=self.device)  # any source; only names are read
         with torch.no_grad():
             maps = list(self.model.attention_maps(probe, probe))
-        return {
+        self.description = {
             "name": self.name,
             "architecture": model_name(config.model),
             "src_lang": config.data.src_lang,
@@ -57,6 +57,14 @@ class Served:
             "decode": asdict(config.decode),
             "checkpoint": self.checkpoint,
         }
+
+    @property
+    def model(self) -> nn.Module:
+        return self.translator.engine.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.translator.engine.device
 
 
 @dataclass
@@ -166,7 +174,7 @@ def create_app(models: list[Served], limits: Limits) -> FastAPI:
 
     @app.get("/models")
     def list_models() -> list[dict]:
-        return [served.describe() for served in models]
+        return [served.description for served in models]
 
     @app.post("/translate")
     def translate_request(request: TranslateRequest) -> dict:  # a worker thread, not the loop
