@@ -34,6 +34,18 @@ class SubwordType(Enum):
 
 
 @dataclass
+class TrainSource:
+    """One of several training corpora (data.train_sources); a key left null is data's own."""
+
+    name: str = MISSING  # directory under root, or the Hub dataset name
+    format: CorpusFormat | None = None
+    root: str | None = None
+    hub_config: str | None = None
+    split: str | None = None  # its training split's name (null: data.train_split)
+    weight: float = 1.0  # times per epoch its pairs are seen (0.5: a random half, each epoch)
+
+
+@dataclass
 class DataConfig:
     format: CorpusFormat = CorpusFormat.parallel
     root: str | None = None  # None: the repository's data/ directory
@@ -46,7 +58,10 @@ class DataConfig:
     valid_split: str = "val"
     test_split: str = "test_2016_flickr"
     download: bool = True  # fetch Multi30k into {root}/multi30k when its files are missing
-    train_limit: int | None = None  # use only the first N training pairs (smoke runs)
+    # Several training corpora, read one after the other into one cache, each sampled by its
+    # weight; valid and test still come from data.name. Empty: data.name's train_split only.
+    train_sources: list[TrainSource] = field(default_factory=list)
+    train_limit: int | None = None  # use only the first N pairs of each training corpus
     max_len: int = 128  # training pairs longer than this (in subwords) are dropped
     max_length_ratio: float | None = (
         None  # ... and those whose longer side is this many times longer
@@ -225,7 +240,8 @@ def from_plain_dict(plain: dict) -> Config:
 def check_config(config: Config) -> None:
     """Cross-field checks that a schema cannot express; raise MTError naming the key."""
     data, trainer, decode = config.data, config.trainer, config.decode
-    for section in ("data", "trainer", "model"):
+    check_data(data)
+    for section in ("trainer", "model"):
         check_ranges(section, getattr(config, section))
     if data.src_lang == data.tgt_lang:
         raise MTError(f"data.src_lang and data.tgt_lang are both '{data.src_lang}'")
@@ -270,6 +286,7 @@ RANGES = {
     "data.num_proc": at_least(1),
     "data.loader_workers": at_least(0),
     "data.vocab_size": at_least(5),  # the 4 special pieces and at least one more
+    "source.weight": above(0),
     "trainer.num_threads": at_least(1),
     **{f"trainer.{k}": at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps")},
     **{f"trainer.{k}": above(0) for k in ("max_minutes", "lr", "clip_norm")},
@@ -299,6 +316,12 @@ def check_ranges(section: str, values: Any, shown: str | None = None) -> None:
         value = getattr(values, name, None) if prefix == section else None
         if value is not None and not allowed(value):
             raise MTError(f"{shown}{name}={value}: {rule}")
+
+
+def check_data(data: DataConfig) -> None:
+    check_ranges("data", data)
+    for k, source in enumerate(data.train_sources):
+        check_ranges("source", source, shown=f"data.train_sources[{k}].")
 
 
 def check_decode(decode: DecodeConfig) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mt.data import Batch, MappedSplit, Split, make_batch
+from mt.batches import Batch, make_batch
+from mt.data import MappedSplit, Split
 
 
 class Updates(Dataset):

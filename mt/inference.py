@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from mt.batches import token_batches
 from mt.config import DecodeConfig
-from mt.data import token_batches
 from mt.models.contract import Uncached
 from mt.search import Hypothesis, beam_search, greedy_search
 from mt.special_ids import PAD_ID

@@ -13,8 +13,10 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from mt.config import DataConfig, check_ranges, register_configs, to_object
-from mt.data import COUNTS, Corpus, cache_path, dropped_by, load_corpus
+from mt.batches import dropped_by
+from mt.cache import COUNTS
+from mt.config import DataConfig, check_data, register_configs, to_object
+from mt.data import Corpus, cache_path, load_corpus
 from mt.errors import reported
 from mt.tool_config import PrepareConfig
 
@@ -48,7 +50,7 @@ def describe(corpus: Corpus, cfg: DataConfig, directory: Path) -> list[str]:
 def main(cfg: DictConfig) -> None:
     with reported():
         config: PrepareConfig = to_object(cfg)
-        check_ranges("data", config.data)
+        check_data(config.data)
         directory = cache_path(config.data)
         found = directory.is_dir()
         datasets.enable_progress_bars()  # encoding a large corpus takes a while: show it

@@ -8,6 +8,7 @@ import itertools
 import json
 import urllib.request
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -206,6 +207,25 @@ def iter_split(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
     if split == "train" and cfg.train_limit is not None:
         pairs = itertools.islice(pairs, cfg.train_limit)
     return pairs
+
+
+def split_sources(cfg: DataConfig, split: str) -> list[DataConfig]:
+    """The corpora a split is read from, each as a DataConfig of its own: the training corpora
+    of data.train_sources (a key they leave null is data's), or data.* itself."""
+    if split != "train" or not cfg.train_sources:
+        return [cfg]
+    return [
+        replace(
+            cfg,
+            name=source.name,
+            format=source.format or cfg.format,
+            root=source.root if source.root is not None else cfg.root,
+            hub_config=source.hub_config if source.hub_config is not None else cfg.hub_config,
+            train_split=source.split or cfg.train_split,
+            train_sources=[],
+        )
+        for source in cfg.train_sources
+    ]
 
 
 def read_split(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:

@@ -15,10 +15,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mt import distributed
+from mt.batches import train_batches
 from mt.budget import eta_seconds, inverse_sqrt_schedule, limit_reached
 from mt.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.config import Config, DecodeConfig
-from mt.data import Corpus, load_corpus, train_batches
+from mt.data import Corpus, load_corpus
 from mt.errors import Stopped
 from mt.feed import updates
 from mt.files import remove_stale_temporaries, write_text
@@ -162,6 +163,7 @@ class Trainer:
                         t.seed,
                         p.epoch,
                         data.max_length_ratio,
+                        [source.weight for source in data.train_sources] or None,
                     )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks

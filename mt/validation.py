@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mt.batches import make_batch, token_batches
 from mt.config import DecodeConfig
-from mt.data import Split, make_batch, token_batches
+from mt.data import Split
 from mt.inference import autocast, translate
 from mt.loss import token_loss
 from mt.scoring import corpus_scores

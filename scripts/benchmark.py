@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from mt.batches import make_batch, train_batches
 from mt.checkpoint import check_vocabulary, load_checkpoint, load_weights
 from mt.config import DecodeConfig, register_configs, to_config
-from mt.data import load_corpus, make_batch, train_batches
+from mt.data import load_corpus
 from mt.inference import TorchEngine, describe_device
 from mt.scoring import corpus_scores
 from mt.tool_config import ExportConfig, Quantization

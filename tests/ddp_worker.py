@@ -10,7 +10,7 @@ import torch
 from conftest import make_config
 
 from mt import distributed
-from mt.data import make_batch, train_batches
+from mt.batches import make_batch, train_batches
 from mt.trainer import Trainer
 
 

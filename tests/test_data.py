@@ -8,13 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 from conftest import MULTI30K, make_config, multi30k_lines, write_corpus
 
-from mt.data import load_corpus, make_batch, token_batches, train_batches
+from mt.batches import make_batch, token_batches, train_batches
+from mt.data import load_corpus
 from mt.errors import MTError
 from mt.special_ids import BOS_ID, EOS_ID, PAD_ID
 
@@ -49,15 +51,20 @@ def test_every_split_is_encoded_in_order_with_eos_on_the_source(small):
     assert small.train.tgt_lengths().tolist() == [len(ids) + 1 for ids in tgt]
 
 
+def caches(directory: Path) -> list[Path]:
+    """The corpus caches in a cache directory (beside them: the file digests)."""
+    return sorted(p for p in directory.iterdir() if p.is_dir())
+
+
 def test_cache_is_reused_and_keyed_by_settings(small_root, tmp_path):
     load_corpus(make_config(small_root, "small", tmp_path).data)
-    (entry,) = tmp_path.iterdir()
+    (entry,) = caches(tmp_path)
     stamp = (entry / "src.model").stat().st_mtime_ns
     load_corpus(make_config(small_root, "small", tmp_path).data)
-    assert [p.name for p in tmp_path.iterdir()] == [entry.name]
+    assert caches(tmp_path) == [entry]
     assert (entry / "src.model").stat().st_mtime_ns == stamp
     load_corpus(make_config(small_root, "small", tmp_path, "data.vocab_size=250").data)
-    assert len(list(tmp_path.iterdir())) == 2
+    assert len(caches(tmp_path)) == 2
 
 
 def test_train_limit_takes_the_first_pairs(small_root, cache_dir):
@@ -243,7 +250,7 @@ def test_hub_format_goes_through_datasets_load_dataset(tmp_path):
         expected = corpus.tokenizer.encode_src(multi30k_lines("train", "de", 30))
         assert train_source_ids(corpus) == expected
         assert corpus.valid.tgt_text == multi30k_lines("val", "en", 30)
-    assert len(list((tmp_path / "c").iterdir())) == 2  # streamed or not: its own cache key
+    assert len(caches(tmp_path / "c")) == 2  # streamed or not: its own cache key
 
 
 def test_unreachable_hub_dataset_is_one_clear_error(tmp_path):
@@ -262,9 +269,13 @@ def test_the_training_split_is_mapped_ids_only_and_keyed_by_file_bytes(small_roo
     root = tmp_path / "root"
     shutil.copytree(small_root, root)
     corpus = load_corpus(make_config(root, "small", tmp_path / "cache").data)
-    (entry,) = (tmp_path / "cache").iterdir()
+    (entry,) = caches(tmp_path / "cache")
     # Training text is never scored: the cache keeps only its ids, and nothing holds text.
-    assert datasets.load_from_disk(str(entry / "train")).column_names == ["src_ids", "tgt_ids"]
+    assert datasets.load_from_disk(str(entry / "train")).column_names == [
+        "source",
+        "src_ids",
+        "tgt_ids",
+    ]
     assert not hasattr(corpus.train, "src_text")
     with open(root / "small" / "train.de", "a", encoding="utf-8") as f:
         f.write("Ein Hund.\n")
@@ -272,7 +283,7 @@ def test_the_training_split_is_mapped_ids_only_and_keyed_by_file_bytes(small_roo
         f.write("A dog.\n")
     grown = load_corpus(make_config(root, "small", tmp_path / "cache").data)
     assert len(grown.train) == len(corpus.train) + 1
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert len(caches(tmp_path / "cache")) == 2
 
 
 def test_spm_sample_trains_the_subword_model_on_a_seeded_sample(small_root, tmp_path):

@@ -266,4 +266,4 @@ def test_temporary_caches_of_killed_builders_are_removed(memorise_root, tmp_path
     load_corpus(make_config(memorise_root, "tiny", cache).data)
     assert not killed.exists()
     assert (busy / "train").is_dir()
-    assert len([p for p in cache.iterdir() if not p.name.startswith(".tmp-")]) == 1
+    assert len([p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".tmp-")]) == 1
