@@ -21,6 +21,7 @@ COLUMNS = (
     "test chrF",
     "test BLEU lc",
     "steps",
+    "chosen on valid",
     "train time",
     "tgt tok/s",
     "device",
@@ -54,6 +55,7 @@ def row(path: Path) -> list[str]:
             f"{r['test']['chrf']:.2f}",
             f"{r['test']['bleu_lc']:.2f}" if "bleu_lc" in r["test"] else "",
             str(r["steps"]),
+            chosen(r.get("selection")),
             f"{int(minutes // 60)}h{int(minutes % 60):02d}m",
             f"{r['tgt_tokens_per_sec']:.0f}",
             r.get("hardware", r["device"]),
@@ -61,6 +63,13 @@ def row(path: Path) -> list[str]:
         ]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None
+
+
+def chosen(selection: dict | None) -> str:
+    """The reported checkpoint and length penalty, e.g. "averaged.pt, lp 1.2"."""
+    if not selection:  # results.json from before the choice was recorded
+        return ""
+    return f"{selection['checkpoint']}, lp {selection['length_penalty']:g}"
 
 
 def markdown_table(rows: list[list[str]]) -> str:

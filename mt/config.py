@@ -145,6 +145,11 @@ class TrainerConfig:
     valid_beam_size: int = 1  # 1: greedy, the cheap choice during training
     patience: int | None = 10  # validations without a better BLEU before stopping
     keep_last: int = 0  # also keep the N latest validation checkpoints (for mt.average)
+    # The reported model, chosen by beam-search BLEU on valid after training: best.pt or the
+    # mean of the newest average_last snapshots (0: best.pt only), with the length penalty
+    # among length_penalties (empty: decode.length_penalty).
+    average_last: int = 0
+    length_penalties: list[float] = field(default_factory=list)
     save_every: int | None = None  # also write last.pt every N steps between validations
     ddp_timeout_s: int = 1800  # torchrun: a rank that waits longer for another ends the job
     compile: bool = False  # torch.compile the training forward/backward (opt-in: slow start)
@@ -252,6 +257,14 @@ def check_config(config: Config) -> None:
                     f"data.{key}='{getattr(data, key)}': Multi30k has {LANGUAGES_OF_MULTI30K}"
                 )
     check_decode(decode)
+    if trainer.average_last > trainer.keep_last:
+        raise MTError(
+            f"trainer.average_last={trainer.average_last} needs trainer.keep_last ≥ "
+            f"{trainer.average_last} (the snapshots it averages)"
+        )
+    for penalty in trainer.length_penalties:
+        if penalty < 0:
+            raise MTError(f"trainer.length_penalties: {penalty} must be ≥ 0")
     if trainer.max_steps is None and trainer.max_epochs is None and trainer.max_minutes is None:
         raise MTError("set one of trainer.max_steps, trainer.max_epochs, trainer.max_minutes")
     model = config.model
@@ -296,6 +309,7 @@ RANGES = {
     **{f"trainer.{k}": at_least(1) for k in ("valid_beam_size", "patience", "save_every")},
     "trainer.ddp_timeout_s": at_least(1),
     **{f"trainer.{k}": at_least(0) for k in ("keep_last", "num_samples", "attention_maps")},
+    "trainer.average_last": at_least(0),
     **{f"model.{k}": at_least(1) for k in ("d_model", "num_heads", "num_layers", "ff_dim")},
     **{f"model.{k}": at_least(1) for k in ("max_positions", "emb_dim", "hidden_dim")},
     "model.attention_dim": at_least(1),

@@ -127,6 +127,7 @@ def run_results(
         "model": model,
         "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
         "test": {k: scores["test"][k] for k in ("bleu", "chrf", "bleu_lc", "signature")},
+        "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
         "best_valid_bleu_greedy": p.best_bleu,
         "steps": p.step,
         "epochs": p.epoch,

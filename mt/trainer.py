@@ -17,18 +17,19 @@ from torch.nn.parallel import DistributedDataParallel
 from mt import distributed
 from mt.batches import train_batches
 from mt.budget import eta_seconds, inverse_sqrt_schedule, limit_reached
-from mt.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
+from mt.checkpoint import keep_snapshot, save_checkpoint
 from mt.config import Config, DecodeConfig
 from mt.data import Corpus, load_corpus
 from mt.errors import Stopped
 from mt.feed import updates
-from mt.files import remove_stale_temporaries, write_text
+from mt.files import remove_stale_temporaries
 from mt.heatmap import attention_images
 from mt.inference import autocast, pick_device
 from mt.interrupt import StopRequests
 from mt.loss import token_loss
 from mt.models import build_model, count_parameters
 from mt.reporting import Reporter, run_results, write_results
+from mt.selection import final_test
 from mt.train_state import Progress, TrainState, checkpoint_payload, random_state, restore
 from mt.validation import decode_split, samples_markdown, split_loss
 
@@ -292,22 +293,6 @@ class Trainer:
         self.reporter.validation(p.step, loss, scores, samples, images, improved)
         return improved
 
-    # ------------------------------------------------------------ final test
-
-    def test(self) -> dict:
-        """Decode valid and test with the best checkpoint and config.decode (beam search)."""
-        best = load_checkpoint(self.checkpoints / "best.pt")
-        self.model.load_state_dict(best["model"])
-        results = {}
-        for name, split in (("valid", self.corpus.valid), ("test", self.corpus.test)):
-            scores, hyps = decode_split(
-                self.model, self.corpus.tokenizer, split, self.config.decode, self.device
-            )
-            hyp_file = self.run_dir / f"{name}.hyp.{self.config.data.tgt_lang}"
-            write_text(hyp_file, "".join(h + "\n" for h in hyps))
-            results[name] = scores
-        return results
-
 
 def train(config: Config, run_dir: Path) -> dict | None:
     """Train, validate and test one model; write checkpoints, TensorBoard and results.json."""
@@ -339,7 +324,9 @@ def train_and_test(trainer: Trainer) -> dict | None:
     trainer.fit()
     if not distributed.is_main():
         return None
-    scores = trainer.test()
+    scores = final_test(
+        trainer.model, trainer.corpus, trainer.config, trainer.checkpoints, trainer.device
+    )
     name = type(trainer.model).__name__.lower()
     wall = time.monotonic() - trainer.started
     results = run_results(

@@ -51,6 +51,9 @@ TINY = [
     "trainer.warmup_steps=20",
     "trainer.lr=3e-3",
     "decode.beam_size=3",
+    # The recipes' choice on valid (averaging, length penalties) is tested on its own.
+    "trainer.average_last=0",
+    "trainer.length_penalties=[]",
 ]
 
 

@@ -226,4 +226,6 @@ def test_one_multirun_trains_all_three_architectures(memorise_root, tmp_path):
             f"{result['test']['bleu_lc']:.2f}",
         ]
         assert cells[7] == str(result["steps"]) == "2"
+        chosen = result["selection"]  # by the recipe: best.pt or averaged.pt, and a penalty
+        assert cells[8] == f"{chosen['checkpoint']}, lp {chosen['length_penalty']:g}"
         assert cells[-1] == result["commit"][:10]

@@ -186,3 +186,33 @@ def test_batches_padded_by_a_worker_process_train_the_same(memorise_root, cache_
     here, worker = scalars(tmp_path / "0", "train/loss"), scalars(tmp_path / "1", "train/loss")
     assert sorted(worker) == [1, 2, 3, 4, 5]
     assert worker == pytest.approx(here, rel=1e-6)
+
+
+def test_the_reported_model_is_chosen_on_valid(memorise_root, cache_dir, tmp_path):
+    """best.pt or the mean of the last snapshots, and the length penalty: the best valid
+    BLEU of every candidate wins, and the final valid decode reproduces its score."""
+    config = make_config(
+        memorise_root,
+        "tiny",
+        cache_dir,
+        "trainer.max_steps=100",
+        "trainer.valid_every=50",
+        "trainer.keep_last=2",
+        "trainer.average_last=2",
+        "trainer.length_penalties=[0.0,2.0]",
+    )
+    results = train(config, tmp_path)
+    chosen = results["selection"]
+    grid = chosen["valid_bleu"]
+    assert set(grid) == {f"{c}, lp {p}" for c in ("best.pt", "averaged.pt") for p in (0.0, 2.0)}
+    assert max(grid, key=grid.get) == f"{chosen['checkpoint']}, lp {chosen['length_penalty']}"
+    assert results["valid"]["bleu"] == pytest.approx(max(grid.values()), abs=0.01)
+    # averaged.pt is the mean of the two (different) snapshots, tensor by tensor.
+    first, second = (
+        load_checkpoint(tmp_path / "checkpoints" / f"step-{step}.pt")["model"] for step in (50, 100)
+    )
+    averaged = load_checkpoint(tmp_path / "checkpoints" / "averaged.pt")["model"]
+    changed = [k for k in first if first[k].is_floating_point() and not first[k].equal(second[k])]
+    assert changed
+    for key in changed:
+        torch.testing.assert_close(averaged[key], (first[key] + second[key]) / 2)

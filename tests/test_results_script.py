@@ -1,0 +1,58 @@
+"""scripts/results.py: one command trains the recipes, writes the README table from their
+results.json files, keeps finished rows and resumes unfinished ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO, TINY_MODELS
+
+SCRIPT = REPO / "scripts" / "results.py"
+ROWS = ["transformer-fast", "transformer-en-de"]
+
+
+def run_script(memorise_root, tmp_path) -> subprocess.CompletedProcess:
+    tiny = [*TINY_MODELS["transformer"], "data.name=tiny", f"data.cache_dir={tmp_path / 'cache'}"]
+    tiny += ["data.vocab_size=300", "trainer.max_steps=4", "trainer.valid_every=2"]
+    tiny += ["trainer.warmup_steps=2", "decode.beam_size=2", "trainer.log_every=1"]
+    command = [sys.executable, str(SCRIPT), f"--data-root={memorise_root}"]
+    command += ["--runs", str(tmp_path / "runs"), "--readme", str(tmp_path / "README.md")]
+    command += ["--threads", "1", "--only", *ROWS, "--set", *tiny]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def test_results_command_writes_the_table_and_keeps_finished_rows(memorise_root, tmp_path):
+    readme = tmp_path / "README.md"
+    begin, end = "<!-- results table: scripts/results.py -->", "<!-- end of results table -->"
+    readme.write_text(f"# Results\n\n{begin}\nold table\n{end}\n\nMore text.\n")
+    first = run_script(memorise_root, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith(f"{end}\n\nMore text.\n")
+    lines = text.split(begin)[1].split(end)[0].strip().splitlines()
+    assert len(lines) == 2 + len(ROWS)
+    for line, name in zip(lines[2:], ROWS, strict=True):
+        result = json.loads((tmp_path / "runs" / name / "results.json").read_text())
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0].endswith(f"(`{name}`)")
+        assert cells[3:5] == [f"{result['valid']['bleu']:.2f}", f"{result['test']['bleu']:.2f}"]
+        assert cells[7] == str(result["steps"]) == "4"
+        assert result["config"]["trainer"]["num_threads"] == 1
+    en_de = json.loads((tmp_path / "runs" / "transformer-en-de" / "results.json").read_text())
+    assert (en_de["config"]["data"]["src_lang"], en_de["config"]["data"]["tgt_lang"]) == (
+        "en",
+        "de",
+    )
+
+    # Rerun: finished rows are kept as they are; an unfinished one resumes from its last.pt.
+    fast = tmp_path / "runs" / "transformer-fast"
+    kept = (fast / "results.json").read_bytes()
+    (tmp_path / "runs" / "transformer-en-de" / "results.json").unlink()
+    again = run_script(memorise_root, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "transformer-fast: finished" in again.stdout
+    assert "trainer.resume=true" in again.stdout
+    assert (fast / "results.json").read_bytes() == kept
+    assert (tmp_path / "runs" / "transformer-en-de" / "results.json").is_file()
