@@ -17,11 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from mt.compare import markdown_table, row  # noqa: E402
-from mt.errors import MTError  # noqa: E402
+from mt.compare import markdown_table, row
+from mt.errors import MTError
 
 # Row name -> the README's label and the recipe's overrides (every budget is in steps).
 RECIPES = {
@@ -87,7 +84,7 @@ def main() -> None:
             print(f"{name}: finished in {args.runs / name}, kept", flush=True)
             continue
         print(f"{name}: {' '.join(command)}", flush=True)
-        if subprocess.run(command, cwd=REPO).returncode != 0:
+        if subprocess.run(command).returncode != 0:
             raise SystemExit(f"error: {name}: training failed; rerun to resume it")
     text = table(args.only, args.runs)
     print(text)

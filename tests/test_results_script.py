@@ -4,6 +4,7 @@ results.json files, keeps finished rows and resumes unfinished ones."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -46,13 +47,26 @@ def test_results_command_writes_the_table_and_keeps_finished_rows(memorise_root,
         "de",
     )
 
-    # Rerun: finished rows are kept as they are; an unfinished one resumes from its last.pt.
-    fast = tmp_path / "runs" / "transformer-fast"
-    kept = (fast / "results.json").read_bytes()
-    (tmp_path / "runs" / "transformer-en-de" / "results.json").unlink()
+    # Rerun: a row trained again from nothing gives the same numbers; an unfinished one
+    # resumes from its last.pt.
+    fast, en_de_dir = (
+        tmp_path / "runs" / "transformer-fast",
+        tmp_path / "runs" / "transformer-en-de",
+    )
+    before = json.loads((fast / "results.json").read_text())
+    shutil.rmtree(fast)
+    (en_de_dir / "results.json").unlink()
     again = run_script(memorise_root, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "transformer-fast: finished" in again.stdout
     assert "trainer.resume=true" in again.stdout
-    assert (fast / "results.json").read_bytes() == kept
-    assert (tmp_path / "runs" / "transformer-en-de" / "results.json").is_file()
+    after = json.loads((fast / "results.json").read_text())
+    for key in ("valid", "test", "selection", "steps"):
+        assert after[key] == before[key]
+    assert (en_de_dir / "results.json").is_file()
+
+    # And again: every row finished, so each is kept and the README stays as it is.
+    table, kept = readme.read_bytes(), (fast / "results.json").read_bytes()
+    third = run_script(memorise_root, tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stdout.count(": finished in ") == len(ROWS)
+    assert readme.read_bytes() == table and (fast / "results.json").read_bytes() == kept
