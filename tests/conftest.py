@@ -52,6 +52,7 @@ TINY = [
     "trainer.lr=3e-3",
     "decode.beam_size=3",
     # The recipes' choice on valid (averaging, length penalties) is tested on its own.
+    "trainer.keep_last=0",
     "trainer.average_last=0",
     "trainer.length_penalties=[]",
 ]
