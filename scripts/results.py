@@ -86,7 +86,8 @@ def main() -> None:
         print(f"{name}: {' '.join(command)}", flush=True)
         if subprocess.run(command).returncode != 0:
             raise SystemExit(f"error: {name}: training failed; rerun to resume it")
-    text = table(args.only, args.runs)
+    # The table keeps every finished row, not only those this call trained.
+    text = table([n for n in RECIPES if (args.runs / n / "results.json").is_file()], args.runs)
     print(text)
     (args.runs / "results.md").write_text(text + "\n", encoding="utf-8")
     if args.readme:

@@ -14,13 +14,13 @@ SCRIPT = REPO / "scripts" / "results.py"
 ROWS = ["transformer-fast", "transformer-en-de"]
 
 
-def run_script(memorise_root, tmp_path) -> subprocess.CompletedProcess:
+def run_script(memorise_root, tmp_path, rows=ROWS) -> subprocess.CompletedProcess:
     tiny = [*TINY_MODELS["transformer"], "data.name=tiny", f"data.cache_dir={tmp_path / 'cache'}"]
     tiny += ["data.vocab_size=300", "trainer.max_steps=4", "trainer.valid_every=2"]
     tiny += ["trainer.warmup_steps=2", "decode.beam_size=2", "trainer.log_every=1"]
     command = [sys.executable, str(SCRIPT), f"--data-root={memorise_root}"]
     command += ["--runs", str(tmp_path / "runs"), "--readme", str(tmp_path / "README.md")]
-    command += ["--threads", "1", "--only", *ROWS, "--set", *tiny]
+    command += ["--threads", "1", "--only", *rows, "--set", *tiny]
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
@@ -70,3 +70,8 @@ def test_results_command_writes_the_table_and_keeps_finished_rows(memorise_root,
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stdout.count(": finished in ") == len(ROWS)
     assert readme.read_bytes() == table and (fast / "results.json").read_bytes() == kept
+
+    # A call for one row keeps the other finished rows in the table.
+    one = run_script(memorise_root, tmp_path, rows=["transformer-fast"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert readme.read_bytes() == table
