@@ -12,10 +12,16 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mt.config import TransformerConfig
 from mt.models.contract import State, select_rows
 from mt.special_ids import PAD_ID
+
+# Every backend but cuDNN's: it builds an execution plan per input shape, about 10 ms of host
+# time each (measured on an H100, torch 2.11), and batches and decoding steps bring new lengths
+# all the time; it made a training step 20 times slower than its GPU work.
+ANY_SHAPE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
@@ -60,14 +66,15 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
     ) -> torch.Tensor:
         q = self.split_heads(self.q_proj(query))  # (B, H, Tq, D/H)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        with sdpa_kernel(ANY_SHAPE_BACKENDS):
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=is_causal,
+                dropout_p=self.dropout if self.training else 0.0,
+            )
         return self.out_proj(out.transpose(1, 2).flatten(2))  # (B, Tq, D)
 
     def weights(self, query: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
