@@ -45,7 +45,7 @@ def find_results(directories: list[str]) -> list[Path]:
 def row(path: Path) -> list[str]:
     try:
         r = json.loads(path.read_text(encoding="utf-8"))
-        minutes = r["train_seconds"] / 60
+        seconds = round(r["train_seconds"])
         return [
             str(path.parent),
             r["model"],
@@ -56,7 +56,7 @@ def row(path: Path) -> list[str]:
             f"{r['test']['bleu_lc']:.2f}" if "bleu_lc" in r["test"] else "",
             str(r["steps"]),
             chosen(r.get("selection")),
-            f"{int(minutes // 60)}h{int(minutes % 60):02d}m",
+            f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",  # h:mm:ss
             f"{r['tgt_tokens_per_sec']:.0f}",
             r.get("hardware", r["device"]),
             (r.get("commit") or "")[:10],  # short, with its -dirty mark cut; see results.json
