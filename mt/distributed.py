@@ -7,6 +7,7 @@ the trainer has one code path.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections.abc import Iterator
@@ -35,6 +36,12 @@ def init(device: torch.device, timeout: timedelta) -> torch.device:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
+    # torch._dynamo, which DDP's constructor imports, keeps alive every process group that
+    # exists when it is first imported: destroy_process_group would leave that group's Gloo
+    # threads running into interpreter teardown, the likely cause of a rank that once aborted
+    # at exit ("terminate called without an active exception"). Imported first, it holds none.
+    importlib.import_module("torch._dynamo")
+
     global _store
     # The rendezvous that init_process_group would make itself, kept so that a rank can tell
     # the others it still answers when a collective fails (see failures_reported).
@@ -46,8 +53,11 @@ def init(device: torch.device, timeout: timedelta) -> torch.device:
 
 
 def shutdown() -> None:
+    """Leave the process group; once no model holds it, its communication threads stop here."""
+    global _store
     if dist.is_initialized():
         dist.destroy_process_group()
+    _store = None
 
 
 def active() -> bool:

@@ -305,6 +305,7 @@ def train(config: Config, run_dir: Path) -> dict | None:
             finally:
                 if trainer.reporter:
                     trainer.reporter.close()
+                del trainer  # its DDP model holds the process group that shutdown releases
     finally:
         distributed.shutdown()
 

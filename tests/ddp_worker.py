@@ -1,8 +1,10 @@
 """Launched by test_distributed.py under torchrun: one training step on this rank's share of
-the first batches, then the weights to OUT/rank{N}.pt; with `fail`, rank 1 dies instead."""
+the first batches, then the weights to OUT/rank{N}.pt and the names of the threads still alive
+after leaving the group to OUT/rank{N}.threads; with `fail`, rank 1 dies instead."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,8 +24,13 @@ def main(mode: str, root: str, cache: str, out: str) -> None:
     data, train = config.data, trainer.corpus.train
     batches = train_batches(train, data.max_tokens, data.max_len, config.trainer.seed, 0)
     trainer.train_step([make_batch(train, distributed.shard(batches)[0])])
-    torch.save(trainer.model.state_dict(), Path(out) / f"rank{distributed.rank()}.pt")
+    rank = distributed.rank()
+    torch.save(trainer.model.state_dict(), Path(out) / f"rank{rank}.pt")
+    del trainer  # as mt.trainer.train does: the DDP model goes before the group
     distributed.shutdown()
+    tasks = Path("/proc/self/task")
+    threads = [(tasks / task / "comm").read_text().strip() for task in os.listdir(tasks)]
+    (Path(out) / f"rank{rank}.threads").write_text("\n".join(threads))
 
 
 if __name__ == "__main__":
