@@ -24,7 +24,7 @@ from mt.errors import Stopped
 from mt.feed import updates
 from mt.files import remove_stale_temporaries
 from mt.heatmap import attention_images
-from mt.inference import autocast, pick_device
+from mt.inference import autocast, pick_device, set_cpu_threads
 from mt.interrupt import StopRequests
 from mt.loss import token_loss
 from mt.models import build_model, count_parameters
@@ -51,8 +51,7 @@ class Trainer:
         self.config, self.run_dir = config, run_dir
         self.started = time.monotonic()
         t = config.trainer
-        if t.num_threads:
-            torch.set_num_threads(t.num_threads)
+        set_cpu_threads(t.num_threads)
         timeout = timedelta(seconds=t.ddp_timeout_s)
         self.device = distributed.init(pick_device(t.device), timeout)
         # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.

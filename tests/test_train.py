@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -186,6 +188,25 @@ def test_batches_padded_by_a_worker_process_train_the_same(memorise_root, cache_
     here, worker = scalars(tmp_path / "0", "train/loss"), scalars(tmp_path / "1", "train/loss")
     assert sorted(worker) == [1, 2, 3, 4, 5]
     assert worker == pytest.approx(here, rel=1e-6)
+
+
+THREADS_AFTER_A_LOADER_THREAD = """
+import threading, torch
+from mt.inference import set_cpu_threads
+set_cpu_threads(3)
+# What the DataLoader's pin-memory thread does on a GPU run (it starts only with CUDA).
+loader = threading.Thread(target=torch.set_num_threads, args=(1,))
+loader.start(); loader.join()
+print(torch.get_num_threads())
+"""
+
+
+def test_a_loader_thread_leaves_the_trainers_cpu_threads():
+    # A fresh process: its main thread has not yet settled its count, as in mt.train.
+    script = THREADS_AFTER_A_LOADER_THREAD
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["3"]
 
 
 def test_the_reported_model_is_chosen_on_valid(memorise_root, cache_dir, tmp_path):
