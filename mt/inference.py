@@ -26,14 +26,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def set_cpu_threads(count: int | None) -> int:
-    """Fix this thread's CPU thread count (count, or torch's default when None); returns it."""
+def set_cpu_threads(count: int | None) -> None:
+    """Fix this thread's CPU thread count: count, or torch's default when None."""
     if count:
         torch.set_num_threads(count)
     # torch gives a thread its count lazily, on its first parallel op, from a process-wide value
     # that the last set_num_threads anywhere wrote; the DataLoader's pin-memory thread writes 1.
     # Reading the count now settles it before any loader starts, or GPU runs compute with 1.
-    return torch.get_num_threads()
+    torch.get_num_threads()
 
 
 def describe_device(device: torch.device) -> str:

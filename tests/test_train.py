@@ -203,8 +203,8 @@ print(torch.get_num_threads())
 
 def test_a_loader_thread_leaves_the_trainers_cpu_threads():
     # A fresh process: its main thread has not yet settled its count, as in mt.train.
-    script = THREADS_AFTER_A_LOADER_THREAD
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    command = [sys.executable, "-c", THREADS_AFTER_A_LOADER_THREAD]
+    run = subprocess.run(command, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["3"]
 
