@@ -7,75 +7,9 @@ Every results.json under the given directories is one row, so a Hydra multirun d
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from mt.errors import MTError, reported
-
-COLUMNS = (
-    "run",
-    "model",
-    "params",
-    "valid BLEU",
-    "test BLEU",
-    "test chrF",
-    "test BLEU lc",
-    "steps",
-    "chosen on valid",
-    "train time",
-    "tgt tok/s",
-    "device",
-    "commit",
-)
-
-
-def find_results(directories: list[str]) -> list[Path]:
-    found = []
-    for name in directories:
-        directory = Path(name)
-        if not directory.is_dir():
-            raise MTError(f"{directory}: not a directory")
-        runs = sorted(directory.rglob("results.json"))
-        if not runs:
-            raise MTError(f"{directory}: no results.json below it (has training finished?)")
-        found += runs
-    return found
-
-
-def row(path: Path) -> list[str]:
-    try:
-        r = json.loads(path.read_text(encoding="utf-8"))
-        seconds = round(r["train_seconds"])
-        return [
-            str(path.parent),
-            r["model"],
-            f"{r['params'] / 1e6:.1f}M",
-            f"{r['valid']['bleu']:.2f}",
-            f"{r['test']['bleu']:.2f}",
-            f"{r['test']['chrf']:.2f}",
-            f"{r['test']['bleu_lc']:.2f}" if "bleu_lc" in r["test"] else "",
-            str(r["steps"]),
-            chosen(r.get("selection")),
-            f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",  # h:mm:ss
-            f"{r['tgt_tokens_per_sec']:.0f}",
-            r.get("hardware", r["device"]),
-            (r.get("commit") or "")[:10],  # short, with its -dirty mark cut; see results.json
-        ]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise MTError(f"{path}: not an mt results file ({e!r})") from None
-
-
-def chosen(selection: dict | None) -> str:
-    """The reported checkpoint and length penalty, e.g. "averaged.pt, lp 1.2"."""
-    if not selection:  # results.json from before the choice was recorded
-        return ""
-    return f"{selection['checkpoint']}, lp {selection['length_penalty']:g}"
-
-
-def markdown_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-    return "\n".join(lines)
+from mt.common.errors import reported
+from mt.training.comparison import find_results, markdown_table, row
 
 
 def main(argv: list[str] | None = None) -> None:

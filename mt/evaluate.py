@@ -13,13 +13,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mt.config import check_decode, register_configs, to_object
-from mt.errors import MTError, reported
-from mt.files import refuse_overwriting_inputs, write_text
-from mt.readers import read_aligned, read_split
-from mt.scoring import corpus_scores
-from mt.tool_config import EvaluateConfig, model_source
-from mt.translator import Translator
+from mt.common.errors import MTError, reported
+from mt.common.files import refuse_overwriting_inputs, write_text
+from mt.config.checks import check_decode
+from mt.config.store import config_dir, register_configs, to_object
+from mt.config.tools import EvaluateConfig, model_source
+from mt.data.readers import read_aligned, read_split
+from mt.decoding.scoring import corpus_scores
+from mt.decoding.translator import Translator
 
 register_configs()
 
@@ -73,7 +74,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with reported():
         evaluate(to_object(cfg))

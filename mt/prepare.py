@@ -13,12 +13,14 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from mt.batches import dropped_by
-from mt.cache import COUNTS
-from mt.config import DataConfig, check_data, register_configs, to_object
-from mt.data import Corpus, cache_path, load_corpus
-from mt.errors import reported
-from mt.tool_config import PrepareConfig
+from mt.common.errors import reported
+from mt.config.checks import check_data
+from mt.config.schema import DataConfig
+from mt.config.store import config_dir, register_configs, to_object
+from mt.config.tools import PrepareConfig
+from mt.data.batches import dropped_by
+from mt.data.cache import COUNTS
+from mt.data.corpus import Corpus, cache_path, load_corpus
 
 register_configs()
 
@@ -46,7 +48,7 @@ def describe(corpus: Corpus, cfg: DataConfig, directory: Path) -> list[str]:
     ]
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="prepare")
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="prepare")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: PrepareConfig = to_object(cfg)

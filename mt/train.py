@@ -11,15 +11,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mt import distributed
-from mt.config import register_configs, to_config
-from mt.errors import reported
-from mt.trainer import train
+from mt.common.errors import reported
+from mt.config.store import config_dir, register_configs, to_config
+from mt.training import distributed
+from mt.training.trainer import train
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="config")
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with reported():

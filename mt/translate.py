@@ -24,12 +24,13 @@ from typing import BinaryIO, TextIO
 import hydra
 from omegaconf import DictConfig
 
-from mt.config import check_decode, register_configs, to_object
-from mt.errors import MTError, reported
-from mt.files import refuse_overwriting_inputs, replaced_on_success
-from mt.readers import decode_line
-from mt.tool_config import TranslateConfig, model_source
-from mt.translator import Translator
+from mt.common.errors import MTError, reported
+from mt.common.files import refuse_overwriting_inputs, replaced_on_success
+from mt.config.checks import check_decode
+from mt.config.store import config_dir, register_configs, to_object
+from mt.config.tools import TranslateConfig, model_source
+from mt.data.readers import decode_line
+from mt.decoding.translator import Translator
 
 register_configs()
 
@@ -69,7 +70,7 @@ def translate_stream(
     return done
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="translate")
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="translate")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: TranslateConfig = to_object(cfg)

@@ -174,7 +174,7 @@ def main() -> None:
         return
     import torch  # the measuring processes above need neither torch nor mt
 
-    from mt.inference import describe_device
+    from mt.common.runtime import describe_device
 
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mt.config import TransformerConfig
-from mt.models.transformer import Transformer
+from mt.models.transformer import Transformer, TransformerConfig
 
 
 class BareTransformer(nn.Module):

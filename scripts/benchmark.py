@@ -34,14 +34,15 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from mt.batches import make_batch, train_batches
-from mt.checkpoint import check_vocabulary, load_checkpoint, load_weights
-from mt.config import DecodeConfig, register_configs, to_config
-from mt.data import load_corpus
-from mt.inference import TorchEngine, describe_device
-from mt.scoring import corpus_scores
-from mt.tool_config import ExportConfig, Quantization
-from mt.trainer import Trainer
+from mt.common.checkpoint import check_vocabulary, load_checkpoint, load_weights
+from mt.common.runtime import describe_device
+from mt.config.schema import DecodeConfig
+from mt.config.store import register_configs, to_config
+from mt.data.batches import make_batch, train_batches
+from mt.data.corpus import load_corpus
+from mt.decoding.inference import TorchEngine
+from mt.decoding.scoring import corpus_scores
+from mt.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -169,8 +170,8 @@ def run_ctranslate2(name: str, quantization: str, args) -> dict:
     """The trained checkpoint exported to CTranslate2 and decoded like PyTorch (same threads,
     sentences and batch size): speed, test BLEU and its beam-5 output. A process of its own:
     a second CTranslate2 model in one process decoded at half speed here."""
-    from mt.ct2_engine import CTranslate2Engine
-    from mt.export import export
+    from mt.deploy.convert import export
+    from mt.deploy.engine import CTranslate2Engine
 
     config = compose_config(name, args)
     if args.threads:
@@ -180,7 +181,7 @@ def run_ctranslate2(name: str, quantization: str, args) -> dict:
     result = {"engine": f"ctranslate2 {quantization}"}
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / quantization
-        export(ExportConfig(args.checkpoints[name], str(out), Quantization(quantization)))
+        export(args.checkpoints[name], out, quantization)
         engine = CTranslate2Engine(
             out, corpus.tokenizer, config.model.max_positions, "auto", torch.get_num_threads()
         )

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from mt.batches import make_batch, train_batches
-from mt.config import register_configs, to_config
-from mt.trainer import Trainer
+from mt.config.store import register_configs, to_config
+from mt.data.batches import make_batch, train_batches
+from mt.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 WARM_UP, TIMED, PROFILED = 10, 40, 10

@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mt.compare import markdown_table, row
-from mt.errors import MTError
+from mt.common.errors import MTError
+from mt.training.comparison import markdown_table, row
 
 # Row name -> the README's label and the recipe's overrides (every budget is in steps).
 RECIPES = {

@@ -10,11 +10,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mt.checkpoint import load_checkpoint
-from mt.config import Config, from_plain_dict, register_configs, to_config
+from mt.common.checkpoint import load_checkpoint
+from mt.config.schema import Config
+from mt.config.store import from_plain_dict, register_configs, to_config
+from mt.data.tokenizer import Tokenizer
 from mt.models import build_model
-from mt.tokenizer import Tokenizer
-from mt.trainer import train
+from mt.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from conftest import make_config
 
-from mt import distributed
-from mt.batches import make_batch, train_batches
-from mt.trainer import Trainer
+from mt.data.batches import make_batch, train_batches
+from mt.training import distributed
+from mt.training.trainer import Trainer
 
 
 def main(mode: str, root: str, cache: str, out: str) -> None:
@@ -26,7 +26,7 @@ def main(mode: str, root: str, cache: str, out: str) -> None:
     trainer.train_step([make_batch(train, distributed.shard(batches)[0])])
     rank = distributed.rank()
     torch.save(trainer.model.state_dict(), Path(out) / f"rank{rank}.pt")
-    del trainer  # as mt.trainer.train does: the DDP model goes before the group
+    del trainer  # as mt.training.trainer.train does: the DDP model goes before the group
     distributed.shutdown()
     tasks = Path("/proc/self/task")
     threads = [(tasks / task / "comm").read_text().strip() for task in os.listdir(tasks)]

@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, TINY, make_config
 from omegaconf import OmegaConf
 
-from mt.errors import MTError
+from mt.common.errors import MTError
 
 
 def run_train(*overrides: str, cwd=REPO) -> subprocess.CompletedProcess:

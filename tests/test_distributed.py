@@ -13,8 +13,8 @@ import torch
 from conftest import REPO, TINY, make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mt.batches import make_batch, train_batches
-from mt.trainer import Trainer, train
+from mt.data.batches import make_batch, train_batches
+from mt.training.trainer import Trainer, train
 
 TESTS = Path(__file__).parent
 

@@ -12,12 +12,13 @@ from conftest import make_config, multi30k_lines
 from test_cli import assert_clean_failure
 from test_tools import run_tool, write_lines
 
-from mt.checkpoint import save_checkpoint
-from mt.config import DecodeConfig, to_plain_dict
-from mt.data import load_corpus
+from mt.common.checkpoint import save_checkpoint
+from mt.config.schema import DecodeConfig
+from mt.config.store import to_plain_dict
+from mt.data.corpus import load_corpus
+from mt.data.special_ids import BOS_ID, EOS_ID
+from mt.decoding.translator import Translator
 from mt.models import build_model
-from mt.special_ids import BOS_ID, EOS_ID
-from mt.translator import Translator
 
 
 def random_checkpoint(root, cache, path, *overrides: str, experiment: str = "transformer"):

@@ -18,8 +18,8 @@ import pytest
 from conftest import TINY, make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mt.checkpoint import load_checkpoint
-from mt.data import load_corpus
+from mt.common.checkpoint import load_checkpoint
+from mt.data.corpus import load_corpus
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 

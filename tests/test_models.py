@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
-from mt.config import AttentionScore, BahdanauConfig, RNNCell, RNNConfig, TransformerConfig
+from mt.data.special_ids import BOS_ID, PAD_ID
+from mt.decoding.search import beam_search, greedy_search
 from mt.models import build_model
-from mt.models.attention import SCORES, Attention
+from mt.models.attention import SCORES, Attention, AttentionScore
+from mt.models.bahdanau import BahdanauConfig
 from mt.models.contract import Uncached
-from mt.models.rnn import reverse_real_tokens
-from mt.search import beam_search, greedy_search
-from mt.special_ids import BOS_ID, PAD_ID
+from mt.models.rnn import RNNCell, RNNConfig, reverse_real_tokens
+from mt.models.transformer import TransformerConfig
 
 VOCAB = 60
 

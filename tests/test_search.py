@@ -7,12 +7,12 @@ import math
 import torch
 from torch import nn
 
-from mt.config import DecodeConfig, TransformerConfig
-from mt.inference import decode_ids
+from mt.config.schema import DecodeConfig
+from mt.data.special_ids import BOS_ID, EOS_ID
+from mt.decoding.inference import decode_ids
+from mt.decoding.search import beam_search, greedy_search
 from mt.models.contract import select_rows
-from mt.models.transformer import Transformer
-from mt.search import beam_search, greedy_search
-from mt.special_ids import BOS_ID, EOS_ID
+from mt.models.transformer import Transformer, TransformerConfig
 
 A, B = 4, 5  # the scripted vocabulary: PAD UNK BOS EOS A B
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_config, multi30k_lines
 
-from mt.config import DecodeConfig
-from mt.trainer import train
-from mt.translator import Translator
+from mt.config.schema import DecodeConfig
+from mt.decoding.translator import Translator
+from mt.training.trainer import train
 
 SENTENCES = multi30k_lines("train", "de", 3) + multi30k_lines("val", "de", 2)
 LIMITS = ["max_sentences=6", "max_chars=300", "max_beam_size=8"]

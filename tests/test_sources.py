@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import make_config, multi30k_lines, write_corpus
 
-from mt.batches import train_batches
-from mt.cache import DIGESTS
-from mt.data import cache_path, load_corpus
-from mt.errors import MTError
-from mt.trainer import train
+from mt.common.errors import MTError
+from mt.data.batches import train_batches
+from mt.data.cache import DIGESTS
+from mt.data.corpus import cache_path, load_corpus
+from mt.training.trainer import train
 
 SOURCES = "data.train_sources=[{name: main},{name: extra, weight: 2.5}]"
 

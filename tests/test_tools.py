@@ -14,9 +14,9 @@ import torch
 from conftest import make_config, multi30k_lines
 from test_cli import assert_clean_failure
 
-from mt.checkpoint import load_checkpoint
-from mt.trainer import train
-from mt.translator import Translator
+from mt.common.checkpoint import load_checkpoint
+from mt.decoding.translator import Translator
+from mt.training.trainer import train
 
 
 def run_tool(tool: str, *args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -16,9 +16,9 @@ from conftest import make_config
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mt.checkpoint import load_checkpoint, save_checkpoint
-from mt.errors import MTError
-from mt.trainer import train
+from mt.common.checkpoint import load_checkpoint, save_checkpoint
+from mt.common.errors import MTError
+from mt.training.trainer import train
 
 
 def scalars(run_dir, tag: str) -> dict[int, float]:
@@ -192,7 +192,7 @@ def test_batches_padded_by_a_worker_process_train_the_same(memorise_root, cache_
 
 THREADS_AFTER_A_LOADER_THREAD = """
 import threading, torch
-from mt.inference import set_cpu_threads
+from mt.common.runtime import set_cpu_threads
 set_cpu_threads(3)
 # What the DataLoader's pin-memory thread does on a GPU run (it starts only with CUDA).
 loader = threading.Thread(target=torch.set_num_threads, args=(1,))

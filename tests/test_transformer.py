@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mt.config import TransformerConfig
-from mt.models.transformer import MultiHeadAttention, Transformer
-from mt.special_ids import PAD_ID
+from mt.data.special_ids import PAD_ID
+from mt.models.transformer import MultiHeadAttention, Transformer, TransformerConfig
 
 VOCAB = 60
 

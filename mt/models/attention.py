@@ -13,11 +13,21 @@ Keys are projected once per sentence (`project_keys`), not at every decoder step
 from __future__ import annotations
 
 import math
+from enum import Enum
 
 import torch
 from torch import nn
 
-SCORES = ("additive", "dot", "general", "scaled_dot", "kernel")
+
+class AttentionScore(Enum):
+    additive = "additive"
+    dot = "dot"
+    general = "general"
+    scaled_dot = "scaled_dot"
+    kernel = "kernel"  # Nadaraya-Watson: -||W s - U h||^2 / 2
+
+
+SCORES = tuple(score.value for score in AttentionScore)
 
 
 class Attention(nn.Module):

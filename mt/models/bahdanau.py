@@ -8,15 +8,40 @@ decoder state s_{t-1} over all encoder states. The score function is configurabl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mt.config import BahdanauConfig
-from mt.models.attention import Attention
+from mt.common.errors import MTError
+from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
+from mt.data.special_ids import PAD_ID
+from mt.models.attention import Attention, AttentionScore
 from mt.models.contract import State, select_rows
-from mt.special_ids import PAD_ID
+
+
+@dataclass
+class BahdanauConfig:
+    emb_dim: int = 256
+    hidden_dim: int = 512  # decoder state; each encoder direction gets half
+    attention_dim: int = 256  # additive attention's hidden layer
+    score: AttentionScore = AttentionScore.additive
+    dropout: float = 0.3
+    tie_embeddings: bool = True
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        **{k: at_least(1) for k in ("emb_dim", "hidden_dim", "attention_dim")},
+        "dropout": FRACTION,
+    }
+
+    def check(self) -> None:
+        """Refuse a shape the network cannot take, naming the key."""
+        check_ranges(self, "model.")
+        if self.hidden_dim % 2:
+            raise MTError(f"model.hidden_dim={self.hidden_dim} must be even (two directions)")
 
 
 class Bahdanau(nn.Module):

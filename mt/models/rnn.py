@@ -7,16 +7,48 @@ decoder knows about a long sentence must fit in that one vector.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from mt.config import RNNConfig
+from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
+from mt.data.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
-from mt.special_ids import PAD_ID
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+class RNNCell(Enum):
+    lstm = "lstm"
+    gru = "gru"
+
+
+CELLS = {RNNCell.lstm: nn.LSTM, RNNCell.gru: nn.GRU}
+
+
+@dataclass
+class RNNConfig:
+    cell: RNNCell = RNNCell.lstm
+    emb_dim: int = 256
+    hidden_dim: int = 512
+    num_layers: int = 2  # in the encoder and in the decoder
+    dropout: float = 0.3
+    tie_embeddings: bool = True  # source and target embeddings; needs a joint vocabulary
+    # Sutskever et al.'s trick: read the source backwards, so its first words are the last the
+    # encoder saw, close to the first target words the decoder must produce.
+    reverse_source: bool = True
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        **{k: at_least(1) for k in ("emb_dim", "hidden_dim", "num_layers")},
+        "dropout": FRACTION,
+    }
+
+    def check(self) -> None:
+        """Refuse a value out of range, naming the key."""
+        check_ranges(self, "model.")
 
 
 def to_batch_first(hidden) -> tuple[torch.Tensor, ...]:
@@ -43,7 +75,7 @@ class RNNSeq2Seq(nn.Module):
     def __init__(self, cfg: RNNConfig, src_vocab: int, tgt_vocab: int, joint: bool):
         super().__init__()
         self.max_length = None  # recurrent: no positions to run out of
-        cell = CELLS[cfg.cell.value]
+        cell = CELLS[cfg.cell]
         between_layers = cfg.dropout if cfg.num_layers > 1 else 0.0
         self.tgt_embed = nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD_ID)
         tie = cfg.tie_embeddings and joint

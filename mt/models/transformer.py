@@ -8,15 +8,44 @@ fused kernels on CPU and GPU.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mt.config import TransformerConfig
+from mt.common.errors import MTError
+from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
+from mt.data.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
-from mt.special_ids import PAD_ID
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int = 256
+    num_heads: int = 8
+    num_layers: int = 3  # in the encoder and in the decoder
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    pre_norm: bool = True
+    tie_embeddings: bool = True  # only possible with a joint vocabulary
+    max_positions: int = 1024
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        **{k: at_least(1) for k in ("d_model", "num_heads", "num_layers", "ff_dim")},
+        "max_positions": at_least(1),
+        "dropout": FRACTION,
+    }
+
+    def check(self) -> None:
+        """Refuse a shape the network cannot take, naming the keys."""
+        check_ranges(self, "model.")
+        if self.d_model % self.num_heads:
+            raise MTError(
+                f"model.d_model={self.d_model} is not divisible by model.num_heads={self.num_heads}"
+            )
 
 # Every backend but cuDNN's: it builds an execution plan per input shape, about 10 ms of host
 # time each (measured on an H100, torch 2.11), and batches and decoding steps bring new lengths

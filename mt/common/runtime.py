@@ -1,0 +1,45 @@
+"""Where and how torch runs: the device, the CPU thread count, mixed precision."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+
+def pick_device(name: str) -> torch.device:
+    """ "auto": the GPU when there is one, else the CPU; anything else as torch names it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def set_cpu_threads(count: int | None) -> None:
+    """Fix this thread's CPU thread count: count, or torch's default when None."""
+    if count:
+        torch.set_num_threads(count)
+    # torch gives a thread its count lazily, on its first parallel op, from a process-wide value
+    # that the last set_num_threads anywhere wrote; the DataLoader's pin-memory thread writes 1.
+    # Reading the count now settles it before any loader starts, or GPU runs compute with 1.
+    torch.get_num_threads()
+
+
+def describe_device(device: torch.device) -> str:
+    """Hardware in words, for results: the GPU's name, or the CPU model and its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:  # not Linux
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op context on CPU, where bf16 matmuls are not faster."""
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )

@@ -1,0 +1,159 @@
+"""Typed configuration schemas of training: data, trainer, decode, and the Config they make.
+
+YAML files under configs/ hold only what differs from these defaults; the dataclasses decide
+which keys exist and of what type, so a misspelled key or a wrong type stops the run at
+start-up naming the key. Each schema lists its numeric ranges (RANGES); each model's schema
+lives beside its network in mt/models/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from omegaconf import MISSING
+
+from mt.common.ranges import FRACTION, Rule, above, at_least
+
+LANGUAGES_OF_MULTI30K = ("de", "en", "fr", "cs")
+
+
+class CorpusFormat(Enum):
+    parallel = "parallel"  # {root}/{name}/{split}.{lang}[.gz], one sentence per line
+    tsv = "tsv"  # {root}/{name}/{split}.tsv[.gz]: source<TAB>target
+    jsonl = "jsonl"  # {root}/{name}/{split}.jsonl[.gz]: {"de": ..., "en": ...}
+    hub = "hub"  # datasets.load_dataset(name, hub_config, split=split)
+
+
+class SubwordType(Enum):
+    unigram = "unigram"
+    bpe = "bpe"
+
+
+@dataclass
+class TrainSource:
+    """One of several training corpora (data.train_sources); a key left null is data's own."""
+
+    name: str = MISSING  # directory under root, or the Hub dataset name
+    format: CorpusFormat | None = None
+    root: str | None = None
+    hub_config: str | None = None
+    split: str | None = None  # its training split's name (null: data.train_split)
+    weight: float = 1.0  # times per epoch its pairs are seen (0.5: a random half, each epoch)
+
+    RANGES: ClassVar[dict[str, Rule]] = {"weight": above(0)}
+
+
+@dataclass
+class DataConfig:
+    format: CorpusFormat = CorpusFormat.parallel
+    root: str | None = None  # None: $MT_DATA_DIR, else ./data (mt/data/readers.py)
+    name: str = "multi30k"  # directory under root, or the Hub dataset name
+    hub_config: str | None = None
+    streaming: bool = False  # hub: read the dataset as it is iterated, not downloaded first
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_split: str = "test_2016_flickr"
+    download: bool = True  # fetch Multi30k into {root}/multi30k when its files are missing
+    # Several training corpora, read one after the other into one cache, each sampled by its
+    # weight; valid and test still come from data.name. Empty: data.name's train_split only.
+    train_sources: list[TrainSource] = field(default_factory=list)
+    train_limit: int | None = None  # use only the first N pairs of each training corpus
+    max_len: int = 128  # training pairs longer than this (in subwords) are dropped
+    max_length_ratio: float | None = (
+        None  # ... and those whose longer side is this many times longer
+    )
+    max_tokens: int = 2048  # per batch, counting padding: batch size * longest side
+    vocab_size: int = 8000
+    dedup: bool = False  # drop repeated training pairs (their first occurrence stays)
+    num_proc: int = 1  # processes encoding the corpus (a large one: the machine's cores)
+    spm_sample: int | None = None  # train sentencepiece on this many sampled sentences (all: None)
+    subword_type: SubwordType = SubwordType.unigram
+    joint_vocab: bool = True
+    cache_dir: str | None = None  # None: {root}/cache
+    loader_workers: int | None = None  # processes padding batches ahead; None: 1 on a GPU, else 0
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        **{k: at_least(1) for k in ("train_limit", "max_len", "max_tokens", "num_proc")},
+        "spm_sample": at_least(101),  # sentencepiece's own minimum
+        "max_length_ratio": at_least(1),
+        "loader_workers": at_least(0),
+        "vocab_size": at_least(5),  # the 4 special pieces and at least one more
+    }
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: int | None = None  # CPU threads for torch; None: torch's default
+    max_steps: int | None = None
+    max_epochs: int | None = 30
+    max_minutes: float | None = None  # wall-clock budget for training
+    lr: float = 7e-4  # peak learning rate, reached after warmup_steps
+    warmup_steps: int = 1000
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    accumulate: int = 1  # batches per optimizer step
+    log_every: int = 100
+    valid_every: int = 1000
+    valid_beam_size: int = 1  # 1: greedy, the cheap choice during training
+    patience: int | None = 10  # validations without a better BLEU before stopping
+    keep_last: int = 0  # also keep the N latest validation checkpoints (for mt.average)
+    # The reported model, chosen by beam-search BLEU on valid after training: best.pt or the
+    # mean of the newest average_last snapshots (0: best.pt only), with the length penalty
+    # among length_penalties (empty: decode.length_penalty).
+    average_last: int = 0
+    length_penalties: list[float] = field(default_factory=list)
+    save_every: int | None = None  # also write last.pt every N steps between validations
+    ddp_timeout_s: int = 1800  # torchrun: a rank that waits longer for another ends the job
+    compile: bool = False  # torch.compile the training forward/backward (opt-in: slow start)
+    num_samples: int = 3  # sample translations logged at each validation
+    attention_maps: int = 2  # first validation sentences whose attention is drawn
+    resume: bool = False  # continue from {run dir}/checkpoints/last.pt
+    overwrite: bool = False  # train from scratch into a run directory that holds checkpoints
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        "num_threads": at_least(1),
+        **{k: at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps", "accumulate")},
+        **{k: above(0) for k in ("max_minutes", "lr", "clip_norm")},
+        "weight_decay": at_least(0),
+        "label_smoothing": FRACTION,
+        **{k: at_least(1) for k in ("log_every", "valid_every", "valid_beam_size", "patience")},
+        **{k: at_least(1) for k in ("save_every", "ddp_timeout_s")},
+        **{k: at_least(0) for k in ("keep_last", "num_samples", "attention_maps", "average_last")},
+    }
+
+
+class Engine(Enum):
+    torch = "torch"  # our model and search, from checkpoint=PATH
+    ctranslate2 = "ctranslate2"  # a model exported by mt.export, from model_dir=DIR
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = 5
+    length_penalty: float = 1.0  # GNMT alpha; 0 ranks by raw log-probability
+    nbest: int = 1
+    max_len_a: float = 1.5  # output length limit: a * source length + b
+    max_len_b: int = 10
+    max_tokens: int = 4096  # source tokens per decoding batch
+    cache: bool = True  # false: re-decode the whole prefix at every step (only to compare)
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        **{k: at_least(1) for k in ("beam_size", "nbest", "max_tokens")},
+        **{k: at_least(0) for k in ("length_penalty", "max_len_a", "max_len_b")},
+    }
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = MISSING  # one of the model schemas, chosen by the model group
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)

@@ -1,0 +1,77 @@
+"""Hydra's side of the schemas: where the YAML lies, registration, and conversion to and
+from the typed dataclasses (at the command line) and plain dicts (in checkpoints)."""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+import mt
+from mt.common.errors import MTError
+from mt.config.checks import check_config
+from mt.config.schema import Config
+from mt.config.tools import TOOL_SCHEMAS
+from mt.models import ARCHITECTURES, model_name
+
+
+def config_dir() -> str:
+    """The YAML configs: shipped inside the installed package (mt/configs, built from the
+    repository's configs/ into the wheel), or the checkout's top-level configs/."""
+    package = Path(mt.__file__).resolve().parent
+    shipped = package / "configs"
+    return str(shipped if shipped.is_dir() else package.parent / "configs")
+
+
+def register_configs() -> None:
+    """Make the schemas known to Hydra so YAML files can name them in their defaults."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for name, schema in TOOL_SCHEMAS.items():
+        store.store(name=f"{name}_schema", node=schema)
+    for name, (schema, _) in ARCHITECTURES.items():
+        store.store(group="model", name=f"{name}_schema", node=schema)
+
+
+def to_object(cfg: DictConfig) -> Any:
+    """Hydra's composed config as the typed dataclasses, refusing keys no schema declares."""
+    obj = OmegaConf.to_object(cfg)
+    refuse_unknown_keys(cfg, obj)
+    return obj
+
+
+def refuse_unknown_keys(cfg: DictConfig, obj: Any, prefix: str = "") -> None:
+    """`+model.num_head=4` adds a key beside the schema's own, which to_object would drop
+    without a word: name it instead, as a plain typo is named."""
+    known = {f.name for f in fields(obj)}
+    for key in cfg.keys():
+        if key not in known:
+            raise MTError(f"{prefix}{key}: not a key of {type(obj).__name__}")
+        value = getattr(obj, key)
+        if is_dataclass(value) and isinstance(cfg[key], DictConfig):
+            refuse_unknown_keys(cfg[key], value, f"{prefix}{key}.")
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """Convert Hydra's composed config into plain dataclasses and check it."""
+    config = to_object(cfg)
+    check_config(config)
+    return config
+
+
+def to_plain_dict(config: Config) -> dict:
+    """Config as plain Python types (for checkpoints and results)."""
+    plain = OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
+    plain["model_name"] = model_name(config.model)
+    return plain
+
+
+def from_plain_dict(plain: dict) -> Config:
+    """Rebuild a typed Config from to_plain_dict's output."""
+    plain = dict(plain)
+    schema, _ = ARCHITECTURES[plain.pop("model_name")]
+    merged = OmegaConf.merge(OmegaConf.structured(Config(model=schema())), plain)
+    return OmegaConf.to_object(merged)

@@ -1,0 +1,117 @@
+"""Typed configuration schemas of the command-line tools that use a trained model:
+mt.prepare, mt.evaluate, mt.translate, mt.export and mt.serve (registered by
+mt.config.store.register_configs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar
+
+from omegaconf import MISSING
+
+from mt.common.errors import MTError
+from mt.common.ranges import Rule, at_least
+from mt.config.schema import DataConfig, DecodeConfig, Engine
+
+
+class Quantization(Enum):
+    float32 = "float32"
+    int8 = "int8"  # int8 weights, int8 matrix products where CTranslate2 has them
+    int8_float32 = "int8_float32"  # int8 weights, float32 for the other layers
+
+
+class EvalSplit(Enum):
+    valid = "valid"
+    test = "test"
+
+
+@dataclass
+class EvaluateConfig:
+    """`python -m mt.evaluate checkpoint=PATH [split=valid | src=FILE ref=FILE] [decode.*]`."""
+
+    checkpoint: str | None = None  # engine=torch: the trained model
+    engine: Engine = Engine.torch
+    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
+    split: EvalSplit = EvalSplit.test  # a split of the data the checkpoint was trained on
+    src: str | None = None  # or any parallel pair: source lines (plain or .gz) ...
+    ref: str | None = None  # ... and their reference translations
+    data_root: str | None = None  # where the checkpoint's corpus lies now, if it has moved
+    hyps: str | None = None  # default: beside the checkpoint or model_dir, <name>.<split>.hyp
+    metrics: str | None = None  # default: the hyps path with .metrics.json
+    device: str = "auto"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+@dataclass
+class TranslateConfig:
+    """`python -m mt.translate checkpoint=PATH [input=FILE] [output=FILE] [decode.*]`."""
+
+    checkpoint: str | None = None  # engine=torch: the trained model
+    engine: Engine = Engine.torch
+    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
+    input: str | None = None  # default: stdin
+    output: str | None = None  # default: stdout
+    lines_per_batch: int = 1000  # read this many lines, translate them, write them
+    device: str = "auto"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    RANGES: ClassVar[dict[str, Rule]] = {"lines_per_batch": at_least(1)}
+
+
+@dataclass
+class ExportConfig:
+    """`python -m mt.export checkpoint=PATH out=DIR [quantization=int8]`."""
+
+    checkpoint: str = MISSING
+    out: str = MISSING  # the CTranslate2 model directory to create
+    quantization: Quantization = Quantization.float32
+    overwrite: bool = False  # replace an existing out directory
+
+
+@dataclass
+class ServeConfig:
+    """`python -m mt.serve checkpoints=[A.pt,B.pt] [host=127.0.0.1] [port=8000]`."""
+
+    checkpoint: str | None = None  # one model ...
+    checkpoints: list[str] = field(default_factory=list)  # ... or several, side by side
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "auto"
+    max_sentences: int = 64  # per request
+    max_chars: int = 2000  # per sentence
+    max_beam_size: int = 16
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        **{k: at_least(1) for k in ("max_sentences", "max_chars", "max_beam_size")},
+        "port": ((lambda value: 0 <= value <= 65535), "must be in [0, 65535]"),
+    }
+
+
+@dataclass
+class PrepareConfig:
+    """`python -m mt.prepare [data.*]`: the same data settings as mt.train."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+TOOL_SCHEMAS = {
+    "prepare": PrepareConfig,
+    "evaluate": EvaluateConfig,
+    "translate": TranslateConfig,
+    "export": ExportConfig,
+    "serve": ServeConfig,
+}
+
+
+def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) -> tuple[str, str]:
+    """The one (key, path) a tool reads its model from: checkpoint= (torch) or model_dir=."""
+    wanted, other = (
+        ("checkpoint", "model_dir") if engine is Engine.torch else ("model_dir", "checkpoint")
+    )
+    given = {"checkpoint": checkpoint, "model_dir": model_dir}
+    if given[wanted] is None:
+        raise MTError(f"engine={engine.value} needs {wanted}=PATH")
+    if given[other] is not None:
+        raise MTError(f"engine={engine.value} reads {wanted}=, not {other}=")
+    return wanted, given[wanted]

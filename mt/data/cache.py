@@ -1,0 +1,233 @@
+"""Building the encoded corpus cache: read every split into an on-disk Arrow dataset, train the
+subword model on the training split, encode on disk, and write it all atomically under a key
+made of the files' bytes and the settings. Memory stays bounded whatever the corpus's size."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+
+from mt.common.errors import MTError
+from mt.common.files import os_error, temporary_path
+from mt.config.schema import DataConfig
+from mt.data.readers import (
+    SPLITS,
+    data_root,
+    empty_split,
+    hub_dataset,
+    iter_split,
+    source_files,
+    split_name,
+    split_sources,
+)
+from mt.data.tokenizer import Tokenizer, train_sentencepiece
+
+CACHE_VERSION = 4  # bump when the cached layout or encoding changes
+COUNTS = "counts.json"  # what the build read and dropped, for mt.prepare's report
+DIGESTS = "file-digests.json"  # the files already hashed, so a warm start reads no text
+
+datasets.disable_progress_bars()  # one log line per run beats a bar per cached split
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    """data.cache_dir, else the data root's cache/."""
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else data_root(cfg) / "cache"
+
+
+def hub_fingerprint(cfg: DataConfig, split: str) -> str:
+    """datasets' own fingerprint of a Hub split; a streamed one has none, so its name, config
+    and split stand for it (a streamed dataset that changes upstream is not noticed)."""
+    if cfg.streaming:
+        return json.dumps([cfg.name, cfg.hub_config, split_name(cfg, split)])
+    return hub_dataset(cfg, split)._fingerprint
+
+
+def file_digest(path: Path, known: dict) -> str:
+    """sha256 of a file's bytes, hashed once: later runs find it in known under the file's
+    size, modification time and inode (a rewritten file changes its modification time)."""
+    stat = path.stat()
+    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    if known.get(key, [None])[:3] != stamp:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        known[key] = stamp + [h.hexdigest()]
+    return known[key][3]
+
+
+def remember_digests(directory: Path, known: dict) -> None:
+    """Save the digests for the next run (atomically: ranks may do it at once)."""
+    tmp = temporary_path(directory / DIGESTS)
+    try:
+        tmp.write_text(json.dumps(known, indent=0) + "\n")
+        tmp.replace(directory / DIGESTS)
+    except OSError:  # only a speed-up is lost; the cache itself reports a full disk
+        tmp.unlink(missing_ok=True)
+
+
+def fingerprint(cfg: DataConfig) -> str:
+    """Hash of the split files' bytes (a Hub dataset's own fingerprint) and of every setting
+    that changes the subword model or the encoding: no text is decoded to compute it."""
+    directory = cache_dir(cfg)
+    known_path = directory / DIGESTS
+    known = json.loads(known_path.read_text()) if known_path.is_file() else {}
+    before = json.dumps(known)
+    h = hashlib.sha256()
+    settings = [CACHE_VERSION, cfg.src_lang, cfg.tgt_lang, cfg.train_limit]
+    settings += [cfg.vocab_size, cfg.subword_type.value, cfg.joint_vocab, cfg.spm_sample]
+    settings += [cfg.dedup]
+    h.update(json.dumps(settings).encode())
+    for split in SPLITS:
+        for source in split_sources(cfg, split):
+            h.update(f"\0{split}\0{source.format.value}\0".encode())
+            files = source_files(source, split)
+            if files is None:
+                h.update(hub_fingerprint(source, split).encode())
+            for path in files or []:
+                h.update(file_digest(path, known).encode())
+    if json.dumps(known) != before:
+        directory.mkdir(parents=True, exist_ok=True)
+        remember_digests(directory, known)
+    return h.hexdigest()[:16]
+
+
+TEXT = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
+SOURCE = datasets.Features({"source": datasets.Value("uint16")})  # which training corpus
+
+
+def text_rows(cfg: DataConfig, split: str) -> Iterator[dict]:
+    for k, source in enumerate(split_sources(cfg, split)):
+        for src, tgt in iter_split(source, split):
+            yield {"src": src, "tgt": tgt, "source": k}
+
+
+def text_dataset(cfg: DataConfig, split: str, scratch: Path) -> datasets.Dataset:
+    """A split's raw pairs (the training corpora one after the other, each pair marked with
+    its corpus) as an Arrow dataset on disk, written while they are read."""
+    for source in split_sources(cfg, split):
+        if next(iter_split(source, split), None) is None:  # datasets cannot make an empty one
+            raise empty_split(source, split)
+    try:
+        ds = datasets.Dataset.from_generator(
+            text_rows,
+            features=datasets.Features({**TEXT, **SOURCE}),
+            gen_kwargs={"cfg": cfg, "split": split},
+            cache_dir=str(scratch),
+        )
+    except datasets.exceptions.DatasetGenerationError as e:
+        # A bad line (its own one-line message) or a full disk, as if raised here.
+        if isinstance(e.__cause__, (MTError, OSError)):
+            raise e.__cause__ from None
+        raise
+    return ds
+
+
+def unique_pairs(text: datasets.Dataset, scratch: Path) -> datasets.Dataset:
+    """The first occurrence of every (source, target) pair, in corpus order."""
+    seen: set[bytes] = set()  # 16-byte digests: bounded memory for millions of pairs
+
+    def first_time(rows: dict) -> list[bool]:
+        keep = []
+        for src, tgt in zip(rows["src"], rows["tgt"], strict=True):
+            digest = hashlib.blake2b(f"{src}\t{tgt}".encode(), digest_size=16).digest()
+            keep.append(digest not in seen)
+            seen.add(digest)
+        return keep
+
+    kept = text.filter(
+        first_time, batched=True, batch_size=10_000, cache_file_name=str(scratch / "kept.arrow")
+    )
+    # Rewritten whole, so sentences() can read the files as they lie.
+    return kept.flatten_indices(cache_file_name=str(scratch / "unique.arrow"))
+
+
+def sentences(ds: datasets.Dataset, *columns: str) -> Iterator[str]:
+    """The named columns' text, one column after the other. Read from the dataset's files
+    with plain reads: through its memory map, every page passed over would stay resident in
+    this process while sentencepiece trains."""
+    assert ds._indices is None, "a selection: flatten_indices() first"
+    for column in columns:
+        for cache_file in ds.cache_files:
+            with pa.OSFile(cache_file["filename"]) as f:
+                for batch in pa.ipc.open_stream(f):
+                    yield from batch.column(column).to_pylist()
+
+
+def train_tokenizer(cfg: DataConfig, train: datasets.Dataset) -> Tokenizer:
+    if cfg.joint_vocab:
+        model = train_sentencepiece(sentences(train, "src", "tgt"), cfg)
+        return Tokenizer(model, model)
+    src, tgt = (train_sentencepiece(sentences(train, side), cfg) for side in ("src", "tgt"))
+    return Tokenizer(src, tgt)
+
+
+def encode(rows: dict, tokenizer: Tokenizer) -> dict:
+    return {
+        "src_ids": tokenizer.encode_src(rows["src"]),
+        "tgt_ids": tokenizer.encode_tgt(rows["tgt"]),
+    }
+
+
+def encode_split(
+    cfg: DataConfig, tokenizer: Tokenizer, text: datasets.Dataset, split: str, scratch: Path
+) -> datasets.Dataset:
+    """The split's ids, encoded on disk (in data.num_proc processes). Training text is never
+    scored: the training split keeps its ids and corpus marks, the others their text."""
+    ids = datasets.Sequence(datasets.Value(id_type(tokenizer)))
+    columns = {"src_ids": ids, "tgt_ids": ids}
+    kept = SOURCE if split == "train" else TEXT
+    return text.map(
+        encode,
+        fn_kwargs={"tokenizer": tokenizer},
+        batched=True,
+        batch_size=2000,
+        num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
+        remove_columns=[c for c in text.column_names if c not in kept],
+        features=datasets.Features({**kept, **columns}),
+        cache_file_name=str(scratch / f"{split}-ids.arrow"),
+    )
+
+
+def id_type(tokenizer: Tokenizer) -> str:
+    """The smallest Arrow integer type that holds every id: the mapped training split is read
+    at random, and each byte saved is a byte less of it resident."""
+    return "uint16" if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 65536 else "int32"
+
+
+def build_cache(cfg: DataConfig, directory: Path) -> None:
+    """Read every split, train the tokenizer, encode, and write it all atomically into
+    directory; on the way everything is on disk, not in memory."""
+    tmp = temporary_path(directory)
+    scratch = tmp / "scratch"
+    try:
+        tmp.mkdir()
+        text = {split: text_dataset(cfg, split, scratch) for split in SPLITS}
+        read = len(text["train"])
+        if cfg.dedup:
+            text["train"] = unique_pairs(text["train"], scratch)
+        counts = {"train_pairs_read": read, "duplicates_dropped": read - len(text["train"])}
+        (tmp / COUNTS).write_text(json.dumps(counts) + "\n")
+        tokenizer = train_tokenizer(cfg, text["train"])
+        (tmp / "src.model").write_bytes(tokenizer.src_model)
+        (tmp / "tgt.model").write_bytes(tokenizer.tgt_model)
+        for split in SPLITS:
+            encode_split(cfg, tokenizer, text[split], split, scratch).save_to_disk(str(tmp / split))
+        del text
+        shutil.rmtree(scratch)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise os_error(directory, e, "the data cache") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(directory)
+    except OSError:  # another process finished the same cache first; theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)

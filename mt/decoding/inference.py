@@ -1,0 +1,92 @@
+"""Decode whole corpora: length-sorted batches through search, results back in input order."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+from mt.common.runtime import autocast
+from mt.config.schema import DecodeConfig
+from mt.data.batches import token_batches
+from mt.data.special_ids import PAD_ID
+from mt.data.tokenizer import Tokenizer
+from mt.decoding.search import Hypothesis, beam_search, greedy_search
+from mt.models.contract import Uncached
+
+log = logging.getLogger("mt")
+
+
+def fit_sources(src_ids: list[torch.Tensor], max_length: int | None) -> list[torch.Tensor]:
+    """Sources longer than the model's positions cut to fit (their EOS kept), with a warning:
+    a long validation or test sentence must not end a run that trained for hours."""
+    if max_length is None or all(len(ids) <= max_length for ids in src_ids):
+        return src_ids
+    cut = sum(len(ids) > max_length for ids in src_ids)
+    log.warning("%d sources longer than the model's %d positions: cut to fit", cut, max_length)
+    return [
+        ids if len(ids) <= max_length else torch.cat([ids[: max_length - 1], ids[-1:]])
+        for ids in src_ids
+    ]
+
+
+@torch.no_grad()
+def decode_ids(
+    model: nn.Module, src_ids: list[torch.Tensor], decode: DecodeConfig, device: torch.device
+) -> list[list[Hypothesis]]:
+    """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
+    was_training = model.training
+    model.eval()
+    src_ids = fit_sources(src_ids, model.max_length)
+    lengths = torch.tensor([len(ids) for ids in src_ids]).numpy()
+    # The beam multiplies every row: keep the decoding batch's rows near max_tokens.
+    max_tokens = max(decode.max_tokens // decode.beam_size, 1)
+    results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    searched = model if decode.cache else Uncached(model)
+    for indices in token_batches(lengths, lengths, max_tokens, rng=None):
+        src = pad_sequence(
+            [src_ids[i] for i in indices], batch_first=True, padding_value=PAD_ID
+        ).to(device)
+        with autocast(device):
+            if decode.beam_size == 1:
+                nbest = [
+                    [h] for h in greedy_search(searched, src, decode.max_len_a, decode.max_len_b)
+                ]
+            else:
+                nbest = beam_search(
+                    searched,
+                    src,
+                    decode.beam_size,
+                    decode.length_penalty,
+                    decode.nbest,
+                    decode.max_len_a,
+                    decode.max_len_b,
+                )
+        for i, hyps in zip(indices.tolist(), nbest, strict=True):
+            results[i] = hyps
+    model.train(was_training)
+    return results
+
+
+class TorchEngine:
+    """A PyTorch model and our search as an engine: decode_ids with the model bound."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model, self.device = model, device
+
+    def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
+        return decode_ids(self.model, src_ids, decode, self.device)
+
+
+def translate(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    src_ids: list[torch.Tensor],
+    decode: DecodeConfig,
+    device: torch.device,
+) -> list[str]:
+    """Detokenised best translation of every source sentence, in input order."""
+    nbest = decode_ids(model, src_ids, decode, device)
+    return tokenizer.decode_tgt([hyps[0].tokens for hyps in nbest])

@@ -1,0 +1,137 @@
+"""A trained model as a translator of raw text, from its checkpoint alone.
+
+    translator = Translator.from_checkpoint("outputs/transformer-de-en/checkpoints/best.pt")
+    translator.translate(["Ein Hund rennt.", "Zwei Männer lachen."])
+    Translator.from_ctranslate2("exported/")     # the same API over a CTranslate2 export
+
+The checkpoint (or the exported directory) carries the config and the sentencepiece models,
+so nothing else is needed. The engine turns source ids into n-best hypotheses: our search
+over the PyTorch model, or CTranslate2; tokenising, cutting and ordering happen here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mt.common.checkpoint import load_checkpoint, load_weights
+from mt.common.runtime import pick_device
+from mt.config.checks import check_decode
+from mt.config.schema import Config, DecodeConfig, Engine
+from mt.config.store import from_plain_dict
+from mt.data.special_ids import EOS_ID
+from mt.data.tokenizer import Tokenizer
+from mt.decoding.inference import TorchEngine
+from mt.decoding.search import Hypothesis
+from mt.models import build_model
+
+log = logging.getLogger("mt")
+
+# Longer inputs are cut to this many subwords (with a warning): far beyond the training
+# data's lengths, and within every model's position limit including the 1.5x output allowance.
+MAX_SOURCE_TOKENS = 512
+
+
+# Source ids and decoding settings in, n-best hypotheses per sentence out, in input order.
+EngineFn = Callable[[list[torch.Tensor], DecodeConfig], list[list[Hypothesis]]]
+
+
+def load_trained(path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
+    """The model (on the CPU, in eval mode), tokenizer and config a checkpoint holds."""
+    payload = load_checkpoint(path)
+    config = from_plain_dict(payload["config"])
+    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
+    model = build_model(config.model, *tokenizer.sizes())
+    load_weights(model, payload["model"], path)
+    return model.eval(), tokenizer, config
+
+
+class Translator:
+    def __init__(self, engine: EngineFn, tokenizer: Tokenizer, config: Config):
+        self.engine, self.tokenizer, self.config = engine, tokenizer, config
+
+    @classmethod
+    def from_checkpoint(cls, path: Path | str, device: str = "auto") -> Translator:
+        model, tokenizer, config = load_trained(path)
+        device = pick_device(device)
+        return cls(TorchEngine(model.to(device), device), tokenizer, config)
+
+    @classmethod
+    def from_ctranslate2(cls, model_dir: Path | str, device: str = "auto") -> Translator:
+        """A directory written by mt.export, decoded by CTranslate2 with torch's thread count."""
+        from mt.deploy.engine import CTranslate2Engine, read_export  # optional dependency
+
+        metadata, tokenizer = read_export(Path(model_dir))
+        config = from_plain_dict(metadata["config"])
+        engine = CTranslate2Engine(
+            Path(model_dir), tokenizer, config.model.max_positions, device, torch.get_num_threads()
+        )
+        return cls(engine, tokenizer, config)
+
+    @classmethod
+    def load(cls, engine: Engine, path: Path | str, device: str = "auto") -> Translator:
+        """The translator a command line asks for: engine=torch or engine=ctranslate2."""
+        if engine is Engine.ctranslate2:
+            return cls.from_ctranslate2(path, device)
+        return cls.from_checkpoint(path, device)
+
+    def source_ids(self, sentences: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
+        ids = self.tokenizer.encode_src(sentences)
+        for k, (row, number) in enumerate(zip(ids, line_numbers, strict=True)):
+            if len(row) > MAX_SOURCE_TOKENS:
+                log.warning(
+                    "input line %d: %d subwords, translating the first %d",
+                    number,
+                    len(row),
+                    MAX_SOURCE_TOKENS,
+                )
+                ids[k] = row[: MAX_SOURCE_TOKENS - 1] + [EOS_ID]
+        return [torch.tensor(row, dtype=torch.long) for row in ids]
+
+    def search(
+        self, sentences: list[str], decode: DecodeConfig, first_line: int = 1
+    ) -> list[tuple[torch.Tensor, list[Hypothesis]] | None]:
+        """Per sentence: its source ids and n-best hypotheses (token ids), or None for an
+        empty (or all-blank) line. first_line numbers the sentences in warnings."""
+        check_decode(decode)
+        results: list[tuple[torch.Tensor, list[Hypothesis]] | None] = [None] * len(sentences)
+        todo = [i for i, sentence in enumerate(sentences) if sentence.strip()]
+        if not todo:
+            return results
+        src_ids = self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo])
+        for i, ids, hyps in zip(todo, src_ids, self.engine(src_ids, decode), strict=True):
+            results[i] = (ids, hyps)
+        return results
+
+    def translate_nbest(
+        self, sentences: list[str], decode: DecodeConfig | None = None, first_line: int = 1
+    ) -> list[list[tuple[str, float]]]:
+        """decode.nbest (translation, score) pairs per sentence, best first.
+
+        The score is the one beam search ranks by: log-probability divided by the GNMT length
+        penalty. An empty (or all-blank) input gets one empty translation scored 0.
+        first_line numbers the sentences in warnings (a chunk of a longer input)."""
+        return [
+            self.texts(found)
+            for found in self.search(sentences, decode or self.config.decode, first_line)
+        ]
+
+    def texts(self, found: tuple[torch.Tensor, list[Hypothesis]] | None) -> list[tuple[str, float]]:
+        """search's result for one sentence as (translation, score) pairs."""
+        if found is None:
+            return [("", 0.0)]
+        hyps = found[1]
+        texts = self.tokenizer.decode_tgt([h.tokens for h in hyps])
+        return [(text, h.score) for text, h in zip(texts, hyps, strict=True)]
+
+    def translate(
+        self, sentences: list[str], decode: DecodeConfig | None = None, first_line: int = 1
+    ) -> list[str]:
+        """The best translation of each sentence, in order; "" for an empty line."""
+        decode = decode or self.config.decode
+        one_best = DecodeConfig(**{**decode.__dict__, "nbest": 1})
+        return [n[0][0] for n in self.translate_nbest(sentences, one_best, first_line)]

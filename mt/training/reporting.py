@@ -1,0 +1,155 @@
+"""What a training tells its user: log lines, TensorBoard curves, samples and attention
+images, and results.json. Only rank 0 reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from mt.common.files import write_text
+from mt.common.runtime import describe_device
+from mt.config.schema import Config
+from mt.config.store import to_plain_dict
+from mt.training import distributed
+from mt.training.state import Progress
+
+log = logging.getLogger("mt")
+
+
+class Reporter:
+    """TensorBoard and log output of one run (rank 0's)."""
+
+    def __init__(self, run_dir: Path, first_step: int):
+        # A resumed run replaces the curves past its checkpoint, which a crash left behind. A
+        # fresh run purges nothing: a purge marker at step 1 would also drop a later file's
+        # steps when TensorBoard reads the files in another order (same-second names sort
+        # by a counter, as text: ...9 after ...10).
+        purge = first_step if first_step > 1 else None
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
+
+    def train_step(
+        self,
+        step: int,
+        epoch: int,
+        loss: float,
+        lr: float,
+        grad_norm: float,
+        tps: float,
+        eta: float,
+    ) -> None:
+        """One training log line and its curves (loss, lr, gradient norm, tokens/s)."""
+        for tag, value in (
+            ("train/loss", loss),
+            ("train/lr", lr),
+            ("train/grad_norm", grad_norm),
+            ("train/tokens_per_sec", tps),
+        ):
+            self.writer.add_scalar(tag, value, step)
+        log.info(
+            "step %6d | epoch %3d | loss %6.3f | lr %.2e | %6.0f tok/s | eta %s",
+            step,
+            epoch,
+            loss,
+            lr,
+            tps,
+            time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
+
+    def validation(
+        self,
+        step: int,
+        loss: float,
+        scores: dict,
+        samples: str,
+        images: dict[str, np.ndarray],
+        improved: bool,
+    ) -> None:
+        """The validation's log line, curves, sample translations and attention images."""
+        ppl = math.exp(min(loss, 50))
+        for tag, value in (
+            ("valid/loss", loss),
+            ("valid/ppl", ppl),
+            ("valid/bleu", scores["bleu"]),
+            ("valid/chrf", scores["chrf"]),
+        ):
+            self.writer.add_scalar(tag, value, step)
+        self.writer.add_text("valid/samples", samples, step)
+        for tag, image in images.items():
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+        self.writer.flush()
+        log.info(
+            "valid step %d | loss %.3f | ppl %.2f | BLEU %.2f | chrF %.2f%s",
+            step,
+            loss,
+            ppl,
+            scores["bleu"],
+            scores["chrf"],
+            " | new best" if improved else "",
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def source_commit() -> str | None:
+    """The git commit of this code, with "-dirty" when tracked files differ from it; None
+    outside a git checkout (an installed package)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if changed else "")
+
+
+def run_results(
+    config: Config, model: str, scores: dict, p: Progress, params: int, device, wall: float
+) -> dict:
+    """What results.json holds: scores, training progress, and what made them (the commit,
+    the resolved config, torch, the hardware and its threads)."""
+    return {
+        "model": model,
+        "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
+        "test": {k: scores["test"][k] for k in ("bleu", "chrf", "bleu_lc", "signature")},
+        "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
+        "best_valid_bleu_greedy": p.best_bleu,
+        "steps": p.step,
+        "epochs": p.epoch,
+        "train_seconds": round(p.train_seconds, 1),
+        "tgt_tokens_per_sec": round(p.train_tokens / max(p.train_seconds, 1e-9), 1),
+        "params": params,
+        "device": str(device),
+        "hardware": describe_device(device),
+        "world_size": distributed.world_size(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "wall_seconds": round(wall, 1),
+        "commit": source_commit(),
+        "config": to_plain_dict(config),
+    }
+
+
+def write_results(run_dir: Path, results: dict) -> None:
+    """results.json, and the test scores on stdout."""
+    write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    test = results["test"]
+    print(
+        f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
+    )

@@ -1,0 +1,83 @@
+"""The model a run reports, chosen on the valid split only: best.pt or the mean of the newest
+validation snapshots (trainer.average_last), and the length penalty
+(trainer.length_penalties), both by beam-search BLEU on valid. The test split is then decoded
+once, with that choice."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mt.common.checkpoint import load_checkpoint, save_checkpoint, snapshots
+from mt.common.files import write_text
+from mt.config.schema import Config
+from mt.data.corpus import Corpus, Split
+from mt.data.tokenizer import Tokenizer
+from mt.training.averaging import average
+from mt.training.validation import decode_split
+
+AVERAGED = "averaged.pt"
+
+
+@dataclass
+class Choice:
+    checkpoint: str  # a file of the run's checkpoints directory
+    length_penalty: float
+    valid_bleu: dict[str, float]  # every candidate's valid BLEU, "best.pt, lp 1.0": 40.1
+
+
+def candidate_weights(checkpoints: Path, average_last: int) -> dict[str, dict]:
+    """Checkpoint name -> weights: best.pt, and with average_last=N the mean of the N newest
+    snapshots, kept as averaged.pt for mt.evaluate and mt.export."""
+    found = {"best.pt": load_checkpoint(checkpoints / "best.pt")["model"]}
+    newest = snapshots(checkpoints)[-average_last:] if average_last else []
+    if len(newest) > 1:  # the mean of one snapshot is that snapshot
+        averaged = average(newest)
+        save_checkpoint(averaged, checkpoints / AVERAGED)
+        found[AVERAGED] = averaged["model"]
+    return found
+
+
+def choose(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    valid: Split,
+    config: Config,
+    checkpoints: Path,
+    device: torch.device,
+) -> Choice:
+    """The candidate and length penalty with the highest valid BLEU (the first on a tie);
+    model is left holding the chosen weights."""
+    penalties = config.trainer.length_penalties or [config.decode.length_penalty]
+    weights = candidate_weights(checkpoints, config.trainer.average_last)
+    if len(weights) == 1 and len(penalties) == 1:  # nothing to choose
+        model.load_state_dict(weights["best.pt"])
+        return Choice("best.pt", penalties[0], {})
+    scores: dict[tuple[str, float], float] = {}
+    for name, state in weights.items():
+        model.load_state_dict(state)
+        for penalty in penalties:
+            decode = replace(config.decode, length_penalty=penalty)
+            scores[name, penalty] = decode_split(model, tokenizer, valid, decode, device)[0]["bleu"]
+    name, penalty = max(scores, key=scores.get)  # max keeps the first of equals
+    model.load_state_dict(weights[name])
+    return Choice(name, penalty, {f"{n}, lp {p}": round(b, 2) for (n, p), b in scores.items()})
+
+
+def final_test(
+    model: nn.Module, corpus: Corpus, config: Config, checkpoints: Path, device: torch.device
+) -> dict:
+    """Choose the reported model on valid, then decode valid and test with it (beam search):
+    their scores, the choice, and {valid,test}.hyp.<lang> beside the checkpoints directory."""
+    choice = choose(model, corpus.tokenizer, corpus.valid, config, checkpoints, device)
+    decode = replace(config.decode, length_penalty=choice.length_penalty)
+    results = {"selection": asdict(choice)}
+    for name, split in (("valid", corpus.valid), ("test", corpus.test)):
+        scores, hyps = decode_split(model, corpus.tokenizer, split, decode, device)
+        hyp_file = checkpoints.parent / f"{name}.hyp.{config.data.tgt_lang}"
+        write_text(hyp_file, "".join(h + "\n" for h in hyps))
+        results[name] = scores
+    return results

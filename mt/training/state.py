@@ -1,0 +1,82 @@
+"""What resuming a training needs besides the model's shape: its position, the optimizer,
+the schedule and every rank's random state, written to and read from checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from mt.common.checkpoint import check_vocabulary, load_checkpoint, load_weights
+from mt.config.schema import Config
+from mt.config.store import to_plain_dict
+from mt.training import distributed
+
+log = logging.getLogger("mt")
+
+
+@dataclass
+class Progress:
+    """Everything besides weights and optimizer that resuming needs."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of this epoch already trained on
+    best_bleu: float = -1.0
+    bad_validations: int = 0  # validations since BLEU last improved
+    train_seconds: float = 0.0  # time spent in training steps (validation excluded)
+    train_tokens: int = 0  # target tokens trained on
+
+
+@dataclass
+class TrainState:
+    """The parts of a training that change from step to step."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    progress: Progress
+
+
+def random_state(device: torch.device) -> dict:
+    """This process's random state (the CPU generator's, and the GPU's when training on one)."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def checkpoint_payload(
+    config: Config, tokenizer_models: dict, state: TrainState, rng: list[dict]
+) -> dict:
+    """Everything to resume from; rng holds every rank's random state, in rank order."""
+    return {
+        "config": to_plain_dict(config),
+        "tokenizer": tokenizer_models,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "progress": asdict(state.progress),
+        "rng": rng,
+    }
+
+
+def restore(path: Path, tokenizer_models: dict, state: TrainState, device: torch.device) -> None:
+    """Load path into state and set this rank's random state from it."""
+    payload = load_checkpoint(path)
+    check_vocabulary(payload, tokenizer_models, path)
+    load_weights(state.model, payload["model"], path)
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    state.progress = Progress(**payload["progress"])
+    states = payload["rng"]
+    if isinstance(states, dict):  # written before checkpoints kept one state per rank
+        states = [states]
+    # This rank's own state when the world size is unchanged, else rank 0's.
+    rng = states[distributed.rank()] if len(states) == distributed.world_size() else states[0]
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    log.info("resumed from %s at step %d", path, state.progress.step)

@@ -1,0 +1,336 @@
+"""One training loop for every model: batches, optimisation, checkpoints, validation, test."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from mt.common.checkpoint import keep_snapshot, save_checkpoint
+from mt.common.errors import Stopped
+from mt.common.files import remove_stale_temporaries
+from mt.common.runtime import autocast, pick_device, set_cpu_threads
+from mt.config.schema import Config, DecodeConfig
+from mt.data.batches import train_batches
+from mt.data.corpus import Corpus, load_corpus
+from mt.data.feed import updates
+from mt.models import build_model, count_parameters
+from mt.training import distributed
+from mt.training.heatmap import attention_images
+from mt.training.loss import token_loss
+from mt.training.reporting import Reporter, run_results, write_results
+from mt.training.schedule import eta_seconds, inverse_sqrt_schedule, limit_reached
+from mt.training.selection import final_test
+from mt.training.signals import StopRequests
+from mt.training.state import Progress, TrainState, checkpoint_payload, random_state, restore
+from mt.training.validation import decode_split, samples_markdown, split_loss
+
+log = logging.getLogger("mt")
+
+
+@dataclass
+class Window:
+    """Loss, tokens and seconds of the steps since the last log line."""
+
+    loss: torch.Tensor | float = 0.0  # this rank's summed loss, on the device
+    tokens: int = 0  # all ranks'
+    seconds: float = 0.0
+    steps: int = 0
+
+
+class Trainer:
+    def __init__(self, config: Config, run_dir: Path):
+        self.config, self.run_dir = config, run_dir
+        self.started = time.monotonic()
+        t = config.trainer
+        set_cpu_threads(t.num_threads)
+        timeout = timedelta(seconds=t.ddp_timeout_s)
+        self.device = distributed.init(pick_device(t.device), timeout)
+        # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.
+        torch.manual_seed(t.seed + distributed.rank())
+        # Each machine's first process builds a missing data cache while the others wait for
+        # it on the file system, not in a collective that could time out.
+        self.corpus: Corpus = load_corpus(config.data, build=distributed.local_rank() == 0)
+        self.model = build_model(config.model, *self.corpus.tokenizer.sizes()).to(self.device)
+        # The model that training steps run through: DDP averages gradients across ranks.
+        self.trained = (
+            DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+            if distributed.active()
+            else self.model
+        )
+        if t.compile:  # the same module underneath: checkpoints and decoding are unchanged
+            self.trained = torch.compile(self.trained)
+        optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=t.lr,
+            betas=tuple(t.adam_betas),
+            weight_decay=t.weight_decay,
+            fused=self.device.type == "cuda" or None,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, inverse_sqrt_schedule(t.warmup_steps)
+        )
+        self.state = TrainState(self.model, optimizer, scheduler, Progress())
+        self.checkpoints = run_dir / "checkpoints"
+        if distributed.is_main() and self.checkpoints.is_dir():
+            remove_stale_temporaries(self.checkpoints)  # saves a kill interrupted
+        if t.resume:
+            restore(self.checkpoints / "last.pt", self.tokenizer_models, self.state, self.device)
+        # Rank 0 alone writes TensorBoard, checkpoints and results.
+        first_step = self.progress.step + 1
+        self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
+        self.stop_requests = StopRequests()
+        self.interrupted = False  # a stop signal reached this rank or another
+
+    @property
+    def progress(self) -> Progress:
+        return self.state.progress
+
+    @property
+    def tokenizer_models(self) -> dict:
+        return self.corpus.tokenizer.to_dict()
+
+    # ------------------------------------------------------------ training
+
+    def train_step(self, batches: list) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """One optimizer update over this rank's len(batches) accumulated batches.
+
+        Returns this rank's summed loss and the target tokens of all ranks, and the gradient
+        norm; the tensors stay on the device (read at log time: no host sync per batch)."""
+        local_tokens = sum(b.num_tgt_tokens for b in batches)
+        (num_tokens,) = distributed.sum_all([local_tokens], self.device)
+        # Normalise by the tokens of the whole update (all micro-batches, all ranks), so
+        # accumulation and data parallelism equal one big batch. DDP averages gradients over
+        # ranks, hence the world size.
+        scale = distributed.world_size() / num_tokens
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(batches):
+            batch = batch.to(self.device)
+            last = i == len(batches) - 1
+            # All-reduce gradients once per update, on its last micro-batch.
+            with nullcontext() if last or not distributed.active() else self.trained.no_sync():
+                with autocast(self.device):
+                    loss = token_loss(self.trained, batch, self.config.trainer.label_smoothing)
+                (loss * scale).backward()
+            total += loss.detach().float()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.trainer.clip_norm)
+        self.state.optimizer.step()
+        self.state.scheduler.step()
+        self.state.optimizer.zero_grad(set_to_none=True)
+        return total, int(num_tokens), grad_norm.detach()
+
+    def agreed_stop(self) -> str | None:
+        """The same decision on every rank: rank 0's limits (their clocks differ, their steps
+        must not), or a stop signal that any rank received."""
+        reason = limit_reached(self.config.trainer, self.progress)
+        signalled = self.stop_requests.received is not None
+        if distributed.active():
+            main_stops, signalled = distributed.sum_all(
+                [float(distributed.is_main() and reason is not None), float(signalled)],
+                self.device,
+            )
+            reason = (reason or "rank 0 stopped") if main_stops else None
+        if signalled:
+            self.interrupted = True
+            received = self.stop_requests.received
+            return f"stopped by {received.name if received else 'a signal to another rank'}"
+        return reason
+
+    def fit(self) -> str:
+        """Train until a limit or a stop signal; checkpoints along the way."""
+        t, p, data = self.config.trainer, self.progress, self.config.data
+        world = distributed.world_size()
+        window = Window()
+        with self.stop_requests:
+            reason = self.agreed_stop()
+            while reason is None:
+                # Every rank shuffles the same way, then takes its own share of the batches.
+                batches = distributed.shard(
+                    train_batches(
+                        self.corpus.train,
+                        data.max_tokens,
+                        data.max_len,
+                        t.seed,
+                        p.epoch,
+                        data.max_length_ratio,
+                        [source.weight for source in data.train_sources] or None,
+                    )
+                )
+                done = p.batch_in_epoch // world  # progress counts batches of all ranks
+                chunks = [
+                    batches[i : i + t.accumulate] for i in range(done, len(batches), t.accumulate)
+                ]
+                for update in self.feed(chunks):
+                    self.run_step(update, window)
+                    done += len(update)
+                    p.batch_in_epoch = done * world
+                    if p.step % t.log_every == 0:
+                        self.log_window(window, len(batches), done)
+                        window = Window()
+                    self.checkpoint_if_due()
+                    reason = self.agreed_stop()
+                    if reason is not None:
+                        break
+                if done >= len(batches):
+                    p.epoch += 1
+                    p.batch_in_epoch = 0
+                    reason = self.agreed_stop()
+        self.finish(reason)
+        return reason
+
+    def feed(self, chunks: list) -> Iterable[list]:
+        """The padded batches of each update, prepared ahead on a GPU (data.loader_workers)."""
+        workers = self.config.data.loader_workers
+        if workers is None:
+            workers = 1 if self.device.type == "cuda" else 0  # on a CPU it would steal a core
+        return updates(self.corpus.train, chunks, workers, pin=self.device.type == "cuda")
+
+    def run_step(self, update: list, window: Window) -> None:
+        """One update on its padded batches, counted in progress and the log window."""
+        p = self.progress
+        start = time.perf_counter()
+        loss, tokens, grad_norm = self.train_step(update)
+        seconds = time.perf_counter() - start
+        p.step += 1
+        p.train_seconds += seconds
+        p.train_tokens += tokens
+        window.loss, window.tokens = window.loss + loss, window.tokens + tokens
+        window.seconds, window.steps = window.seconds + seconds, window.steps + 1
+        self.last_grad_norm = grad_norm
+
+    def log_window(self, window: Window, batches_per_epoch: int, done: int) -> None:
+        """The window's loss per target token over all ranks (every rank joins the sum),
+        logged by rank 0: the one place the training loop reads device values."""
+        (loss,) = distributed.sum_all([float(window.loss)], self.device)
+        if not distributed.is_main():
+            return
+        p = self.progress
+        seconds_per_step = window.seconds / window.steps
+        self.reporter.train_step(
+            p.step,
+            p.epoch + 1,
+            loss / window.tokens,
+            self.state.scheduler.get_last_lr()[0],
+            float(self.last_grad_norm),
+            window.tokens / window.seconds,
+            eta_seconds(self.config.trainer, p, batches_per_epoch, done, seconds_per_step),
+        )
+
+    def checkpoint_if_due(self) -> None:
+        t, step = self.config.trainer, self.progress.step
+        if step % t.valid_every == 0:
+            self.validate_and_save()
+        elif t.save_every is not None and step % t.save_every == 0:
+            self.save_last()
+
+    def finish(self, reason: str) -> None:
+        """Validate the last steps, or, when a signal stopped training, save them and stop."""
+        p, t = self.progress, self.config.trainer
+        if self.interrupted:
+            self.save_last()
+            received = self.stop_requests.received
+            raise Stopped(
+                f"{reason} at step {p.step}; {self.checkpoints / 'last.pt'} holds it: continue "
+                f"with the same command and trainer.resume=true hydra.run.dir={self.run_dir}",
+                received.value if received else 15,
+            )
+        if p.step % t.valid_every != 0:
+            self.validate_and_save()
+        log.info("training stopped: %s", reason)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save_last(self) -> None:
+        """Rank 0 writes last.pt, with every rank's random state; the others wait for it."""
+        rng = distributed.gather(random_state(self.device))
+        if distributed.is_main():
+            payload = checkpoint_payload(self.config, self.tokenizer_models, self.state, rng)
+            save_checkpoint(payload, self.checkpoints / "last.pt")
+        distributed.barrier()
+
+    def validate_and_save(self) -> None:
+        """Rank 0 validates and writes checkpoints (with every rank's random state); the
+        other ranks wait for it."""
+        rng = distributed.gather(random_state(self.device))
+        if distributed.is_main():
+            improved = self.validate()
+            payload = checkpoint_payload(self.config, self.tokenizer_models, self.state, rng)
+            save_checkpoint(payload, self.checkpoints / "last.pt")
+            if improved:
+                save_checkpoint(payload, self.checkpoints / "best.pt")
+            if self.config.trainer.keep_last > 0:
+                keep_snapshot(self.checkpoints, self.progress.step, self.config.trainer.keep_last)
+        distributed.barrier()
+
+    def validate(self) -> bool:
+        """Score the valid split greedily (or with valid_beam_size); True if BLEU improved."""
+        p, t = self.progress, self.config.trainer
+        valid, tokenizer = self.corpus.valid, self.corpus.tokenizer
+        loss = split_loss(self.model, valid, self.config.data.max_tokens, self.device)
+        decode = DecodeConfig(
+            **{**asdict(self.config.decode), "beam_size": t.valid_beam_size, "nbest": 1}
+        )
+        scores, hyps = decode_split(self.model, tokenizer, valid, decode, self.device)
+        fixed = valid.src_ids[: t.attention_maps]
+        images = attention_images(self.model, tokenizer, fixed, self.config.decode, self.device)
+        improved = scores["bleu"] > p.best_bleu
+        if improved:
+            p.best_bleu, p.bad_validations = scores["bleu"], 0
+        else:
+            p.bad_validations += 1
+        samples = samples_markdown(valid, hyps, t.num_samples)
+        self.reporter.validation(p.step, loss, scores, samples, images, improved)
+        return improved
+
+
+def train(config: Config, run_dir: Path) -> dict | None:
+    """Train, validate and test one model; write checkpoints, TensorBoard and results.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with distributed.failures_reported(config.trainer.ddp_timeout_s):
+            trainer = Trainer(config, run_dir)
+            try:
+                return train_and_test(trainer)
+            finally:
+                if trainer.reporter:
+                    trainer.reporter.close()
+                del trainer  # its DDP model holds the process group that shutdown releases
+    finally:
+        distributed.shutdown()
+
+
+def train_and_test(trainer: Trainer) -> dict | None:
+    """fit, then (rank 0 only) test; results.json and the returned results: rank 0's."""
+    if not distributed.is_main():
+        log.setLevel(logging.WARNING)  # one rank reports; the others only warn
+    params = count_parameters(trainer.model)
+    log.info(
+        "model %s: %d parameters | device %s | run dir %s",
+        type(trainer.model).__name__,
+        params,
+        trainer.device,
+        trainer.run_dir,
+    )
+    trainer.fit()
+    if not distributed.is_main():
+        return None
+    scores = final_test(
+        trainer.model, trainer.corpus, trainer.config, trainer.checkpoints, trainer.device
+    )
+    name = type(trainer.model).__name__.lower()
+    wall = time.monotonic() - trainer.started
+    results = run_results(
+        trainer.config, name, scores, trainer.progress, params, trainer.device, wall
+    )
+    write_results(trainer.run_dir, results)
+    return results
