@@ -21,6 +21,7 @@ from mt.config.tools import EvaluateConfig, model_source
 from mt.data.readers import read_aligned, read_split
 from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
+from mt.deploy.engine import open_translator
 
 register_configs()
 
@@ -44,7 +45,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     check_decode(cfg.decode)
     model_key, model = model_source(cfg.checkpoint, cfg.engine, cfg.model_dir)
     model_path = Path(model)
-    translator = Translator.load(cfg.engine, model_path, cfg.device)
+    translator = open_translator(cfg.engine, model_path, cfg.device)
     name, src, refs, origin = evaluation_data(cfg, translator)
     if not src:
         raise MTError(f"nothing to evaluate: {origin} has no lines")

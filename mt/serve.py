@@ -1,7 +1,7 @@
 """`python -m mt.serve checkpoints=[rnn.pt,bahdanau.pt,transformer.pt] [host=] [port=]`:
 load the models once and serve the JSON API and the attention explorer (mt/serving/).
 
-Needs the `serve` extra: pip install -e ".[serve]" (FastAPI and uvicorn)."""
+Needs the `serve` extra: pip install "mt-toolkit[serve]" (FastAPI and uvicorn)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def import_server():
         from mt.serving import app, loading
     except ImportError as e:
         raise MTError(
-            f'mt.serve needs the serve extra ({e.name} is missing): pip install -e ".[serve]"'
+            f'mt.serve needs the serve extra ({e.name} is missing): pip install "mt-toolkit[serve]"'
         ) from None
     return uvicorn, app, loading
 

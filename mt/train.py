@@ -1,7 +1,7 @@
 """Entry point: `python -m mt.train +experiment=transformer [overrides]`.
 
 Under torchrun (`torchrun --nproc_per_node=N -m mt.train ...`) every process runs this; the
-trainer joins the process group and shards the data (see mt/distributed.py)."""
+trainer joins the process group and shards the data (see mt/training/distributed.py)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import TranslateConfig, model_source
 from mt.data.readers import decode_line
 from mt.decoding.translator import Translator
+from mt.deploy.engine import open_translator
 
 register_configs()
 
@@ -77,7 +78,7 @@ def main(cfg: DictConfig) -> None:
         check_decode(config.decode)
         model_key, model = model_source(config.checkpoint, config.engine, config.model_dir)
         # Load first: a bad checkpoint must not leave an emptied output file behind.
-        translator = Translator.load(config.engine, model, config.device)
+        translator = open_translator(config.engine, model, config.device)
         with ExitStack() as stack:
             if config.input is None:
                 lines, name = sys.stdin.buffer, "<stdin>"

@@ -3,7 +3,7 @@ joins two random Multi30k pairs, about 22 words a side), and for each N: mt.prep
 peak memory, then a warm start (cache present) of mt.train to its first step and its peak
 memory over 200 steps, in one process and as two torchrun (Gloo) ranks.
 
-    python scripts/bench_scale.py --data-root ../shared/data --sizes 100000 1000000 4500000 \\
+    python scripts/bench_scale.py --data-root DATA --sizes 100000 1000000 4500000 \\
         --work /tmp/scale --out scale.json
 
 Timings mean something only on an otherwise idle machine. The model is a small Transformer:
@@ -162,7 +162,7 @@ def one_size(args: argparse.Namespace, pairs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--measure", help=argparse.SUPPRESS)
-    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--data-root", required=True, help="a directory that holds multi30k/")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 4_500_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/mt-scale"))
     parser.add_argument("--spm-sample", type=int, default=1_000_000)

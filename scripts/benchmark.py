@@ -1,6 +1,6 @@
 """Training and decoding speed of every architecture, measured: not a test, run it by hand.
 
-    python scripts/benchmark.py --data-root ../shared/data                  # all models
+    python scripts/benchmark.py --data-root DATA                  # all models
     python scripts/benchmark.py --no-cache transformer     # + cache-free beam 5 for these models
     python scripts/benchmark.py --models transformer --checkpoint transformer=best.pt \
         --ctranslate2 transformer          # + the same checkpoint exported to CTranslate2

@@ -2,7 +2,7 @@
 batches (their lengths vary, as in training), timed on the host and on the device, then
 torch.profiler's busiest operators. Not a test: run it by hand, on an idle machine.
 
-    python scripts/profile_step.py +experiment=transformer data.root=../shared/data
+    python scripts/profile_step.py +experiment=transformer data.root=DATA
 
 Host time far above device time means the accelerator waits on Python and kernel launches
 (or, as once with cuDNN's attention, on per-shape planning); the table says which.

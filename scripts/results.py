@@ -1,9 +1,9 @@
-"""Regenerate the README's results table with one command: train every recipe for its fixed
-step budget, choose each model on valid (checkpoint averaging and length penalty, as the
-recipes set trainer.average_last and trainer.length_penalties), test it with beam search, and
-write the table from the runs' results.json files.
+"""Regenerate the results table with one command: train every recipe for its fixed step
+budget, choose each model on valid (checkpoint averaging and length penalty, as the recipes
+set trainer.average_last and trainer.length_penalties), test it with beam search, and write
+the table from the runs' results.json files into README.md and docs/results.md.
 
-    python scripts/results.py --data-root ../shared/data --readme README.md
+    python scripts/results.py --data-root DATA --readme README.md docs/results.md
 
 A row whose run finished (results.json) is kept, one that stopped half-way resumes from its
 last.pt: rerunning the command completes the table. Delete runs/<row> to train a row again.
@@ -12,12 +12,12 @@ last.pt: rerunning the command completes the table. Delete runs/<row> to train a
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from mt.common.errors import MTError
+from mt.common.files import write_text
 from mt.training.comparison import markdown_table, row
 
 # Row name -> the README's label and the recipe's overrides (every budget is in steps).
@@ -40,7 +40,9 @@ def train_command(name: str, args: argparse.Namespace) -> list[str] | None:
     if (run_dir / "results.json").is_file():
         return None
     command = [sys.executable, "-m", "mt.train", *RECIPES[name][1], *args.set]
-    command += [f"data.root={args.data_root}", f"trainer.num_threads={args.threads}"]
+    if args.data_root:
+        command.append(f"data.root={args.data_root}")
+    command.append(f"trainer.num_threads={args.threads}")
     command.append(f"hydra.run.dir={run_dir}")
     if (run_dir / "checkpoints" / "last.pt").is_file():
         command.append("trainer.resume=true")
@@ -64,19 +66,19 @@ def replace_block(readme: Path, text: str) -> None:
         raise MTError(f"{readme}: no '{BEGIN}' ... '{END}' block to replace")
     head, rest = content.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    tmp = readme.with_name(f".{readme.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
-    tmp.replace(readme)
+    write_text(readme, f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--data-root", help="data.root of every run (default: mt's own)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="one run per row here")
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--threads", type=int, default=2, help="trainer.num_threads of every run")
     parser.add_argument("--set", nargs="*", default=[], help="overrides added to every run")
-    parser.add_argument("--readme", type=Path, help="replace the table block of this README")
+    parser.add_argument(
+        "--readme", type=Path, nargs="+", default=[], help="replace the table block of these"
+    )
     args = parser.parse_args()
     for name in args.only:
         command = train_command(name, args)
@@ -90,8 +92,8 @@ def main() -> None:
     text = table([n for n in RECIPES if (args.runs / n / "results.json").is_file()], args.runs)
     print(text)
     (args.runs / "results.md").write_text(text + "\n", encoding="utf-8")
-    if args.readme:
-        replace_block(args.readme, text)
+    for readme in args.readme:
+        replace_block(readme, text)
 
 
 if __name__ == "__main__":

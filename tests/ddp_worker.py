@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import make_config
+from helpers import make_config
 
 from mt.data.batches import make_batch, train_batches
 from mt.training import distributed

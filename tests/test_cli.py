@@ -10,27 +10,23 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, TINY, make_config
+from helpers import REPO, TINY, assert_clean_failure, make_config, run_in_process, run_train
 from omegaconf import OmegaConf
 
+from mt import train as train_command
 from mt.common.errors import MTError
 
 
-def run_train(*overrides: str, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mt.train", *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.fixture
+def train_in_process(tmp_path, capsys, monkeypatch):
+    """`python -m mt.train ARGS` run in this process from tmp_path, its run directory there."""
+    monkeypatch.chdir(tmp_path)
 
+    def run(*overrides: str):
+        args = [*overrides, f"hydra.run.dir={tmp_path / 'run'}"]
+        return run_in_process(train_command.main, *args, capsys=capsys, monkeypatch=monkeypatch)
 
-def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
+    return run
 
 
 def tiny_data(root, tmp_path) -> list[str]:
@@ -39,8 +35,8 @@ def tiny_data(root, tmp_path) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", ["transformer", "rnn", "bahdanau"])
-def test_misspelled_key_in_experiment_names_the_key(experiment):
-    result = run_train(f"+experiment={experiment}", "model.num_head=4")
+def test_misspelled_key_in_experiment_names_the_key(train_in_process, experiment):
+    result = train_in_process(f"+experiment={experiment}", "model.num_head=4")
     assert_clean_failure(result, "num_head")
 
 
@@ -52,10 +48,10 @@ def test_misspelled_key_in_experiment_names_the_key(experiment):
         ("+colour=blue", "error: colour: not a key of Config"),
     ],
 )
-def test_a_key_added_with_plus_is_refused_like_a_typo(tmp_path, added, needle):
-    result = run_train("+experiment=transformer", added, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+def test_a_key_added_with_plus_is_refused_like_a_typo(train_in_process, tmp_path, added, needle):
+    result = train_in_process("+experiment=transformer", added)
     assert_clean_failure(result, needle)
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(
@@ -76,29 +72,23 @@ def test_each_out_of_range_setting_is_named(memorise_root, cache_dir, setting, m
         make_config(memorise_root, "tiny", cache_dir, setting)
 
 
-def test_wrong_type_names_the_key():
-    result = run_train("+experiment=transformer", "model.d_model=wide")
+def test_wrong_type_names_the_key(train_in_process):
+    result = train_in_process("+experiment=transformer", "model.d_model=wide")
     assert_clean_failure(result, "d_model", "wide")
 
 
-def test_unknown_experiment_is_refused():
-    assert_clean_failure(run_train("+experiment=transformr"), "experiment/transformr")
+def test_unknown_experiment_is_refused(train_in_process):
+    assert_clean_failure(train_in_process("+experiment=transformr"), "experiment/transformr")
 
 
-def test_cross_field_error_is_one_line(tmp_path):
-    result = run_train(
-        "+experiment=transformer", "model.num_heads=7", f"hydra.run.dir={tmp_path}", cwd=tmp_path
-    )
+def test_cross_field_error_is_one_line(train_in_process):
+    result = train_in_process("+experiment=transformer", "model.num_heads=7")
     assert_clean_failure(result, "error: model.d_model=256 is not divisible by model.num_heads=7")
 
 
-def test_missing_data_names_the_files(tmp_path):
-    result = run_train(
-        "+experiment=transformer",
-        f"data.root={tmp_path}",
-        "data.download=false",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
+def test_missing_data_names_the_files(train_in_process, tmp_path):
+    result = train_in_process(
+        "+experiment=transformer", f"data.root={tmp_path}", "data.download=false"
     )
     assert_clean_failure(result, f"missing {tmp_path}/multi30k/train.de")
     assert result.stderr.count("\n") == 1

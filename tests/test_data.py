@@ -13,12 +13,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from conftest import MULTI30K, make_config, multi30k_lines, write_corpus
+from helpers import MULTI30K, make_config, multi30k_lines, write_corpus
 
 from mt.common.errors import MTError
+from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.data.batches import make_batch, token_batches, train_batches
 from mt.data.corpus import load_corpus
-from mt.data.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 
 def train_source_ids(corpus) -> list[list[int]]:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, make_config
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import REPO, TINY, losses, make_config
 
 from mt.data.batches import make_batch, train_batches
 from mt.training.trainer import Trainer, train
@@ -43,11 +42,6 @@ def ddp_train(root: Path, run_dir: Path, *overrides: str) -> subprocess.Complete
         *overrides,
         cwd=REPO,
     )
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    events = EventAccumulator(str(run_dir / "tb")).Reload()
-    return {e.step: e.value for e in events.Scalars("train/loss")}
 
 
 def test_one_ddp_step_equals_one_step_on_the_union_of_both_shares(

@@ -8,16 +8,15 @@ import sys
 import ctranslate2
 import pytest
 import torch
-from conftest import make_config, multi30k_lines
-from test_cli import assert_clean_failure
-from test_tools import run_tool, write_lines
+from helpers import assert_clean_failure, make_config, multi30k_lines, run_tool, write_lines
 
 from mt.common.checkpoint import save_checkpoint
+from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.schema import DecodeConfig
 from mt.config.store import to_plain_dict
 from mt.data.corpus import load_corpus
-from mt.data.special_ids import BOS_ID, EOS_ID
 from mt.decoding.translator import Translator
+from mt.deploy.engine import ctranslate2_translator
 from mt.models import build_model
 
 
@@ -87,7 +86,7 @@ def exported(moved_checkpoint, tmp_path_factory):
 def test_ctranslate2_finds_the_hypotheses_our_search_finds(moved_checkpoint, exported, decode):
     sentences = multi30k_lines("train", "de", 30)
     ours = Translator.from_checkpoint(moved_checkpoint, "cpu").translate_nbest(sentences, decode)
-    theirs = Translator.from_ctranslate2(exported, "cpu").translate_nbest(sentences, decode)
+    theirs = ctranslate2_translator(exported, "cpu").translate_nbest(sentences, decode)
     assert [[text for text, _ in n] for n in theirs] == [[text for text, _ in n] for n in ours]
     # CTranslate2's CPU log-softmax gives confident tokens up to ~4e-5 more log-probability
     # than torch's: scores agree to 1e-3 relative, not to float precision.
@@ -131,8 +130,8 @@ def test_int8_export_is_smaller_and_translates_nearly_alike(moved_checkpoint, ex
     size = (tmp_path / "int8" / "model.bin").stat().st_size
     assert size < 0.5 * (exported / "model.bin").stat().st_size
     sentences = multi30k_lines("train", "de", 30)
-    float32 = Translator.from_ctranslate2(exported, "cpu").translate(sentences)
-    int8 = Translator.from_ctranslate2(tmp_path / "int8", "cpu").translate(sentences)
+    float32 = ctranslate2_translator(exported, "cpu").translate(sentences)
+    int8 = ctranslate2_translator(tmp_path / "int8", "cpu").translate(sentences)
     assert sum(a == b for a, b in zip(float32, int8, strict=True)) >= 24
 
 
@@ -169,4 +168,4 @@ def test_without_ctranslate2_the_error_says_which_extra_to_install(exported, tmp
         cwd=tmp_path,
         timeout=120,
     )
-    assert_clean_failure(result, 'pip install -e ".[deploy]"')
+    assert_clean_failure(result, 'pip install "mt-toolkit[deploy]"')

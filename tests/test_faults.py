@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, make_config
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import TINY, losses, make_config
 
 from mt.common.checkpoint import load_checkpoint
 from mt.data.corpus import load_corpus
@@ -82,11 +81,6 @@ def train_command(
         f"hydra.run.dir={run_dir}",
         *overrides,
     ]
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    events = EventAccumulator(str(run_dir / "tb")).Reload()
-    return {e.step: e.value for e in events.Scalars("train/loss")}
 
 
 def test_sigterm_saves_last_pt_and_a_resume_continues_exactly(memorise_root, tmp_path):

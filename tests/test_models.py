@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mt.data.special_ids import BOS_ID, PAD_ID
+from mt.common.special_ids import BOS_ID, PAD_ID
 from mt.decoding.search import beam_search, greedy_search
 from mt.models import build_model
 from mt.models.attention import SCORES, Attention, AttentionScore

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import REPO, TINY_MODELS
+from helpers import REPO, TINY_MODELS
 
 SCRIPT = REPO / "scripts" / "results.py"
 ROWS = ["transformer-fast", "transformer-en-de"]

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
+from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.schema import DecodeConfig
-from mt.data.special_ids import BOS_ID, EOS_ID
 from mt.decoding.inference import decode_ids
 from mt.decoding.search import beam_search, greedy_search
 from mt.models.contract import select_rows

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_config, multi30k_lines
+from helpers import REPO, make_config, multi30k_lines
 
 from mt.config.schema import DecodeConfig
 from mt.decoding.translator import Translator

@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import make_config, multi30k_lines, write_corpus
+from helpers import make_config, multi30k_lines, write_corpus
 
 from mt.common.errors import MTError
 from mt.data.batches import train_batches

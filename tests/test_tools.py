@@ -11,28 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_config, multi30k_lines
-from test_cli import assert_clean_failure
+from helpers import assert_clean_failure, make_config, multi30k_lines, run_tool, write_lines
 
 from mt.common.checkpoint import load_checkpoint
 from mt.decoding.translator import Translator
 from mt.training.trainer import train
-
-
-def run_tool(tool: str, *args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"mt.{tool}", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def write_lines(path, lines: list[str]):
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def test_evaluate_prints_what_sacrebleu_gives_on_its_files(moved_checkpoint, tmp_path):

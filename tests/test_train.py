@@ -12,18 +12,14 @@ import numpy as np
 import pytest
 import sacrebleu
 import torch
-from conftest import make_config
+from helpers import leftover_temporaries, make_config, scalars
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mt.common.checkpoint import load_checkpoint, save_checkpoint
 from mt.common.errors import MTError
+from mt.common.files import temporary_path
 from mt.training.trainer import train
-
-
-def scalars(run_dir, tag: str) -> dict[int, float]:
-    events = EventAccumulator(str(run_dir / "tb")).Reload()
-    return {e.step: e.value for e in events.Scalars(tag)}
 
 
 def test_tiny_model_memorises_thirty_pairs(memorised_run, memorise_root):
@@ -65,7 +61,16 @@ def test_checkpoints_load_with_weights_only_and_carry_everything(memorised_run):
         assert {"config", "tokenizer", "model", "optimizer", "progress"} <= set(payload)
         assert payload["tokenizer"]["src"].startswith(b"\n")  # a serialised sentencepiece proto
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["step"] == 150
-    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+    assert leftover_temporaries(run_dir) == []
+
+
+def test_the_leftover_check_finds_the_temporary_a_killed_save_leaves(tmp_path):
+    # A save killed between writing and renaming leaves its temporary under the name the
+    # atomic writer gives it: the check above must see exactly that name.
+    target = tmp_path / "checkpoints" / "last.pt"
+    target.parent.mkdir()
+    temporary_path(target).write_bytes(b"half a checkpoint")
+    assert leftover_temporaries(tmp_path) == [temporary_path(target)]
 
 
 def test_tensorboard_reader_loads_curves_and_samples(memorised_run):

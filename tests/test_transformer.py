@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mt.data.special_ids import PAD_ID
+from mt.common.special_ids import PAD_ID
 from mt.models.transformer import MultiHeadAttention, Transformer, TransformerConfig
 
 VOCAB = 60

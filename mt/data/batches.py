@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.data.corpus import MappedSplit, Split
-from mt.data.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The encoded corpus as training reads it: the memory-mapped training split, the held-out
-splits in memory, and the tokenizer, from a cache built once (mt/cache.py).
+splits in memory, and the tokenizer, from a cache built once (mt/data/cache.py).
 
 The training split stays on disk (ids read per batch; lengths and corpus marks as numpy
 arrays), so a corpus of millions of pairs costs little memory and every torchrun rank shares
-the same pages. Batching is mt/batches.py.
+the same pages. Batching is mt/data/batches.py.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 import sentencepiece as spm
 
 from mt.common.errors import MTError
+from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from mt.config.schema import DataConfig
-from mt.data.special_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 
 def train_sentencepiece(sentences: Iterable[str], cfg: DataConfig) -> bytes:

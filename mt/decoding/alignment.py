@@ -2,8 +2,8 @@
 translation of it, with the subword pieces that label their rows and columns.
 
 The model re-reads the translation under teacher forcing (`attention_maps` in the model
-contract); TensorBoard's heatmaps (mt/heatmap.py) and the server's explorer (mt/server.py)
-both draw from here.
+contract); TensorBoard's heatmaps (mt/training/heatmap.py) and the server's explorer
+(mt/serving/app.py) both draw from here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mt.data.special_ids import BOS_ID, EOS_ID
+from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.data.tokenizer import Tokenizer
 
 

@@ -9,9 +9,9 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from mt.common.runtime import autocast
+from mt.common.special_ids import PAD_ID
 from mt.config.schema import DecodeConfig
 from mt.data.batches import token_batches
-from mt.data.special_ids import PAD_ID
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.search import Hypothesis, beam_search, greedy_search
 from mt.models.contract import Uncached

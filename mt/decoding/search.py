@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mt.data.special_ids import BOS_ID, EOS_ID, PAD_ID
+from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.models.contract import Seq2Seq
 
 

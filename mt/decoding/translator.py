@@ -2,7 +2,8 @@
 
     translator = Translator.from_checkpoint("outputs/transformer-de-en/checkpoints/best.pt")
     translator.translate(["Ein Hund rennt.", "Zwei Männer lachen."])
-    Translator.from_ctranslate2("exported/")     # the same API over a CTranslate2 export
+    ctranslate2_translator("exported/")          # the same API over a CTranslate2 export
+                                                 # (mt.deploy.engine)
 
 The checkpoint (or the exported directory) carries the config and the sentencepiece models,
 so nothing else is needed. The engine turns source ids into n-best hypotheses: our search
@@ -20,10 +21,10 @@ from torch import nn
 
 from mt.common.checkpoint import load_checkpoint, load_weights
 from mt.common.runtime import pick_device
+from mt.common.special_ids import EOS_ID
 from mt.config.checks import check_decode
-from mt.config.schema import Config, DecodeConfig, Engine
+from mt.config.schema import Config, DecodeConfig
 from mt.config.store import from_plain_dict
-from mt.data.special_ids import EOS_ID
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.inference import TorchEngine
 from mt.decoding.search import Hypothesis
@@ -59,25 +60,6 @@ class Translator:
         model, tokenizer, config = load_trained(path)
         device = pick_device(device)
         return cls(TorchEngine(model.to(device), device), tokenizer, config)
-
-    @classmethod
-    def from_ctranslate2(cls, model_dir: Path | str, device: str = "auto") -> Translator:
-        """A directory written by mt.export, decoded by CTranslate2 with torch's thread count."""
-        from mt.deploy.engine import CTranslate2Engine, read_export  # optional dependency
-
-        metadata, tokenizer = read_export(Path(model_dir))
-        config = from_plain_dict(metadata["config"])
-        engine = CTranslate2Engine(
-            Path(model_dir), tokenizer, config.model.max_positions, device, torch.get_num_threads()
-        )
-        return cls(engine, tokenizer, config)
-
-    @classmethod
-    def load(cls, engine: Engine, path: Path | str, device: str = "auto") -> Translator:
-        """The translator a command line asks for: engine=torch or engine=ctranslate2."""
-        if engine is Engine.ctranslate2:
-            return cls.from_ctranslate2(path, device)
-        return cls.from_checkpoint(path, device)
 
     def source_ids(self, sentences: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
         ids = self.tokenizer.encode_src(sentences)

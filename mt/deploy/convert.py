@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from mt.common.errors import MTError
+from mt.common.special_ids import BOS_ID, EOS_ID, UNK_ID
 from mt.config.store import to_plain_dict
-from mt.data.special_ids import BOS_ID, EOS_ID, UNK_ID
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.translator import load_trained
 from mt.deploy.engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2

@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 
 from mt.common.errors import MTError
-from mt.config.schema import DecodeConfig
-from mt.data.special_ids import EOS_ID
+from mt.common.special_ids import EOS_ID
+from mt.config.schema import DecodeConfig, Engine
+from mt.config.store import from_plain_dict
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.inference import fit_sources
 from mt.decoding.search import Hypothesis, length_limits, length_penalty
+from mt.decoding.translator import Translator
 
 SOURCE_SPM, TARGET_SPM, METADATA = "source.spm", "target.spm", "mt.json"
 FORMAT = "mt-ctranslate2-1"  # written into METADATA
@@ -38,9 +40,7 @@ def import_ctranslate2():
     try:
         import ctranslate2
     except ImportError:
-        raise MTError(
-            'CTranslate2 is not installed: pip install -e ".[deploy]" (or pip install ctranslate2)'
-        ) from None
+        raise MTError('CTranslate2 is not installed: pip install "mt-toolkit[deploy]"') from None
     return ctranslate2
 
 
@@ -148,3 +148,21 @@ class CTranslate2Engine:
 def hit_limit(hyps: list[Hypothesis], limit: int) -> bool:
     """Whether a search reached step `limit` (the tokens, then EOS or the end of the search)."""
     return any(len(h.tokens) + 1 >= limit for h in hyps)
+
+
+def ctranslate2_translator(model_dir: Path | str, device: str = "auto") -> Translator:
+    """A directory written by mt.export as a Translator, decoded by CTranslate2 with torch's
+    thread count."""
+    metadata, tokenizer = read_export(Path(model_dir))
+    config = from_plain_dict(metadata["config"])
+    engine = CTranslate2Engine(
+        Path(model_dir), tokenizer, config.model.max_positions, device, torch.get_num_threads()
+    )
+    return Translator(engine, tokenizer, config)
+
+
+def open_translator(engine: Engine, path: Path | str, device: str = "auto") -> Translator:
+    """The translator a command line asks for: engine=torch (a checkpoint) or ctranslate2."""
+    if engine is Engine.ctranslate2:
+        return ctranslate2_translator(path, device)
+    return Translator.from_checkpoint(path, device)

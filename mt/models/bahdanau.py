@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mt.common.errors import MTError
 from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
-from mt.data.special_ids import PAD_ID
+from mt.common.special_ids import PAD_ID
 from mt.models.attention import Attention, AttentionScore
 from mt.models.contract import State, select_rows
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
-from mt.data.special_ids import PAD_ID
+from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
 
 

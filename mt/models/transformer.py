@@ -18,7 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mt.common.errors import MTError
 from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
-from mt.data.special_ids import PAD_ID
+from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
 
 

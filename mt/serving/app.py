@@ -1,5 +1,5 @@
 """The translation server: models loaded once, a JSON API over the existing search, and the
-attention explorer page (mt/static/) that shows them side by side.
+attention explorer page (mt/serving/static/) that shows them side by side.
 
     GET  /models      what is loaded: name, architecture, languages, attention maps, defaults
     POST /translate   {"sentences": [...], "model": NAME, "beam_size", "nbest",

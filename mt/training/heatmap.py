@@ -1,7 +1,7 @@
 """Attention heatmaps for TensorBoard: where each target subword looked in the source.
 
 For a few fixed sentences the model translates greedily, then re-reads its own translation
-to get every attention map it exposes (mt/alignment.py). Each map becomes an RGB image with
+to get every attention map it exposes (mt/decoding/alignment.py). Each map becomes an RGB image with
 the source subwords along the top and the target subwords down the side; multi-head maps
 also get a grid with one panel per head. Drawn with Pillow, which TensorBoard's image
 summaries already need.

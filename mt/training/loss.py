@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mt.data.special_ids import PAD_ID
+from mt.common.special_ids import PAD_ID
 
 
 def token_loss(model: nn.Module, batch, label_smoothing: float) -> torch.Tensor:

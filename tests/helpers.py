@@ -1,0 +1,160 @@
+"""What the tests share: the tiny real corpus and settings, composed configs, running the
+commands (in a subprocess or in process), and reading what a run wrote."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mt.common.files import TEMPORARY
+from mt.config.schema import Config
+from mt.config.store import register_configs, to_config
+
+register_configs()
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+# The head of Multi30k task 1 (tests/data/README.md): the tests need nothing beside the repo.
+MULTI30K = REPO / "tests" / "data" / "multi30k"
+
+# Models small enough to train in seconds, and the settings every training test starts from.
+TINY_MODELS = {
+    "transformer": [
+        "model.d_model=64",
+        "model.num_heads=4",
+        "model.num_layers=2",
+        "model.ff_dim=128",
+        "model.dropout=0.0",
+    ],
+    "rnn": ["model.emb_dim=64", "model.hidden_dim=128", "model.num_layers=1", "model.dropout=0.0"],
+    "bahdanau": [
+        "model.emb_dim=64",
+        "model.hidden_dim=128",
+        "model.attention_dim=64",
+        "model.dropout=0.0",
+    ],
+}
+TINY = [
+    *TINY_MODELS["transformer"],
+    "data.vocab_size=300",
+    "data.max_tokens=1024",
+    "trainer.log_every=1",
+    "trainer.num_threads=1",
+    "trainer.patience=null",
+    "trainer.max_epochs=null",
+    "trainer.warmup_steps=20",
+    "trainer.lr=3e-3",
+    # Tiny runs memorise; the recipes' regularisation is tuned for the real corpus.
+    "trainer.label_smoothing=0.1",
+    "decode.beam_size=3",
+    # The recipes' choice on valid (averaging, length penalties) is tested on its own.
+    "trainer.keep_last=0",
+    "trainer.average_last=0",
+    "trainer.length_penalties=[]",
+]
+
+
+def multi30k_lines(split: str, lang: str, count: int, start: int = 0) -> list[str]:
+    with gzip.open(MULTI30K / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert start + count <= len(lines), f"the fixture has {len(lines)} lines of {split}.{lang}"
+    return lines[start : start + count]
+
+
+def write_corpus(root: Path, name: str, splits: dict[str, tuple[list[str], list[str]]]) -> Path:
+    """Plain-text parallel files {root}/{name}/{split}.{de,en}; returns root."""
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, (de, en) in splits.items():
+        (directory / f"{split}.de").write_text("".join(s + "\n" for s in de), encoding="utf-8")
+        (directory / f"{split}.en").write_text("".join(s + "\n" for s in en), encoding="utf-8")
+    return root
+
+
+def make_config(
+    root: Path, name: str, cache: Path, *overrides: str, experiment: str = "transformer"
+) -> Config:
+    """Compose the real configs (+experiment=...), shrunk, pointed at a tiny corpus."""
+    tiny = [o for o in TINY if not o.startswith("model.")] + TINY_MODELS[experiment]
+    paths = [f"data.root={root}", f"data.name={name}", f"data.cache_dir={cache}"]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", [f"+experiment={experiment}", *tiny, *paths, *overrides])
+    return to_config(cfg)
+
+
+def run_tool(tool: str, *args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m mt.TOOL ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", f"mt.{tool}", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def run_train(*overrides: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return run_tool("train", *overrides, cwd=cwd)
+
+
+@dataclass
+class Finished:
+    """What a command run in process left: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_in_process(main, *args: str, capsys, monkeypatch) -> Finished:
+    """A command's Hydra main with these arguments, in this process: for start-up refusals,
+    where a fresh interpreter would only add its seconds of imports."""
+    monkeypatch.setattr(sys, "argv", ["mt", *args])
+    capsys.readouterr()
+    # Hydra configures logging for its job; later tests must not log into this one's capture.
+    handlers, level = logging.root.handlers[:], logging.root.level
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        logging.root.handlers[:], logging.root.level = handlers, level
+    out, err = capsys.readouterr()
+    return Finished(code, out, err)
+
+
+def assert_clean_failure(result, *needles: str) -> None:
+    """A non-zero exit with the needles on stderr and no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def write_lines(path, lines: list[str]):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def scalars(run_dir: Path, tag: str) -> dict[int, float]:
+    """One TensorBoard curve of a run: step -> value."""
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    return {e.step: e.value for e in events.Scalars(tag)}
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    return scalars(run_dir, "train/loss")
+
+
+def leftover_temporaries(directory: Path) -> list[Path]:
+    """Every file or directory below directory that still has a temporary's name."""
+    return sorted(directory.rglob(f"{TEMPORARY}*"))

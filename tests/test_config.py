@@ -1,0 +1,129 @@
+"""One source of truth: YAML holds only what differs from the schema, and every range rule
+is bound to a field its schema has."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import CONFIGS
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mt.common.errors import MTError
+from mt.common.ranges import at_least, check_ranges
+from mt.config.schema import Config, TrainSource
+from mt.config.tools import TOOL_SCHEMAS
+from mt.models import ARCHITECTURES
+
+SCHEMAS = [
+    Config,
+    TrainSource,
+    *(f.type for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.type)),
+    *(schema for schema, _ in ARCHITECTURES.values()),
+    *TOOL_SCHEMAS.values(),
+]
+
+
+def leaves(node, prefix: str = ""):
+    """(dotted key, value) of every scalar or list in a plain YAML mapping."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def baseline_overrides(defaults: list) -> list[str]:
+    """What an experiment's defaults list composes without the experiment's own values."""
+    overrides = []
+    for entry in defaults:
+        if isinstance(entry, dict):  # `override /model: rnn`
+            ((key, choice),) = entry.items()
+            overrides.append(f"{key.removeprefix('override /')}={choice}")
+        elif entry != "_self_":  # another experiment it builds on
+            overrides.append(f"+experiment={entry}")
+    return overrides
+
+
+def baseline(path: Path, defaults: list, root: Path):
+    """What path's values would be without path: the schema defaults, or for an experiment
+    the composition of what it builds on."""
+    group = path.parent.name
+    if group == "model":
+        schema, _ = ARCHITECTURES[path.stem]
+        return OmegaConf.structured(schema)
+    if group == "experiment":
+        with initialize_config_dir(config_dir=str(root), version_base="1.3"):
+            return compose("config", baseline_overrides(defaults))
+    return OmegaConf.structured(Config if path.stem == "config" else TOOL_SCHEMAS[path.stem])
+
+
+def restated(path: Path, root: Path = CONFIGS) -> list[str]:
+    """Keys of path (a file under root) whose value equals the one they would have without
+    path."""
+    values = OmegaConf.to_container(OmegaConf.load(path))
+    defaults = values.pop("defaults", [])
+    values.pop("hydra", None)
+    if not values:  # only a defaults list (and Hydra's own settings): nothing restated
+        return []
+    base = OmegaConf.to_container(baseline(path, defaults, root), enum_to_str=True)
+    found = []
+    for key, value in leaves(values):
+        node = base
+        for part in key.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is not KeyError and node == value:
+            found.append(f"{path.relative_to(root)}: {key}={value}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS))
+)
+def test_no_yaml_value_restates_what_it_would_be_anyway(path):
+    assert restated(path) == []
+
+
+def test_the_restatement_check_catches_a_restated_default(tmp_path):
+    shutil.copytree(CONFIGS, tmp_path, dirs_exist_ok=True)
+    model = tmp_path / "model" / "transformer.yaml"
+    model.write_text(model.read_text() + "d_model: 256\nff_dim: 64\n")
+    experiment = tmp_path / "experiment" / "transformer_fast.yaml"
+    # transformer_fast builds on transformer: its learning rate, restated, changes nothing.
+    experiment.write_text(experiment.read_text().replace("trainer:\n", "trainer:\n  lr: 1.0e-3\n"))
+    assert restated(model, tmp_path) == ["model/transformer.yaml: d_model=256"]
+    assert restated(experiment, tmp_path) == ["experiment/transformer_fast.yaml: trainer.lr=0.001"]
+
+
+@pytest.mark.parametrize("experiment", ["transformer", "transformer_fast", "rnn", "bahdanau"])
+def test_every_experiment_composes_and_its_deltas_arrive(experiment):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        composed = compose("config", [f"+experiment={experiment}"])
+    own = OmegaConf.to_container(OmegaConf.load(CONFIGS / "experiment" / f"{experiment}.yaml"))
+    own.pop("defaults", None)
+    for key, value in leaves(own):
+        assert OmegaConf.select(composed, key) == value, key
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
+def test_every_range_rule_names_a_field_of_its_schema(schema):
+    names = {f.name for f in dataclasses.fields(schema)}
+    assert set(getattr(schema, "RANGES", {})) <= names
+
+
+def test_a_rule_naming_no_field_fails_instead_of_passing_silently():
+    @dataclasses.dataclass
+    class Renamed:
+        warmup: int = 0  # once called warmup_steps
+        RANGES = {"warmup_steps": at_least(1)}
+
+    with pytest.raises(AttributeError, match="warmup_steps"):
+        check_ranges(Renamed(), "trainer.")
+
+
+def test_a_value_out_of_range_is_named_with_its_prefix():
+    with pytest.raises(MTError, match=r"^data.train_sources\[0\].weight=0: must be > 0$"):
+        check_ranges(TrainSource(name="x", weight=0), "data.train_sources[0].")
