@@ -3,6 +3,7 @@ that has left its run directory."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_clean_failure, make_config, multi30k_lines, run_tool, write_lines
+from helpers import (
+    assert_clean_failure,
+    make_config,
+    multi30k_lines,
+    run_in_process,
+    run_tool,
+    write_lines,
+)
 
 from mt.common.checkpoint import load_checkpoint
 from mt.decoding.translator import Translator
@@ -180,15 +188,17 @@ def test_a_translate_that_fails_midway_names_the_line_and_keeps_the_old_output(
     ],
 )
 def test_an_output_path_that_is_an_input_is_refused(
-    moved_checkpoint, tmp_path, tool, args, victim, needle
+    moved_checkpoint, tmp_path, capsys, monkeypatch, tool, args, victim, needle
 ):
     paths = {
         "src": write_lines(tmp_path / "in.de", multi30k_lines("train", "de", 3)),
         "ref": write_lines(tmp_path / "ref.en", multi30k_lines("train", "en", 3)),
     }
     before = paths[victim].read_bytes()
-    args = [a.format(**paths) for a in args]
-    result = run_tool(tool, f"checkpoint={moved_checkpoint}", *args, cwd=tmp_path)
+    args = [f"checkpoint={moved_checkpoint}", *(a.format(**paths) for a in args)]
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(f"mt.{tool}").main
+    result = run_in_process(main, *args, capsys=capsys, monkeypatch=monkeypatch)
     assert_clean_failure(result, needle.format(**paths))
     assert paths[victim].read_bytes() == before
 
