@@ -8,14 +8,15 @@ prints BLEU and chrF with their signatures: the same numbers `sacrebleu REF -i H
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mt.common.errors import MTError, reported
 from mt.common.files import refuse_overwriting_inputs, write_text
-from mt.config.checks import check_decode
+from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import EvaluateConfig, model_source
 from mt.data.readers import read_aligned, read_split
@@ -42,10 +43,11 @@ def evaluation_data(cfg: EvaluateConfig, translator: Translator):
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
-    check_decode(cfg.decode)
+    check_ranges(cfg.decode, "decode.")
     model_key, model = model_source(cfg.checkpoint, cfg.engine, cfg.model_dir)
     model_path = Path(model)
     translator = open_translator(cfg.engine, model_path, cfg.device)
+    decode = translator.decoding(cfg.decode)
     name, src, refs, origin = evaluation_data(cfg, translator)
     if not src:
         raise MTError(f"nothing to evaluate: {origin} has no lines")
@@ -55,7 +57,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     refuse_overwriting_inputs(
         {"hyps": hyps_path, "metrics": metrics_path}, {model_key: model_path, **inputs}
     )
-    hyps = translator.translate(src, cfg.decode)
+    hyps = translator.translate(src, decode)
     scores = corpus_scores(hyps, refs)
     write_text(hyps_path, "".join(h + "\n" for h in hyps))
     metrics = {
@@ -64,7 +66,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         **origin,
         "sentences": len(src),
         **scores,
-        "decode": OmegaConf.to_container(OmegaConf.structured(cfg.decode)),
+        "decode": asdict(decode),
         "hyps": str(hyps_path),
     }
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from mt.common.errors import MTError, reported
 from mt.common.files import refuse_overwriting_inputs, replaced_on_success
-from mt.config.checks import check_decode
+from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import TranslateConfig, model_source
 from mt.data.readers import decode_line
@@ -57,13 +57,14 @@ def translate_stream(
     translator: Translator, cfg: TranslateConfig, source: BinaryIO, sink: TextIO, name: str
 ) -> int:
     """Translate every line of source into sink; returns the number of input lines."""
+    decode = translator.decoding(cfg.decode)
     done = 0
     for chunk in chunks(iter(source), cfg.lines_per_batch, name):
-        if cfg.decode.nbest == 1:
-            translations = translator.translate(chunk, cfg.decode, first_line=done + 1)
+        if decode.nbest == 1:
+            translations = translator.translate(chunk, decode, first_line=done + 1)
             sink.writelines(t + "\n" for t in translations)
         else:
-            nbests = translator.translate_nbest(chunk, cfg.decode, first_line=done + 1)
+            nbests = translator.translate_nbest(chunk, decode, first_line=done + 1)
             for i, nbest in enumerate(nbests, start=done):
                 sink.writelines(f"{i}\t{score:.4f}\t{text}\n" for text, score in nbest)
         sink.flush()
@@ -75,10 +76,12 @@ def translate_stream(
 def main(cfg: DictConfig) -> None:
     with reported():
         config: TranslateConfig = to_object(cfg)
-        check_decode(config.decode)
+        check_ranges(config, "")
+        check_ranges(config.decode, "decode.")
         model_key, model = model_source(config.checkpoint, config.engine, config.model_dir)
-        # Load first: a bad checkpoint must not leave an emptied output file behind.
+        # Load first: a bad checkpoint or setting must not leave an emptied output behind.
         translator = open_translator(config.engine, model, config.device)
+        translator.decoding(config.decode)
         with ExitStack() as stack:
             if config.input is None:
                 lines, name = sys.stdin.buffer, "<stdin>"

@@ -60,6 +60,28 @@ def memorised_run(memorise_root, cache_dir, tmp_path_factory) -> tuple[Path, dic
 
 
 @pytest.fixture(scope="session")
+def chosen_run(small_root, cache_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """A run that chose its model on valid among best.pt and an average, with a length
+    penalty, and decodes with settings of its own (beam 2, short outputs): its final.pt is
+    what every tool must decode as the run reported."""
+    run_dir = tmp_path_factory.mktemp("runs") / "chosen"
+    config = make_config(
+        small_root,
+        "small",
+        cache_dir,
+        "trainer.max_steps=60",
+        "trainer.valid_every=30",
+        "trainer.keep_last=2",
+        "trainer.average_last=2",
+        "trainer.length_penalties=[0.0,2.0]",
+        "decode.beam_size=2",
+        "decode.max_len_a=1.0",
+        "decode.max_len_b=5",
+    )
+    return run_dir, train(config, run_dir)
+
+
+@pytest.fixture(scope="session")
 def moved_checkpoint(memorised_run, tmp_path_factory):
     """best.pt copied alone into a fresh directory: it must carry everything."""
     run_dir, _ = memorised_run

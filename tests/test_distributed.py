@@ -102,7 +102,8 @@ def test_ddp_run_writes_one_set_of_outputs_and_resumes_exactly(memorise_root, tm
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("test BLEU") == 1  # rank 0 alone tests and reports
     assert len(list((straight / "tb").glob("events.out.tfevents.*"))) == 1
-    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    written = sorted(p.name for p in (straight / "checkpoints").iterdir())
+    assert written == ["best.pt", "final.pt", "last.pt"]
     assert (straight / "train.log").read_text().count("valid step") == 2
 
     interrupted = tmp_path / "interrupted"

@@ -35,10 +35,12 @@ def bahdanau_checkpoint(memorise_root, cache_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(moved_checkpoint, bahdanau_checkpoint):
-    """mt.serve with the memorised Transformer ("model") and the Bahdanau model ("bahdanau")."""
+def server(moved_checkpoint, bahdanau_checkpoint, chosen_run):
+    """mt.serve with the memorised Transformer ("model"), the Bahdanau model ("bahdanau") and
+    the final.pt of a run with decode settings of its own ("chosen")."""
     port = free_port()
-    checkpoints = f"checkpoints=[{moved_checkpoint},{bahdanau_checkpoint}]"
+    final = chosen_run[0] / chosen_run[1]["final"]
+    checkpoints = f"checkpoints=[{moved_checkpoint},{bahdanau_checkpoint},{final}]"
     process = subprocess.Popen(
         [sys.executable, "-m", "mt.serve", checkpoints, f"port={port}", *LIMITS],
         cwd=REPO,
@@ -82,9 +84,9 @@ def post(url: str, body) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def test_models_lists_both_with_their_attention(server):
+def test_models_lists_them_with_their_attention(server):
     models = {m["name"]: m for m in get(server + "/models")}
-    assert set(models) == {"model", "bahdanau"}
+    assert set(models) == {"model", "bahdanau", "chosen"}
     assert models["model"]["architecture"] == "transformer"
     assert models["model"]["attention"] == ["layer1/cross_attention", "layer2/cross_attention"]
     assert models["bahdanau"]["attention"] == ["alignment"]
@@ -104,6 +106,23 @@ def test_translations_equal_the_translator_api(server, name, moved_checkpoint, b
     for ours, theirs in zip(got, expected, strict=True):
         assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-5)
     assert [t["text"] for t in body["translations"]] == translator.translate(SENTENCES, decode)
+
+
+def test_by_default_the_server_decodes_as_mt_translate_does(server, chosen_run, small_root):
+    run_dir, results = chosen_run
+    source = small_root / "small" / "test_2016_flickr.de"
+    sentences = source.read_text(encoding="utf-8").splitlines()[:6]  # the server's limit
+    status, body = post(server + "/translate", {"model": "chosen", "sentences": sentences})
+    assert status == 200, body
+    command = [sys.executable, "-m", "mt.translate", f"checkpoint={run_dir / results['final']}"]
+    translated = subprocess.run(
+        command, input="\n".join(sentences) + "\n", capture_output=True, text=True, timeout=300
+    )
+    assert translated.returncode == 0, translated.stderr
+    assert [t["text"] for t in body["translations"]] == translated.stdout.splitlines()
+    # ... which are the run's own test hypotheses.
+    own = (run_dir / "test.hyp.en").read_text(encoding="utf-8").splitlines()[:6]
+    assert translated.stdout.splitlines() == own
 
 
 @pytest.mark.parametrize("name", ["model", "bahdanau"])

@@ -125,7 +125,7 @@ def test_translate_nbest_lists_distinct_hypotheses_best_first(moved_checkpoint, 
         (["checkpoint=missing.pt"], ["missing.pt: checkpoint not found"]),
         (["decode.beam_size=2", "decode.nbest=3"], ["decode.nbest=3 exceeds decode.beam_size=2"]),
         (["decode.beem_size=2"], ["beem_size"]),
-        (["+decode.beem_size=2"], ["decode.beem_size: not a key of DecodeConfig"]),
+        (["+decode.beem_size=2"], ["decode.beem_size: not a key of DecodeOverrides"]),
         (["src=pairs.de"], ["give both src=FILE and ref=FILE"]),
         (["src=pairs.de", "ref=short.en"], ["pairs.de has 3 lines but", "short.en has 2"]),
         (["checkpoint=corrupt.pt"], ["corrupt.pt: not a readable checkpoint"]),
@@ -291,3 +291,36 @@ def test_compare_tabulates_every_run_of_a_multirun(memorised_run, tmp_path):
     assert f"| {results['test']['bleu']:.2f} |" in table[2]
     empty = run_tool("compare", str(tmp_path), "nowhere", cwd=tmp_path)
     assert_clean_failure(empty, "nowhere: not a directory")
+
+
+def test_every_tool_decodes_the_reported_model_as_the_run_reported(
+    chosen_run, small_root, tmp_path
+):
+    run_dir, results = chosen_run
+    final = run_dir / results["final"]
+    decode = load_checkpoint(final)["config"]["decode"]
+    assert decode["length_penalty"] == results["selection"]["length_penalty"]
+    assert (decode["beam_size"], decode["max_len_a"], decode["max_len_b"]) == (2, 1.0, 5)
+    # No decode option: the checkpoint's settings, so the run's own test BLEU and hypotheses.
+    hyps = tmp_path / "test.hyp"
+    evaluated = run_tool("evaluate", f"checkpoint={final}", f"hyps={hyps}", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((tmp_path / "test.hyp.metrics.json").read_text())
+    assert metrics["bleu"] == results["test"]["bleu"]
+    assert f"BLEU {results['test']['bleu']:.2f} |" in evaluated.stdout
+    assert hyps.read_text() == (run_dir / "test.hyp.en").read_text()
+    source = small_root / "small" / "test_2016_flickr.de"
+    translated = run_tool("translate", f"checkpoint={final}", f"input={source}", cwd=tmp_path)
+    assert translated.returncode == 0, translated.stderr
+    assert translated.stdout == hyps.read_text()
+    # A decode option given on the command line wins over the checkpoint's.
+    shorter = run_tool(
+        "translate",
+        f"checkpoint={final}",
+        f"input={source}",
+        "decode.max_len_a=0",
+        "decode.max_len_b=2",
+        cwd=tmp_path,
+    )
+    assert shorter.returncode == 0, shorter.stderr
+    assert len(shorter.stdout) < len(translated.stdout)

@@ -25,7 +25,7 @@ FRACTION: Rule = (lambda value: 0 <= value < 1), "must be in [0, 1)"
 def check_ranges(values: Any, prefix: str) -> None:
     """Refuse a value outside its schema's RANGES, naming the key: `trainer.warmup_steps=0:
     must be ≥ 1`. None, where a field allows it, means "no limit" and is not checked."""
-    for name, (allowed, rule) in type(values).RANGES.items():
+    for name, (allowed, rule) in getattr(type(values), "RANGES", {}).items():
         value = getattr(values, name)  # no default: a rule naming no field fails loudly
         if value is not None and not allowed(value):
             raise MTError(f"{prefix}{name}={value}: {rule}")

@@ -8,7 +8,7 @@ lives beside its network in mt/models/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -149,6 +149,27 @@ class DecodeConfig:
         **{k: at_least(1) for k in ("beam_size", "nbest", "max_tokens")},
         **{k: at_least(0) for k in ("length_penalty", "max_len_a", "max_len_b")},
     }
+
+
+@dataclass
+class DecodeOverrides:
+    """decode.* given on a tool's command line: each key left null is the checkpoint's own
+    (the settings it was trained and chosen with), so every tool decodes alike by default."""
+
+    beam_size: int | None = None
+    length_penalty: float | None = None
+    nbest: int | None = None
+    max_len_a: float | None = None
+    max_len_b: int | None = None
+    max_tokens: int | None = None
+    cache: bool | None = None
+
+    RANGES: ClassVar[dict[str, Rule]] = DecodeConfig.RANGES
+
+    def applied_to(self, decode: DecodeConfig) -> DecodeConfig:
+        """decode with every key given here replaced."""
+        given = {k: v for k, v in vars(self).items() if v is not None}
+        return replace(decode, **given)
 
 
 @dataclass

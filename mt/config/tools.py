@@ -12,7 +12,7 @@ from omegaconf import MISSING
 
 from mt.common.errors import MTError
 from mt.common.ranges import Rule, at_least
-from mt.config.schema import DataConfig, DecodeConfig, Engine
+from mt.config.schema import DataConfig, DecodeOverrides, Engine
 
 
 class Quantization(Enum):
@@ -40,7 +40,7 @@ class EvaluateConfig:
     hyps: str | None = None  # default: beside the checkpoint or model_dir, <name>.<split>.hyp
     metrics: str | None = None  # default: the hyps path with .metrics.json
     device: str = "auto"
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
 
 @dataclass
@@ -54,7 +54,7 @@ class TranslateConfig:
     output: str | None = None  # default: stdout
     lines_per_batch: int = 1000  # read this many lines, translate them, write them
     device: str = "auto"
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
     RANGES: ClassVar[dict[str, Rule]] = {"lines_per_batch": at_least(1)}
 

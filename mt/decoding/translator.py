@@ -23,7 +23,7 @@ from mt.common.checkpoint import load_checkpoint, load_weights
 from mt.common.runtime import pick_device
 from mt.common.special_ids import EOS_ID
 from mt.config.checks import check_decode
-from mt.config.schema import Config, DecodeConfig
+from mt.config.schema import Config, DecodeConfig, DecodeOverrides
 from mt.config.store import from_plain_dict
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.inference import TorchEngine
@@ -60,6 +60,12 @@ class Translator:
         model, tokenizer, config = load_trained(path)
         device = pick_device(device)
         return cls(TorchEngine(model.to(device), device), tokenizer, config)
+
+    def decoding(self, overrides: DecodeOverrides) -> DecodeConfig:
+        """The checkpoint's decode settings with the keys given in overrides replaced."""
+        decode = overrides.applied_to(self.config.decode)
+        check_decode(decode)
+        return decode
 
     def source_ids(self, sentences: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
         ids = self.tokenizer.encode_src(sentences)

@@ -129,6 +129,7 @@ def run_results(
         "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
         "test": {k: scores["test"][k] for k in ("bleu", "chrf", "bleu_lc", "signature")},
         "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
+        "final": scores["final"],  # that choice as one file, for every tool (run-relative)
         "best_valid_bleu_greedy": p.best_bleu,
         "steps": p.step,
         "epochs": p.epoch,
@@ -147,9 +148,10 @@ def run_results(
 
 
 def write_results(run_dir: Path, results: dict) -> None:
-    """results.json, and the test scores on stdout."""
+    """results.json, and the test scores and the reported model's file on stdout."""
     write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     test = results["test"]
     print(
         f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
     )
+    print(f"reported model: {run_dir / results['final']}", flush=True)

@@ -1,7 +1,8 @@
 """The model a run reports, chosen on the valid split only: best.pt or the mean of the newest
 validation snapshots (trainer.average_last), and the length penalty
 (trainer.length_penalties), both by beam-search BLEU on valid. The test split is then decoded
-once, with that choice."""
+once, with that choice, and the choice is written as one file, final.pt: the chosen weights
+with the chosen length penalty in its config, so every tool decodes it as the run did."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from torch import nn
 from mt.common.checkpoint import load_checkpoint, save_checkpoint, snapshots
 from mt.common.files import write_text
 from mt.config.schema import Config
+from mt.config.store import to_plain_dict
 from mt.data.corpus import Corpus, Split
 from mt.data.tokenizer import Tokenizer
 from mt.training.averaging import average
 from mt.training.validation import decode_split
 
 AVERAGED = "averaged.pt"
+FINAL = "final.pt"  # the reported model, with the decode settings it was reported with
 
 
 @dataclass
@@ -67,14 +70,33 @@ def choose(
     return Choice(name, penalty, {f"{n}, lp {p}": round(b, 2) for (n, p), b in scores.items()})
 
 
+def save_final(model: nn.Module, config: Config, checkpoints: Path, choice: Choice) -> Path:
+    """The reported model as one checkpoint: model's weights, its run's config with the chosen
+    length penalty as decode.length_penalty, and the choice itself (no optimizer: it is for
+    decoding, not resuming)."""
+    best = load_checkpoint(checkpoints / "best.pt")
+    decode = replace(config.decode, length_penalty=choice.length_penalty)
+    payload = {
+        "config": to_plain_dict(replace(config, decode=decode)),
+        "tokenizer": best["tokenizer"],
+        "model": model.state_dict(),
+        "progress": best["progress"],
+        "selection": asdict(choice),
+    }
+    save_checkpoint(payload, checkpoints / FINAL)
+    return checkpoints / FINAL
+
+
 def final_test(
     model: nn.Module, corpus: Corpus, config: Config, checkpoints: Path, device: torch.device
 ) -> dict:
-    """Choose the reported model on valid, then decode valid and test with it (beam search):
-    their scores, the choice, and {valid,test}.hyp.<lang> beside the checkpoints directory."""
+    """Choose the reported model on valid, save it as final.pt, then decode valid and test
+    with it (beam search): their scores, the choice, and {valid,test}.hyp.<lang> beside the
+    checkpoints directory."""
     choice = choose(model, corpus.tokenizer, corpus.valid, config, checkpoints, device)
+    final = save_final(model, config, checkpoints, choice)
     decode = replace(config.decode, length_penalty=choice.length_penalty)
-    results = {"selection": asdict(choice)}
+    results = {"selection": asdict(choice), "final": str(final.relative_to(checkpoints.parent))}
     for name, split in (("valid", corpus.valid), ("test", corpus.test)):
         scores, hyps = decode_split(model, corpus.tokenizer, split, decode, device)
         hyp_file = checkpoints.parent / f"{name}.hyp.{config.data.tgt_lang}"
