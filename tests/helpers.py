@@ -10,12 +10,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
 
 from mt.common.files import TEMPORARY
+from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.schema import Config
 from mt.config.store import register_configs, to_config
+from mt.models.contract import select_rows
 
 register_configs()
 
@@ -158,3 +162,41 @@ def losses(run_dir: Path) -> dict[int, float]:
 def leftover_temporaries(directory: Path) -> list[Path]:
     """Every file or directory below directory that still has a temporary's name."""
     return sorted(directory.rglob(f"{TEMPORARY}*"))
+
+
+A, B = 4, 5  # the scripted vocabulary: PAD UNK BOS EOS A B
+
+
+class ScriptedDecoder(nn.Module):
+    """Next-token probabilities depend only on the previous token (a Markov chain):
+
+        after BOS: A .6, B .4    after A: A .36, B .34, EOS .3    after B: EOS .9, A .05, B .05
+
+    Greedy follows A forever (A A A ... forced EOS). The true best sequences are
+    B EOS (.4 * .9 = .36), then A B EOS (.6 * .34 * .9 = .1836), then A EOS (.18).
+    """
+
+    max_length = None
+
+    def __init__(self):
+        super().__init__()
+        probs = torch.zeros(6, 6)
+        probs[BOS_ID, A], probs[BOS_ID, B] = 0.6, 0.4
+        probs[A, A], probs[A, B], probs[A, EOS_ID] = 0.36, 0.34, 0.3
+        probs[B, EOS_ID], probs[B, A], probs[B, B] = 0.9, 0.05, 0.05
+        probs[EOS_ID, EOS_ID] = 1.0  # a finished row, fed on by the search, stays finished
+        self.register_buffer("log_probs", probs.log())
+
+    def encode(self, src):
+        return {"src": src}
+
+    def decode_step(self, prev_tokens, memory, state):
+        steps = torch.zeros_like(prev_tokens) if state is None else state["steps"] + 1
+        return self.log_probs[prev_tokens], {"steps": steps}
+
+    def reorder_state(self, state, index):
+        return select_rows(state, index)
+
+
+def one_token_source(batch: int = 1) -> torch.Tensor:
+    return torch.full((batch, 1), EOS_ID)  # length limit = 0 * 1 + 4 = 4 tokens

@@ -56,7 +56,7 @@ def check_trainer(trainer: TrainerConfig) -> None:
 
 
 def check_decode(decode: DecodeConfig) -> None:
-    """Ranges, and no more n-best hypotheses than the beam holds."""
+    """Ranges, and no more n-best hypotheses than the beam holds (when searching)."""
     check_ranges(decode, "decode.")
-    if decode.nbest > decode.beam_size:
+    if not decode.sampling and decode.nbest > decode.beam_size:
         raise MTError(f"decode.nbest={decode.nbest} exceeds decode.beam_size={decode.beam_size}")

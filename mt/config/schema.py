@@ -144,10 +144,19 @@ class DecodeConfig:
     max_len_b: int = 10
     max_tokens: int = 4096  # source tokens per decoding batch
     cache: bool = True  # false: re-decode the whole prefix at every step (only to compare)
+    # Sampling instead of search (back-translation): nbest samples per sentence, each token
+    # drawn from the top_k most likely (None: all) within the top_p nucleus, at temperature.
+    sampling: bool = False
+    top_k: int | None = None
+    top_p: float = 1.0
+    temperature: float = 1.0
+    seed: int = 1  # the same seed and input give the same samples
 
     RANGES: ClassVar[dict[str, Rule]] = {
-        **{k: at_least(1) for k in ("beam_size", "nbest", "max_tokens")},
+        **{k: at_least(1) for k in ("beam_size", "nbest", "max_tokens", "top_k")},
         **{k: at_least(0) for k in ("length_penalty", "max_len_a", "max_len_b")},
+        "top_p": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),
+        "temperature": above(0),
     }
 
 
@@ -163,6 +172,11 @@ class DecodeOverrides:
     max_len_b: int | None = None
     max_tokens: int | None = None
     cache: bool | None = None
+    sampling: bool | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    seed: int | None = None
 
     RANGES: ClassVar[dict[str, Rule]] = DecodeConfig.RANGES
 

@@ -13,8 +13,8 @@ from mt.common.special_ids import PAD_ID
 from mt.config.schema import DecodeConfig
 from mt.data.batches import token_batches
 from mt.data.tokenizer import Tokenizer
-from mt.decoding.search import Hypothesis, beam_search, greedy_search
-from mt.models.contract import Uncached
+from mt.decoding.search import Hypothesis, beam_search, greedy_search, sample_search, sampler
+from mt.models.contract import Seq2Seq, Uncached
 
 log = logging.getLogger("mt")
 
@@ -32,38 +32,45 @@ def fit_sources(src_ids: list[torch.Tensor], max_length: int | None) -> list[tor
     ]
 
 
+def rows_per_source(decode: DecodeConfig) -> int:
+    """Decoder rows one source sentence takes: its beam, or its samples."""
+    return decode.nbest if decode.sampling else decode.beam_size
+
+
+def search(
+    model: Seq2Seq, src: torch.Tensor, decode: DecodeConfig, generator: torch.Generator | None
+) -> list[list[Hypothesis]]:
+    """n-best hypotheses for one padded batch, by the search decode asks for."""
+    a, b = decode.max_len_a, decode.max_len_b
+    if decode.sampling:
+        pick = sampler(decode.top_k, decode.top_p, decode.temperature, generator)
+        return sample_search(model, src, decode.nbest, decode.length_penalty, a, b, pick)
+    if decode.beam_size == 1:
+        return [[h] for h in greedy_search(model, src, a, b)]
+    return beam_search(model, src, decode.beam_size, decode.length_penalty, decode.nbest, a, b)
+
+
 @torch.no_grad()
 def decode_ids(
     model: nn.Module, src_ids: list[torch.Tensor], decode: DecodeConfig, device: torch.device
 ) -> list[list[Hypothesis]]:
-    """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
+    """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order;
+    with decode.sampling, the same samples for the same decode.seed and input."""
     was_training = model.training
     model.eval()
     src_ids = fit_sources(src_ids, model.max_length)
     lengths = torch.tensor([len(ids) for ids in src_ids]).numpy()
-    # The beam multiplies every row: keep the decoding batch's rows near max_tokens.
-    max_tokens = max(decode.max_tokens // decode.beam_size, 1)
+    # The beam (or the samples) multiplies every row: keep the batch's rows near max_tokens.
+    max_tokens = max(decode.max_tokens // rows_per_source(decode), 1)
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     searched = model if decode.cache else Uncached(model)
+    generator = torch.Generator(device).manual_seed(decode.seed) if decode.sampling else None
     for indices in token_batches(lengths, lengths, max_tokens, rng=None):
         src = pad_sequence(
             [src_ids[i] for i in indices], batch_first=True, padding_value=PAD_ID
         ).to(device)
         with autocast(device):
-            if decode.beam_size == 1:
-                nbest = [
-                    [h] for h in greedy_search(searched, src, decode.max_len_a, decode.max_len_b)
-                ]
-            else:
-                nbest = beam_search(
-                    searched,
-                    src,
-                    decode.beam_size,
-                    decode.length_penalty,
-                    decode.nbest,
-                    decode.max_len_a,
-                    decode.max_len_b,
-                )
+            nbest = search(searched, src, decode, generator)
         for i, hyps in zip(indices.tolist(), nbest, strict=True):
             results[i] = hyps
     model.train(was_training)

@@ -1,4 +1,5 @@
-"""Greedy and batched beam search, written once against the incremental-decoder contract.
+"""Greedy search, sampling and batched beam search, written once against the
+incremental-decoder contract.
 
 Search never asks which model it has: it calls encode, decode_step and reorder_state only.
 Every sentence gets its own length limit (a * |src| + b) and its own stopping decision, so
@@ -7,6 +8,7 @@ its output does not depend on the other sentences in the batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,11 +48,46 @@ def force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return log_probs.masked_fill(rows[:, None] & not_eos, float("-inf"))
 
 
+# Chooses each row's next token from its log-probabilities: (rows, vocab) -> (rows,).
+Pick = Callable[[torch.Tensor], torch.Tensor]
+
+
+def most_likely(log_probs: torch.Tensor) -> torch.Tensor:
+    return log_probs.argmax(dim=-1)
+
+
+def restricted(logits: torch.Tensor, top_k: int | None, top_p: float) -> torch.Tensor:
+    """logits with -inf outside the top_k tokens and outside the nucleus: the fewest most
+    likely tokens whose probability reaches top_p (the most likely one always stays)."""
+    if top_k is not None and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        probs = ordered.softmax(dim=-1)
+        above = probs.cumsum(dim=-1) - probs >= top_p  # the better ones already reach top_p
+        outside = torch.zeros_like(above).scatter(-1, order, above)
+        logits = logits.masked_fill(outside, float("-inf"))
+    return logits
+
+
+def sampler(top_k: int | None, top_p: float, temperature: float, generator) -> Pick:
+    """Draws each next token from the model's distribution at this temperature, restricted
+    to the top_k tokens and the top_p nucleus (Fan et al., 2018; Holtzman et al., 2020)."""
+
+    def pick(log_probs: torch.Tensor) -> torch.Tensor:
+        logits = restricted(log_probs.float() / temperature, top_k, top_p)
+        return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
+
+    return pick
+
+
 @torch.no_grad()
 def greedy_search(
-    model: Seq2Seq, src: torch.Tensor, max_len_a: float, max_len_b: int
+    model: Seq2Seq, src: torch.Tensor, max_len_a: float, max_len_b: int, pick: Pick = most_likely
 ) -> list[Hypothesis]:
-    """Most likely next token at every step, until EOS or the length limit."""
+    """One token per step, the most likely unless pick says otherwise, until EOS or the
+    length limit; the score is the model's log-probability of the output."""
     batch = src.size(0)
     limits = max_lengths(src, max_len_a, max_len_b, model.max_length)
     memory, state = model.encode(src), None
@@ -60,8 +97,9 @@ def greedy_search(
     steps = []
     for t in range(1, int(limits.max()) + 1):
         step_log_probs, state = model.decode_step(tokens, memory, state)
-        best, tokens = force_eos(step_log_probs, limits == t).max(dim=-1)
-        log_prob += best.masked_fill(done, 0.0)
+        allowed = force_eos(step_log_probs, limits == t)
+        tokens = pick(allowed)
+        log_prob += allowed.gather(1, tokens[:, None]).squeeze(1).masked_fill(done, 0.0)
         steps.append(tokens.masked_fill(done, PAD_ID))
         done |= tokens == EOS_ID
         if done.all():
@@ -71,6 +109,26 @@ def greedy_search(
         tokens_out = row[: row.index(EOS_ID)]
         hyps.append(Hypothesis(tokens_out, score, score))
     return hyps
+
+
+def sample_search(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    nbest: int,
+    alpha: float,
+    max_len_a: float,
+    max_len_b: int,
+    pick: Pick,
+) -> list[list[Hypothesis]]:
+    """nbest samples per sentence, each drawn token by token by pick, ranked as beam search
+    ranks (log-probability over the length penalty), best first."""
+    drawn = greedy_search(model, src.repeat_interleave(nbest, dim=0), max_len_a, max_len_b, pick)
+    ranked = [
+        Hypothesis(h.tokens, h.log_prob / length_penalty(len(h.tokens) + 1, alpha), h.log_prob)
+        for h in drawn
+    ]
+    groups = [ranked[i : i + nbest] for i in range(0, len(ranked), nbest)]
+    return [sorted(group, key=lambda h: h.score, reverse=True) for group in groups]
 
 
 @torch.no_grad()

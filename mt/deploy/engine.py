@@ -27,7 +27,7 @@ from mt.common.special_ids import EOS_ID
 from mt.config.schema import DecodeConfig, Engine
 from mt.config.store import from_plain_dict
 from mt.data.tokenizer import Tokenizer
-from mt.decoding.inference import fit_sources
+from mt.decoding.inference import fit_sources, rows_per_source
 from mt.decoding.search import Hypothesis, length_limits, length_penalty
 from mt.decoding.translator import Translator
 
@@ -108,6 +108,8 @@ class CTranslate2Engine:
     def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
         """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
         src_ids = fit_sources(src_ids, self.max_length)
+        if decode.sampling:  # the same seed and input, the same samples
+            import_ctranslate2().set_random_seed(decode.seed)
         lengths = torch.tensor([len(ids) for ids in src_ids])
         limits = length_limits(lengths, decode.max_len_a, decode.max_len_b, self.max_length)
         limits = limits.tolist()
@@ -125,24 +127,37 @@ class CTranslate2Engine:
         return [hyps[: decode.nbest] for hyps in results]
 
     def search(self, sources: list[list[str]], limit: int, decode: DecodeConfig):
-        """Every finished hypothesis of each source, ranked by our length penalty."""
-        alpha = decode.length_penalty if decode.beam_size > 1 else 0.0
+        """Every finished hypothesis (or sample) of each source, ranked by our penalty."""
+        alpha = decode.length_penalty if decode.beam_size > 1 or decode.sampling else 0.0
         outputs = self.translator.translate_batch(
             sources,
-            beam_size=decode.beam_size,
-            num_hypotheses=decode.beam_size,
+            **search_options(decode),
             length_penalty=their_penalty(alpha),
             return_scores=True,
             return_end_token=True,
             max_decoding_length=limit,
             max_input_length=0,
-            max_batch_size=max(decode.max_tokens // decode.beam_size, 1),
+            max_batch_size=max(decode.max_tokens // rows_per_source(decode), 1),
             batch_type="tokens",
         )
         return [ranked(o.hypotheses, o.scores, self.eos, alpha, self.target_id) for o in outputs]
 
     def target_id(self, token: str) -> int:
         return self.tokenizer.tgt.piece_to_id(token)
+
+
+def search_options(decode: DecodeConfig) -> dict:
+    """translate_batch's options for our beam search, or for our sampling (top_k None: all,
+    which is CTranslate2's 0)."""
+    if not decode.sampling:
+        return {"beam_size": decode.beam_size, "num_hypotheses": decode.beam_size}
+    return {
+        "beam_size": 1,
+        "num_hypotheses": decode.nbest,
+        "sampling_topk": decode.top_k or 0,
+        "sampling_topp": decode.top_p,
+        "sampling_temperature": decode.temperature,
+    }
 
 
 def hit_limit(hyps: list[Hypothesis], limit: int) -> bool:
