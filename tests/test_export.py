@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import ctranslate2
 import pytest
@@ -92,6 +93,20 @@ def test_ctranslate2_finds_the_hypotheses_our_search_finds(moved_checkpoint, exp
     # than torch's: scores agree to 1e-3 relative, not to float precision.
     for a, b in zip(theirs, ours, strict=True):
         assert [score for _, score in a] == pytest.approx([score for _, score in b], rel=1e-3)
+
+
+def test_ctranslate2_samples_as_asked(exported):
+    sentences = multi30k_lines("train", "de", 10)
+    translator = ctranslate2_translator(exported, "cpu")
+    greedy = translator.translate(sentences, DecodeConfig(beam_size=1))
+    top_1 = DecodeConfig(sampling=True, top_k=1, nbest=2, temperature=2.0)
+    for texts, best in zip(translator.translate_nbest(sentences, top_1), greedy, strict=True):
+        assert [text for text, _ in texts] == [best, best]
+    warm = DecodeConfig(sampling=True, nbest=3, temperature=2.0, top_p=0.9, seed=5)
+    once = translator.translate_nbest(sentences, warm)
+    assert translator.translate_nbest(sentences, warm) == once
+    assert translator.translate_nbest(sentences, replace(warm, seed=6)) != once
+    assert all(len(samples) == 3 for samples in once)
 
 
 def test_translate_and_evaluate_with_either_engine_agree(moved_checkpoint, exported, tmp_path):

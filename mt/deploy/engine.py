@@ -16,6 +16,7 @@ length limit ends with EOS forced in ours, without EOS in CTranslate2.
 
 from __future__ import annotations
 
+import functools
 import json
 from itertools import groupby
 from pathlib import Path
@@ -96,10 +97,11 @@ class CTranslate2Engine:
         # this size: translate_batch on test_2016_flickr, int8, beam 5, 2 cores gave 286
         # sentences/s with inter_threads=2 and 113 with intra_threads=2.
         workers = {"inter_threads": threads, "intra_threads": 1} if kind == "cpu" else {}
+        self.load = functools.partial(
+            ctranslate2.Translator, str(model_dir), device=kind, device_index=int(index or 0)
+        )
         try:
-            self.translator = ctranslate2.Translator(
-                str(model_dir), device=kind, device_index=int(index or 0), **workers
-            )
+            self.translator = self.load(**workers)
         except (RuntimeError, ValueError) as e:
             raise MTError(f"{model_dir}: CTranslate2 cannot load it ({e})") from None
         self.tokenizer, self.max_length = tokenizer, max_length  # the model's positions
@@ -108,8 +110,7 @@ class CTranslate2Engine:
     def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
         """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
         src_ids = fit_sources(src_ids, self.max_length)
-        if decode.sampling:  # the same seed and input, the same samples
-            import_ctranslate2().set_random_seed(decode.seed)
+        translator = self.seeded(decode.seed) if decode.sampling else self.translator
         lengths = torch.tensor([len(ids) for ids in src_ids])
         limits = length_limits(lengths, decode.max_len_a, decode.max_len_b, self.max_length)
         limits = limits.tolist()
@@ -117,20 +118,29 @@ class CTranslate2Engine:
         sources = [[piece(i) for i in ids.tolist()] for ids in src_ids]
         # One call for every sentence, so CTranslate2 batches them and keeps each core busy, up
         # to the longest limit; a sentence whose search reached its own limit runs again with it.
-        results = self.search(sources, max(limits, default=1), decode)
+        results = self.search(translator, sources, max(limits, default=1), decode)
         redo = [k for k, hyps in enumerate(results) if hit_limit(hyps, limits[k])]
         for limit, group in groupby(sorted(redo, key=limits.__getitem__), limits.__getitem__):
             group = list(group)
-            again = self.search([sources[k] for k in group], limit, decode)
+            again = self.search(translator, [sources[k] for k in group], limit, decode)
             for k, hyps in zip(group, again, strict=True):
                 results[k] = hyps
         return [hyps[: decode.nbest] for hyps in results]
 
-    def search(self, sources: list[list[str]], limit: int, decode: DecodeConfig):
+    def seeded(self, seed: int):
+        """A translator whose samples depend on seed alone. CTranslate2 seeds a worker
+        thread's generator when that thread first samples, from the last set_random_seed, and
+        spreads batches over its workers as they come free: so one worker, started anew."""
+        import_ctranslate2().set_random_seed(seed)
+        return self.load(inter_threads=1)
+
+    def search(self, translator, sources: list[list[str]], limit: int, decode: DecodeConfig):
         """Every finished hypothesis (or sample) of each source, ranked by our penalty."""
         alpha = decode.length_penalty if decode.beam_size > 1 or decode.sampling else 0.0
-        outputs = self.translator.translate_batch(
-            sources,
+        # CTranslate2 draws one sample per row: a source is repeated once per sample.
+        copies = decode.nbest if decode.sampling else 1
+        outputs = translator.translate_batch(
+            [source for source in sources for _ in range(copies)],
             **search_options(decode),
             length_penalty=their_penalty(alpha),
             return_scores=True,
@@ -140,7 +150,14 @@ class CTranslate2Engine:
             max_batch_size=max(decode.max_tokens // rows_per_source(decode), 1),
             batch_type="tokens",
         )
-        return [ranked(o.hypotheses, o.scores, self.eos, alpha, self.target_id) for o in outputs]
+        groups = [outputs[i : i + copies] for i in range(0, len(outputs), copies)]
+        return [self.ranked_group(group, alpha) for group in groups]
+
+    def ranked_group(self, group: list, alpha: float) -> list[Hypothesis]:
+        """One source's outputs (one, or one per sample) as our ranked hypotheses."""
+        pieces = [tokens for output in group for tokens in output.hypotheses]
+        scores = [score for output in group for score in output.scores]
+        return ranked(pieces, scores, self.eos, alpha, self.target_id)
 
     def target_id(self, token: str) -> int:
         return self.tokenizer.tgt.piece_to_id(token)
@@ -153,7 +170,6 @@ def search_options(decode: DecodeConfig) -> dict:
         return {"beam_size": decode.beam_size, "num_hypotheses": decode.beam_size}
     return {
         "beam_size": 1,
-        "num_hypotheses": decode.nbest,
         "sampling_topk": decode.top_k or 0,
         "sampling_topp": decode.top_p,
         "sampling_temperature": decode.temperature,
