@@ -18,7 +18,7 @@ from mt.common.errors import MTError, reported
 from mt.common.files import refuse_overwriting_inputs, write_text
 from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
-from mt.config.tools import EvaluateConfig, model_source
+from mt.config.tools import EvaluateConfig, model_inputs, model_source
 from mt.data.readers import read_aligned, read_split
 from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
@@ -44,9 +44,9 @@ def evaluation_data(cfg: EvaluateConfig, translator: Translator):
 
 def evaluate(cfg: EvaluateConfig) -> dict:
     check_ranges(cfg.decode, "decode.")
-    model_key, model = model_source(cfg.checkpoint, cfg.engine, cfg.model_dir)
-    model_path = Path(model)
-    translator = open_translator(cfg.engine, model_path, cfg.device)
+    model_key, model_paths = model_source(cfg.checkpoint, cfg.engine, cfg.model_dir)
+    model_path = model_paths[0]  # the hypotheses go beside it
+    translator = open_translator(cfg.engine, model_paths, cfg.device)
     decode = translator.decoding(cfg.decode)
     name, src, refs, origin = evaluation_data(cfg, translator)
     if not src:
@@ -55,13 +55,14 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     metrics_path = Path(cfg.metrics or hyps_path.with_name(hyps_path.name + ".metrics.json"))
     inputs = {key: Path(path) for key, path in (("src", cfg.src), ("ref", cfg.ref)) if path}
     refuse_overwriting_inputs(
-        {"hyps": hyps_path, "metrics": metrics_path}, {model_key: model_path, **inputs}
+        {"hyps": hyps_path, "metrics": metrics_path},
+        {**model_inputs(model_key, model_paths), **inputs},
     )
     hyps = translator.translate(src, decode)
     scores = corpus_scores(hyps, refs)
     write_text(hyps_path, "".join(h + "\n" for h in hyps))
     metrics = {
-        model_key: str(model_path),
+        model_key: [str(p) for p in model_paths] if len(model_paths) > 1 else str(model_path),
         "engine": cfg.engine.value,
         **origin,
         "sentences": len(src),

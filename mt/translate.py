@@ -28,7 +28,7 @@ from mt.common.errors import MTError, reported
 from mt.common.files import refuse_overwriting_inputs, replaced_on_success
 from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
-from mt.config.tools import TranslateConfig, model_source
+from mt.config.tools import TranslateConfig, model_inputs, model_source
 from mt.data.readers import decode_line
 from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
@@ -78,9 +78,9 @@ def main(cfg: DictConfig) -> None:
         config: TranslateConfig = to_object(cfg)
         check_ranges(config, "")
         check_ranges(config.decode, "decode.")
-        model_key, model = model_source(config.checkpoint, config.engine, config.model_dir)
+        model_key, models = model_source(config.checkpoint, config.engine, config.model_dir)
         # Load first: a bad checkpoint or setting must not leave an emptied output behind.
-        translator = open_translator(config.engine, model, config.device)
+        translator = open_translator(config.engine, models, config.device)
         translator.decoding(config.decode)
         with ExitStack() as stack:
             if config.input is None:
@@ -92,7 +92,7 @@ def main(cfg: DictConfig) -> None:
                 return
             output = Path(config.output)
             inputs = {
-                model_key: Path(model),
+                **model_inputs(model_key, models),
                 **({"input": Path(config.input)} if config.input else {}),
             }
             refuse_overwriting_inputs({"output": output}, inputs)

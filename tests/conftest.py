@@ -60,6 +60,16 @@ def memorised_run(memorise_root, cache_dir, tmp_path_factory) -> tuple[Path, dic
 
 
 @pytest.fixture(scope="session")
+def bahdanau_checkpoint(memorise_root, cache_dir, tmp_path_factory) -> Path:
+    """A briefly trained Bahdanau model: enough for alignments, not for good translations."""
+    run_dir = tmp_path_factory.mktemp("runs") / "bahdanau"
+    overrides = ["trainer.max_steps=40", "trainer.valid_every=40", "decode.beam_size=1"]
+    config = make_config(memorise_root, "tiny", cache_dir, *overrides, experiment="bahdanau")
+    train(config, run_dir)
+    return run_dir / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="session")
 def chosen_run(small_root, cache_dir, tmp_path_factory) -> tuple[Path, dict]:
     """A run that chose its model on valid among best.pt and an average, with a length
     penalty, and decodes with settings of its own (beam 2, short outputs): its final.pt is

@@ -11,27 +11,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from helpers import REPO, make_config, multi30k_lines
+from helpers import REPO, multi30k_lines
 
 from mt.config.schema import DecodeConfig
 from mt.decoding.translator import Translator
-from mt.training.trainer import train
 
 SENTENCES = multi30k_lines("train", "de", 3) + multi30k_lines("val", "de", 2)
 LIMITS = ["max_sentences=6", "max_chars=300", "max_beam_size=8"]
-
-
-@pytest.fixture(scope="module")
-def bahdanau_checkpoint(memorise_root, cache_dir, tmp_path_factory) -> Path:
-    """A briefly trained Bahdanau model: enough for alignments, not for good translations."""
-    run_dir = tmp_path_factory.mktemp("runs") / "bahdanau"
-    overrides = ["trainer.max_steps=40", "trainer.valid_every=40", "decode.beam_size=1"]
-    config = make_config(memorise_root, "tiny", cache_dir, *overrides, experiment="bahdanau")
-    train(config, run_dir)
-    return run_dir / "checkpoints" / "best.pt"
 
 
 @pytest.fixture(scope="module")

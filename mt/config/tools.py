@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
@@ -30,7 +31,7 @@ class EvalSplit(Enum):
 class EvaluateConfig:
     """`python -m mt.evaluate checkpoint=PATH [split=valid | src=FILE ref=FILE] [decode.*]`."""
 
-    checkpoint: str | None = None  # engine=torch: the trained model
+    checkpoint: Any = None  # engine=torch: the trained model, or [A.pt,B.pt] as an ensemble
     engine: Engine = Engine.torch
     model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
     split: EvalSplit = EvalSplit.test  # a split of the data the checkpoint was trained on
@@ -47,7 +48,7 @@ class EvaluateConfig:
 class TranslateConfig:
     """`python -m mt.translate checkpoint=PATH [input=FILE] [output=FILE] [decode.*]`."""
 
-    checkpoint: str | None = None  # engine=torch: the trained model
+    checkpoint: Any = None  # engine=torch: the trained model, or [A.pt,B.pt] as an ensemble
     engine: Engine = Engine.torch
     model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
     input: str | None = None  # default: stdin
@@ -104,8 +105,9 @@ TOOL_SCHEMAS = {
 }
 
 
-def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) -> tuple[str, str]:
-    """The one (key, path) a tool reads its model from: checkpoint= (torch) or model_dir=."""
+def model_source(checkpoint: Any, engine: Engine, model_dir: str | None) -> tuple[str, list[Path]]:
+    """The key and the paths a tool reads its model from: checkpoint= (torch; a list of
+    checkpoints decodes them as an ensemble) or model_dir= (ctranslate2)."""
     wanted, other = (
         ("checkpoint", "model_dir") if engine is Engine.torch else ("model_dir", "checkpoint")
     )
@@ -114,4 +116,13 @@ def model_source(checkpoint: str | None, engine: Engine, model_dir: str | None) 
         raise MTError(f"engine={engine.value} needs {wanted}=PATH")
     if given[other] is not None:
         raise MTError(f"engine={engine.value} reads {wanted}=, not {other}=")
-    return wanted, given[wanted]
+    value = given[wanted]
+    paths = [Path(p) for p in value] if isinstance(value, list) else [Path(value)]
+    if not paths:
+        raise MTError(f"{wanted}=[]: no model to decode with")
+    return wanted, paths
+
+
+def model_inputs(key: str, paths: list[Path]) -> dict[str, Path]:
+    """The model files by the name the user gave them: checkpoint=, or checkpoint[k]=."""
+    return {key: paths[0]} if len(paths) == 1 else {f"{key}[{k}]": p for k, p in enumerate(paths)}

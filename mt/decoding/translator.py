@@ -20,12 +20,14 @@ import torch
 from torch import nn
 
 from mt.common.checkpoint import load_checkpoint, load_weights
+from mt.common.errors import MTError
 from mt.common.runtime import pick_device
 from mt.common.special_ids import EOS_ID
 from mt.config.checks import check_decode
 from mt.config.schema import Config, DecodeConfig, DecodeOverrides
 from mt.config.store import from_plain_dict
 from mt.data.tokenizer import Tokenizer
+from mt.decoding.ensemble import Ensemble
 from mt.decoding.inference import TorchEngine
 from mt.decoding.search import Hypothesis
 from mt.models import build_model
@@ -57,7 +59,21 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> Translator:
-        model, tokenizer, config = load_trained(path)
+        return cls.from_checkpoints([path], device)
+
+    @classmethod
+    def from_checkpoints(cls, paths: list[Path | str], device: str = "auto") -> Translator:
+        """Several checkpoints of one vocabulary decoded as an ensemble, any mix of
+        architectures; the first one's config (and decode settings) is the translator's."""
+        loaded = [load_trained(path) for path in paths]
+        model, tokenizer, config = loaded[0]
+        for path, (_, other, _) in zip(paths[1:], loaded[1:], strict=True):
+            if other.to_dict() != tokenizer.to_dict():
+                raise MTError(
+                    f"{path}: another vocabulary than {paths[0]}'s; an ensemble needs one"
+                )
+        if len(loaded) > 1:
+            model = Ensemble([member for member, _, _ in loaded])
         device = pick_device(device)
         return cls(TorchEngine(model.to(device), device), tokenizer, config)
 

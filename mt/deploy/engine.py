@@ -192,8 +192,11 @@ def ctranslate2_translator(model_dir: Path | str, device: str = "auto") -> Trans
     return Translator(engine, tokenizer, config)
 
 
-def open_translator(engine: Engine, path: Path | str, device: str = "auto") -> Translator:
-    """The translator a command line asks for: engine=torch (a checkpoint) or ctranslate2."""
-    if engine is Engine.ctranslate2:
-        return ctranslate2_translator(path, device)
-    return Translator.from_checkpoint(path, device)
+def open_translator(engine: Engine, paths: list[Path], device: str = "auto") -> Translator:
+    """The translator a command line asks for: engine=torch (a checkpoint, or several as an
+    ensemble) or ctranslate2 (one exported directory)."""
+    if engine is Engine.torch:
+        return Translator.from_checkpoints(paths, device)
+    if len(paths) > 1:
+        raise MTError("engine=ctranslate2 decodes one model_dir=, not an ensemble")
+    return ctranslate2_translator(paths[0], device)
