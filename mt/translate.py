@@ -29,7 +29,7 @@ from mt.common.files import refuse_overwriting_inputs, replaced_on_success
 from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import TranslateConfig, model_inputs, model_source
-from mt.data.readers import decode_line
+from mt.data.readers import decode_line, iter_lines
 from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
 
@@ -53,22 +53,49 @@ def chunks(lines: Iterator[bytes], size: int, source: str) -> Iterator[list[str]
         yield chunk
 
 
+def mismatch(prefix: str, prefixes: int, source: str, lines: int | str) -> MTError:
+    return MTError(f"prefix={prefix} has {prefixes} lines but {source} has {lines}")
+
+
+def read_prefixes(cfg: TranslateConfig) -> list[str] | None:
+    """prefix=FILE's lines, one target prefix per input line; against input=FILE they are
+    counted before anything is decoded (from stdin, translate_stream counts as it reads)."""
+    if cfg.prefix is None:
+        return None
+    prefixes = list(iter_lines(Path(cfg.prefix)))
+    if cfg.input is not None:
+        lines = sum(1 for _ in iter_lines(Path(cfg.input)))
+        if lines != len(prefixes):
+            raise mismatch(cfg.prefix, len(prefixes), cfg.input, lines)
+    return prefixes
+
+
 def translate_stream(
-    translator: Translator, cfg: TranslateConfig, source: BinaryIO, sink: TextIO, name: str
+    translator: Translator,
+    cfg: TranslateConfig,
+    source: BinaryIO,
+    sink: TextIO,
+    name: str,
+    prefixes: list[str] | None = None,
 ) -> int:
-    """Translate every line of source into sink; returns the number of input lines."""
+    """Translate every line of source into sink, each output starting with its line of
+    prefixes if given; returns the number of input lines."""
     decode = translator.decoding(cfg.decode)
     done = 0
     for chunk in chunks(iter(source), cfg.lines_per_batch, name):
+        forced = None if prefixes is None else prefixes[done : done + len(chunk)]
+        if forced is not None and len(forced) < len(chunk):
+            raise mismatch(cfg.prefix, len(prefixes), name, "more")
+        nbests = translator.translate_nbest(chunk, decode, done + 1, forced)
         if decode.nbest == 1:
-            translations = translator.translate(chunk, decode, first_line=done + 1)
-            sink.writelines(t + "\n" for t in translations)
+            sink.writelines(nbest[0][0] + "\n" for nbest in nbests)
         else:
-            nbests = translator.translate_nbest(chunk, decode, first_line=done + 1)
             for i, nbest in enumerate(nbests, start=done):
                 sink.writelines(f"{i}\t{score:.4f}\t{text}\n" for text, score in nbest)
         sink.flush()
         done += len(chunk)
+    if prefixes is not None and done != len(prefixes):
+        raise mismatch(cfg.prefix, len(prefixes), name, done)
     return done
 
 
@@ -82,22 +109,24 @@ def main(cfg: DictConfig) -> None:
         # Load first: a bad checkpoint or setting must not leave an emptied output behind.
         translator = open_translator(config.engine, models, config.device)
         translator.decoding(config.decode)
+        prefixes = read_prefixes(config)
         with ExitStack() as stack:
             if config.input is None:
                 lines, name = sys.stdin.buffer, "<stdin>"
             else:
                 lines, name = open_file(Path(config.input), "rb", stack), config.input
             if config.output is None:
-                translate_stream(translator, config, lines, sys.stdout, name)
+                translate_stream(translator, config, lines, sys.stdout, name, prefixes)
                 return
             output = Path(config.output)
-            inputs = {
-                **model_inputs(model_key, models),
-                **({"input": Path(config.input)} if config.input else {}),
-            }
-            refuse_overwriting_inputs({"output": output}, inputs)
+            given = {"input": config.input, "prefix": config.prefix}
+            inputs = {key: Path(path) for key, path in given.items() if path is not None}
+            refuse_overwriting_inputs(
+                {"output": output}, {**model_inputs(model_key, models), **inputs}
+            )
             with replaced_on_success(output) as tmp, ExitStack() as sink_stack:
-                translate_stream(translator, config, lines, open_file(tmp, "w", sink_stack), name)
+                sink = open_file(tmp, "w", sink_stack)
+                translate_stream(translator, config, lines, sink, name, prefixes)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,30 @@ def test_ctranslate2_samples_as_asked(exported):
     assert all(len(samples) == 3 for samples in once)
 
 
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_ctranslate2_continues_after_the_prefix_as_ours_does(
+    moved_checkpoint, exported, beam_size
+):
+    # Memorised sentences, so that no output runs into the length limit, where the engines
+    # differ (an EOS forced in ours, none in CTranslate2; mt/deploy/engine.py).
+    sentences = multi30k_lines("train", "de", 8)
+    prefixes = [" ".join(ref.split()[:3]) for ref in multi30k_lines("train", "en", 8)]
+    prefixes[3] = ""
+    prefixes[5] = "Someone"  # not the memorised start: the model must go on from there
+    decode = DecodeConfig(beam_size=beam_size, max_len_a=2.0)
+    theirs = ctranslate2_translator(exported, "cpu").translate(sentences, decode, prefixes=prefixes)
+    ours = Translator.from_checkpoint(moved_checkpoint, "cpu").translate(
+        sentences, decode, prefixes=prefixes
+    )
+    assert all(text.startswith(prefix) for text, prefix in zip(theirs, prefixes, strict=True))
+    plain = ctranslate2_translator(exported, "cpu").translate(sentences, decode)
+    assert theirs[3] == plain[3]  # no prefix, no change
+    if beam_size == 1:
+        assert theirs == ours
+    # With beam > 1 the engines may part after a prefix: CTranslate2's scores leave the
+    # prefix's log-probability out, so its length penalty weighs the hypotheses otherwise.
+
+
 def test_translate_and_evaluate_with_either_engine_agree(moved_checkpoint, exported, tmp_path):
     src = write_lines(tmp_path / "in.de", [*multi30k_lines("train", "de", 10), ""])
     ref = write_lines(tmp_path / "ref.en", [*multi30k_lines("train", "en", 10), ""])

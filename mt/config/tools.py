@@ -53,6 +53,7 @@ class TranslateConfig:
     model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
     input: str | None = None  # default: stdin
     output: str | None = None  # default: stdout
+    prefix: str | None = None  # a target prefix per input line that each output starts with
     lines_per_batch: int = 1000  # read this many lines, translate them, write them
     device: str = "auto"
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's

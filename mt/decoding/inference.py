@@ -38,24 +38,37 @@ def rows_per_source(decode: DecodeConfig) -> int:
 
 
 def search(
-    model: Seq2Seq, src: torch.Tensor, decode: DecodeConfig, generator: torch.Generator | None
+    model: Seq2Seq,
+    src: torch.Tensor,
+    decode: DecodeConfig,
+    generator: torch.Generator | None,
+    prefix: torch.Tensor | None,
 ) -> list[list[Hypothesis]]:
     """n-best hypotheses for one padded batch, by the search decode asks for."""
-    a, b = decode.max_len_a, decode.max_len_b
+    a, b, alpha = decode.max_len_a, decode.max_len_b, decode.length_penalty
     if decode.sampling:
         pick = sampler(decode.top_k, decode.top_p, decode.temperature, generator)
-        return sample_search(model, src, decode.nbest, decode.length_penalty, a, b, pick)
+        return sample_search(model, src, decode.nbest, alpha, a, b, pick, prefix)
     if decode.beam_size == 1:
-        return [[h] for h in greedy_search(model, src, a, b)]
-    return beam_search(model, src, decode.beam_size, decode.length_penalty, decode.nbest, a, b)
+        return [[h] for h in greedy_search(model, src, a, b, prefix=prefix)]
+    return beam_search(model, src, decode.beam_size, alpha, decode.nbest, a, b, prefix)
+
+
+def padded(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    return pad_sequence(rows, batch_first=True, padding_value=PAD_ID).to(device)
 
 
 @torch.no_grad()
 def decode_ids(
-    model: nn.Module, src_ids: list[torch.Tensor], decode: DecodeConfig, device: torch.device
+    model: nn.Module,
+    src_ids: list[torch.Tensor],
+    decode: DecodeConfig,
+    device: torch.device,
+    prefixes: list[torch.Tensor] | None = None,
 ) -> list[list[Hypothesis]]:
-    """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order;
-    with decode.sampling, the same samples for the same decode.seed and input."""
+    """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order,
+    each starting with its target prefix if given (empty: none); with decode.sampling, the
+    same samples for the same decode.seed and input."""
     was_training = model.training
     model.eval()
     src_ids = fit_sources(src_ids, model.max_length)
@@ -66,11 +79,12 @@ def decode_ids(
     searched = model if decode.cache else Uncached(model)
     generator = torch.Generator(device).manual_seed(decode.seed) if decode.sampling else None
     for indices in token_batches(lengths, lengths, max_tokens, rng=None):
-        src = pad_sequence(
-            [src_ids[i] for i in indices], batch_first=True, padding_value=PAD_ID
-        ).to(device)
+        src = padded([src_ids[i] for i in indices], device)
+        forced = None
+        if prefixes is not None and any(len(prefixes[i]) for i in indices):
+            forced = padded([prefixes[i] for i in indices], device)
         with autocast(device):
-            nbest = search(searched, src, decode, generator)
+            nbest = search(searched, src, decode, generator, forced)
         for i, hyps in zip(indices.tolist(), nbest, strict=True):
             results[i] = hyps
     model.train(was_training)
@@ -83,8 +97,13 @@ class TorchEngine:
     def __init__(self, model: nn.Module, device: torch.device):
         self.model, self.device = model, device
 
-    def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
-        return decode_ids(self.model, src_ids, decode, self.device)
+    def __call__(
+        self,
+        src_ids: list[torch.Tensor],
+        decode: DecodeConfig,
+        prefixes: list[torch.Tensor] | None = None,
+    ) -> list[list[Hypothesis]]:
+        return decode_ids(self.model, src_ids, decode, self.device, prefixes)
 
 
 def translate(

@@ -36,9 +36,26 @@ def length_limits(src_lengths: torch.Tensor, a: float, b: int, cap: int | None) 
     return limits if cap is None else limits.clamp(max=cap)
 
 
-def max_lengths(src: torch.Tensor, a: float, b: int, cap: int | None) -> torch.Tensor:
-    """Per-sentence output limits of a padded batch, from the real source lengths."""
-    return length_limits((src != PAD_ID).sum(dim=1), a, b, cap)
+def max_lengths(
+    src: torch.Tensor, a: float, b: int, cap: int | None, prefix: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sentence output limits of a padded batch, from the real source lengths. They count
+    a forced target prefix too (as CTranslate2's max_decoding_length does), but a prefix
+    always fits, with room for one more token."""
+    limits = length_limits((src != PAD_ID).sum(dim=1), a, b, cap)
+    if prefix is not None:
+        limits = torch.maximum(limits, (prefix != PAD_ID).sum(dim=1) + 1)
+    return limits
+
+
+def force_prefix(log_probs: torch.Tensor, prefix: torch.Tensor | None, t: int) -> torch.Tensor:
+    """Rows whose target prefix (rows, P; PAD past its end) has a t-th token may only emit
+    it, at its model log-prob; the other rows are left as they are."""
+    if prefix is None or t > prefix.size(1):
+        return log_probs
+    wanted = prefix[:, t - 1 : t]
+    only = torch.full_like(log_probs, float("-inf")).scatter(1, wanted, log_probs.gather(1, wanted))
+    return torch.where(wanted != PAD_ID, only, log_probs)
 
 
 def force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -84,12 +101,18 @@ def sampler(top_k: int | None, top_p: float, temperature: float, generator) -> P
 
 @torch.no_grad()
 def greedy_search(
-    model: Seq2Seq, src: torch.Tensor, max_len_a: float, max_len_b: int, pick: Pick = most_likely
+    model: Seq2Seq,
+    src: torch.Tensor,
+    max_len_a: float,
+    max_len_b: int,
+    pick: Pick = most_likely,
+    prefix: torch.Tensor | None = None,
 ) -> list[Hypothesis]:
     """One token per step, the most likely unless pick says otherwise, until EOS or the
-    length limit; the score is the model's log-probability of the output."""
+    length limit, each output starting with its prefix (rows, P; PAD-padded) if given; the
+    score is the model's log-probability of the output."""
     batch = src.size(0)
-    limits = max_lengths(src, max_len_a, max_len_b, model.max_length)
+    limits = max_lengths(src, max_len_a, max_len_b, model.max_length, prefix)
     memory, state = model.encode(src), None
     tokens = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)
     done = torch.zeros(batch, dtype=torch.bool, device=src.device)
@@ -97,7 +120,7 @@ def greedy_search(
     steps = []
     for t in range(1, int(limits.max()) + 1):
         step_log_probs, state = model.decode_step(tokens, memory, state)
-        allowed = force_eos(step_log_probs, limits == t)
+        allowed = force_prefix(force_eos(step_log_probs, limits == t), prefix, t)
         tokens = pick(allowed)
         log_prob += allowed.gather(1, tokens[:, None]).squeeze(1).masked_fill(done, 0.0)
         steps.append(tokens.masked_fill(done, PAD_ID))
@@ -119,10 +142,13 @@ def sample_search(
     max_len_a: float,
     max_len_b: int,
     pick: Pick,
+    prefix: torch.Tensor | None = None,
 ) -> list[list[Hypothesis]]:
-    """nbest samples per sentence, each drawn token by token by pick, ranked as beam search
-    ranks (log-probability over the length penalty), best first."""
-    drawn = greedy_search(model, src.repeat_interleave(nbest, dim=0), max_len_a, max_len_b, pick)
+    """nbest samples per sentence, each drawn token by token by pick after its prefix,
+    ranked as beam search ranks (log-probability over the length penalty), best first."""
+    rows = src.repeat_interleave(nbest, dim=0)
+    prefix = None if prefix is None else prefix.repeat_interleave(nbest, dim=0)
+    drawn = greedy_search(model, rows, max_len_a, max_len_b, pick, prefix)
     ranked = [
         Hypothesis(h.tokens, h.log_prob / length_penalty(len(h.tokens) + 1, alpha), h.log_prob)
         for h in drawn
@@ -140,8 +166,10 @@ def beam_search(
     nbest: int,
     max_len_a: float,
     max_len_b: int,
+    prefix: torch.Tensor | None = None,
 ) -> list[list[Hypothesis]]:
-    """The nbest highest-scoring hypotheses per sentence, best first.
+    """The nbest highest-scoring hypotheses per sentence, best first, each starting with
+    its prefix (batch, P; PAD-padded) if given.
 
     Each step scores all beam x vocabulary extensions, keeps the top 2*beam so that beam
     non-EOS candidates always remain, ends the EOS candidates within the top beam, and
@@ -150,7 +178,7 @@ def beam_search(
     limit; done sentences leave the batch.
     """
     batch, k, device = src.size(0), beam_size, src.device
-    limits = max_lengths(src, max_len_a, max_len_b, model.max_length)
+    limits = max_lengths(src, max_len_a, max_len_b, model.max_length, prefix)
     beam_rows = torch.arange(k, device=device)
     memory = model.reorder_state(
         model.encode(src), torch.arange(batch, device=device).repeat_interleave(k)
@@ -169,6 +197,8 @@ def beam_search(
         active = sentence.numel()
         log_probs, state = model.decode_step(prefixes[:, -1], memory, state)
         log_probs = force_eos(log_probs, (limits[sentence] == t).repeat_interleave(k))
+        if prefix is not None:
+            log_probs = force_prefix(log_probs, prefix[sentence].repeat_interleave(k, dim=0), t)
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(active, k * vocab)
         top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)

@@ -39,8 +39,11 @@ log = logging.getLogger("mt")
 MAX_SOURCE_TOKENS = 512
 
 
-# Source ids and decoding settings in, n-best hypotheses per sentence out, in input order.
-EngineFn = Callable[[list[torch.Tensor], DecodeConfig], list[list[Hypothesis]]]
+# Source ids, decoding settings and target prefixes (None: none) in, n-best hypotheses per
+# sentence out, in input order.
+EngineFn = Callable[
+    [list[torch.Tensor], DecodeConfig, list[torch.Tensor] | None], list[list[Hypothesis]]
+]
 
 
 def load_trained(path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
@@ -97,32 +100,45 @@ class Translator:
         return [torch.tensor(row, dtype=torch.long) for row in ids]
 
     def search(
-        self, sentences: list[str], decode: DecodeConfig, first_line: int = 1
+        self,
+        sentences: list[str],
+        decode: DecodeConfig,
+        first_line: int = 1,
+        prefixes: list[str] | None = None,
     ) -> list[tuple[torch.Tensor, list[Hypothesis]] | None]:
         """Per sentence: its source ids and n-best hypotheses (token ids), or None for an
-        empty (or all-blank) line. first_line numbers the sentences in warnings."""
+        empty (or all-blank) line. Each hypothesis starts with the sentence's target prefix
+        when prefixes are given ("": none). first_line numbers the sentences in warnings."""
         check_decode(decode)
         results: list[tuple[torch.Tensor, list[Hypothesis]] | None] = [None] * len(sentences)
         todo = [i for i, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:
             return results
         src_ids = self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo])
-        for i, ids, hyps in zip(todo, src_ids, self.engine(src_ids, decode), strict=True):
+        forced = None
+        if prefixes is not None:
+            pieces = self.tokenizer.encode_tgt([prefixes[i] for i in todo])
+            forced = [torch.tensor(ids, dtype=torch.long) for ids in pieces]
+        found = self.engine(src_ids, decode, forced)
+        for i, ids, hyps in zip(todo, src_ids, found, strict=True):
             results[i] = (ids, hyps)
         return results
 
     def translate_nbest(
-        self, sentences: list[str], decode: DecodeConfig | None = None, first_line: int = 1
+        self,
+        sentences: list[str],
+        decode: DecodeConfig | None = None,
+        first_line: int = 1,
+        prefixes: list[str] | None = None,
     ) -> list[list[tuple[str, float]]]:
-        """decode.nbest (translation, score) pairs per sentence, best first.
+        """decode.nbest (translation, score) pairs per sentence, best first, each starting
+        with its line of prefixes if given.
 
         The score is the one beam search ranks by: log-probability divided by the GNMT length
         penalty. An empty (or all-blank) input gets one empty translation scored 0.
         first_line numbers the sentences in warnings (a chunk of a longer input)."""
-        return [
-            self.texts(found)
-            for found in self.search(sentences, decode or self.config.decode, first_line)
-        ]
+        decode = decode or self.config.decode
+        return [self.texts(found) for found in self.search(sentences, decode, first_line, prefixes)]
 
     def texts(self, found: tuple[torch.Tensor, list[Hypothesis]] | None) -> list[tuple[str, float]]:
         """search's result for one sentence as (translation, score) pairs."""
@@ -133,9 +149,13 @@ class Translator:
         return [(text, h.score) for text, h in zip(texts, hyps, strict=True)]
 
     def translate(
-        self, sentences: list[str], decode: DecodeConfig | None = None, first_line: int = 1
+        self,
+        sentences: list[str],
+        decode: DecodeConfig | None = None,
+        first_line: int = 1,
+        prefixes: list[str] | None = None,
     ) -> list[str]:
         """The best translation of each sentence, in order; "" for an empty line."""
         decode = decode or self.config.decode
         one_best = DecodeConfig(**{**decode.__dict__, "nbest": 1})
-        return [n[0][0] for n in self.translate_nbest(sentences, one_best, first_line)]
+        return [n[0][0] for n in self.translate_nbest(sentences, one_best, first_line, prefixes)]

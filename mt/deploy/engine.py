@@ -107,8 +107,14 @@ class CTranslate2Engine:
         self.tokenizer, self.max_length = tokenizer, max_length  # the model's positions
         self.eos = tokenizer.tgt.id_to_piece(EOS_ID)
 
-    def __call__(self, src_ids: list[torch.Tensor], decode: DecodeConfig) -> list[list[Hypothesis]]:
-        """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order."""
+    def __call__(
+        self,
+        src_ids: list[torch.Tensor],
+        decode: DecodeConfig,
+        prefixes: list[torch.Tensor] | None = None,
+    ) -> list[list[Hypothesis]]:
+        """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order,
+        each starting with its target prefix if given (CTranslate2's target_prefix)."""
         src_ids = fit_sources(src_ids, self.max_length)
         translator = self.seeded(decode.seed) if decode.sampling else self.translator
         lengths = torch.tensor([len(ids) for ids in src_ids])
@@ -116,13 +122,19 @@ class CTranslate2Engine:
         limits = limits.tolist()
         piece = self.tokenizer.src.id_to_piece
         sources = [[piece(i) for i in ids.tolist()] for ids in src_ids]
+        targets: list[list[str] | None] = [None] * len(sources)
+        if prefixes is not None:  # as in our search: a prefix always fits, and one more token
+            target_piece = self.tokenizer.tgt.id_to_piece
+            targets = [[target_piece(i) for i in ids.tolist()] or None for ids in prefixes]
+            limits = [max(n, len(ids) + 1) for n, ids in zip(limits, prefixes, strict=True)]
         # One call for every sentence, so CTranslate2 batches them and keeps each core busy, up
         # to the longest limit; a sentence whose search reached its own limit runs again with it.
-        results = self.search(translator, sources, max(limits, default=1), decode)
+        results = self.search(translator, sources, targets, max(limits, default=1), decode)
         redo = [k for k, hyps in enumerate(results) if hit_limit(hyps, limits[k])]
         for limit, group in groupby(sorted(redo, key=limits.__getitem__), limits.__getitem__):
             group = list(group)
-            again = self.search(translator, [sources[k] for k in group], limit, decode)
+            subset = [sources[k] for k in group], [targets[k] for k in group]
+            again = self.search(translator, *subset, limit, decode)
             for k, hyps in zip(group, again, strict=True):
                 results[k] = hyps
         return [hyps[: decode.nbest] for hyps in results]
@@ -134,13 +146,22 @@ class CTranslate2Engine:
         import_ctranslate2().set_random_seed(seed)
         return self.load(inter_threads=1)
 
-    def search(self, translator, sources: list[list[str]], limit: int, decode: DecodeConfig):
-        """Every finished hypothesis (or sample) of each source, ranked by our penalty."""
+    def search(
+        self,
+        translator,
+        sources: list[list[str]],
+        targets: list[list[str] | None],
+        limit: int,
+        decode: DecodeConfig,
+    ):
+        """Every finished hypothesis (or sample) of each source, each after its target
+        prefix (None: none), ranked by our penalty."""
         alpha = decode.length_penalty if decode.beam_size > 1 or decode.sampling else 0.0
         # CTranslate2 draws one sample per row: a source is repeated once per sample.
         copies = decode.nbest if decode.sampling else 1
         outputs = translator.translate_batch(
             [source for source in sources for _ in range(copies)],
+            [target for target in targets for _ in range(copies)],
             **search_options(decode),
             length_penalty=their_penalty(alpha),
             return_scores=True,
