@@ -10,7 +10,10 @@ import pytest
 from helpers import REPO
 
 PACKAGE = REPO / "mt"
-COMMANDS = {"train", "evaluate", "translate", "prepare", "export", "serve", "average", "compare"}
+COMMANDS = {
+    *("train", "evaluate", "translate", "score", "prepare", "export", "serve", "average"),
+    "compare",
+}
 # Lower layers first: a module may import from its own layer and the ones before it.
 LAYERS = ["common", "models", "config", "data", "decoding", "deploy", "training", "serving"]
 

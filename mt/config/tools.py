@@ -62,6 +62,20 @@ class TranslateConfig:
 
 
 @dataclass
+class ScoreConfig:
+    """`python -m mt.score checkpoint=PATH src=FILE ref=FILE [output=FILE]`."""
+
+    checkpoint: Any = MISSING  # the trained model, or [A.pt,B.pt] as an ensemble
+    src: str = MISSING  # source lines (plain or .gz) ...
+    ref: str = MISSING  # ... and the translations to score, line for line
+    output: str | None = None  # default: stdout (the summary then goes to stderr)
+    max_tokens: int = 4096  # source or target tokens per batch
+    device: str = "auto"
+
+    RANGES: ClassVar[dict[str, Rule]] = {"max_tokens": at_least(1)}
+
+
+@dataclass
 class ExportConfig:
     """`python -m mt.export checkpoint=PATH out=DIR [quantization=int8]`."""
 
@@ -101,6 +115,7 @@ TOOL_SCHEMAS = {
     "prepare": PrepareConfig,
     "evaluate": EvaluateConfig,
     "translate": TranslateConfig,
+    "score": ScoreConfig,
     "export": ExportConfig,
     "serve": ServeConfig,
 }

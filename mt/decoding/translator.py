@@ -29,6 +29,7 @@ from mt.config.store import from_plain_dict
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.ensemble import Ensemble
 from mt.decoding.inference import TorchEngine
+from mt.decoding.likelihood import Likelihood, score_pairs
 from mt.decoding.search import Hypothesis
 from mt.models import build_model
 
@@ -85,6 +86,24 @@ class Translator:
         decode = overrides.applied_to(self.config.decode)
         check_decode(decode)
         return decode
+
+    def score(
+        self, sources: list[str], references: list[str], max_tokens: int = 4096
+    ) -> list[Likelihood]:
+        """Each reference's log-probability given its source, under this PyTorch model (or
+        ensemble); references are numbered by line in errors."""
+        if not isinstance(self.engine, TorchEngine):
+            raise MTError("scoring needs the PyTorch model: give checkpoint=, not model_dir=")
+        src = self.source_ids(sources, list(range(1, len(sources) + 1)))
+        tgt = [torch.tensor(ids, dtype=torch.long) for ids in self.tokenizer.encode_tgt(references)]
+        limit = self.engine.model.max_length
+        for number, ids in enumerate(tgt, start=1):
+            if limit is not None and len(ids) + 1 > limit:
+                raise MTError(
+                    f"reference line {number}: {len(ids)} subwords, past the model's {limit} "
+                    f"positions"
+                )
+        return score_pairs(self.engine.model, src, tgt, max_tokens, self.engine.device)
 
     def source_ids(self, sentences: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
         ids = self.tokenizer.encode_src(sentences)

@@ -1,0 +1,69 @@
+"""`python -m mt.score checkpoint=PATH src=FILE ref=FILE [output=FILE]`: the model's
+log-probability of given translations, line for line, as
+
+    LOG_PROB<TAB>LOG_PROB_PER_TOKEN<TAB>TOKENS
+
+where TOKENS counts the reference's subwords and the EOS after them; then a summary line with
+the corpus perplexity, exp(-sum of LOG_PROB / sum of TOKENS), on stdout (on stderr when the
+scores go to stdout). For filtering a noisy corpus or reranking an n-best list; a list of
+checkpoints scores with their ensemble.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from mt.common.errors import reported
+from mt.common.files import refuse_overwriting_inputs, write_text
+from mt.common.ranges import check_ranges
+from mt.config.schema import Engine
+from mt.config.store import config_dir, register_configs, to_object
+from mt.config.tools import ScoreConfig, model_inputs, model_source
+from mt.data.readers import read_aligned
+from mt.decoding.likelihood import Likelihood
+from mt.deploy.engine import open_translator
+
+register_configs()
+
+
+def score_lines(found: list[Likelihood]) -> str:
+    return "".join(f"{s.log_prob:.4f}\t{s.per_token:.4f}\t{s.tokens}\n" for s in found)
+
+
+def summary(found: list[Likelihood]) -> str:
+    tokens = sum(s.tokens for s in found)
+    log_prob = sum(s.log_prob for s in found)
+    return (
+        f"{len(found)} lines | {tokens} tokens | log-prob {log_prob:.2f} | "
+        f"ppl {math.exp(-log_prob / max(tokens, 1)):.2f}"
+    )
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="score")
+def main(cfg: DictConfig) -> None:
+    with reported():
+        config: ScoreConfig = to_object(cfg)
+        check_ranges(config, "")
+        key, models = model_source(config.checkpoint, Engine.torch, None)
+        src, ref = Path(config.src), Path(config.ref)
+        if config.output is not None:
+            inputs = {**model_inputs(key, models), "src": src, "ref": ref}
+            refuse_overwriting_inputs({"output": Path(config.output)}, inputs)
+        sources, references = read_aligned(src, ref)
+        translator = open_translator(Engine.torch, models, config.device)
+        found = translator.score(sources, references, config.max_tokens)
+        if config.output is None:
+            sys.stdout.write(score_lines(found))
+            print(summary(found), file=sys.stderr)
+            return
+        write_text(Path(config.output), score_lines(found))
+    print(summary(found))
+
+
+if __name__ == "__main__":
+    main()
