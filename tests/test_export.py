@@ -133,6 +133,15 @@ def test_ctranslate2_continues_after_the_prefix_as_ours_does(
     # prefix's log-probability out, so its length penalty weighs the hypotheses otherwise.
 
 
+def test_an_export_decodes_with_the_checkpoints_own_settings(chosen_run, tmp_path):
+    run_dir, results = chosen_run
+    result = export(run_dir / results["final"], tmp_path / "ct2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    decode = ctranslate2_translator(tmp_path / "ct2", "cpu").config.decode
+    assert decode.length_penalty == results["selection"]["length_penalty"]
+    assert (decode.beam_size, decode.max_len_a, decode.max_len_b) == (2, 1.0, 5)
+
+
 def test_translate_and_evaluate_with_either_engine_agree(moved_checkpoint, exported, tmp_path):
     src = write_lines(tmp_path / "in.de", [*multi30k_lines("train", "de", 10), ""])
     ref = write_lines(tmp_path / "ref.en", [*multi30k_lines("train", "en", 10), ""])
