@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from mt.config.store import from_plain_dict
 from mt.data.tokenizer import Tokenizer
 from mt.models import build_model
 from mt.training.trainer import train
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_default_cache(tmp_path_factory):
+    """A run that names no data.cache_dir builds into a temporary directory (the commands
+    under test inherit it), not into the user's ~/.cache/mt."""
+    os.environ["MT_CACHE_DIR"] = str(tmp_path_factory.mktemp("default-cache"))
 
 
 @pytest.fixture(scope="session")

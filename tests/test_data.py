@@ -17,8 +17,11 @@ from helpers import MULTI30K, make_config, multi30k_lines, write_corpus
 
 from mt.common.errors import MTError
 from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
+from mt.config.schema import DataConfig
 from mt.data.batches import make_batch, token_batches, train_batches
+from mt.data.cache import cache_dir
 from mt.data.corpus import load_corpus
+from mt.data.readers import data_root
 
 
 def train_source_ids(corpus) -> list[list[int]]:
@@ -339,3 +342,18 @@ def test_encoding_in_two_processes_gives_the_same_cache(small_root, small, tmp_p
     assert parallel.tokenizer.src_model == small.tokenizer.src_model
     assert train_source_ids(parallel) == train_source_ids(small)
     assert [t.tolist() for t in parallel.valid.tgt_ids] == [t.tolist() for t in small.valid.tgt_ids]
+
+
+def test_default_locations_are_the_users_never_the_packages(tmp_path, monkeypatch):
+    monkeypatch.delenv("MT_DATA_DIR", raising=False)
+    monkeypatch.delenv("MT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert data_root(DataConfig()).resolve() == tmp_path / "data"
+    assert cache_dir(DataConfig()) == tmp_path / "xdg" / "mt"
+    monkeypatch.setenv("MT_DATA_DIR", str(tmp_path / "corpora"))
+    monkeypatch.setenv("MT_CACHE_DIR", str(tmp_path / "derived"))
+    assert data_root(DataConfig()) == tmp_path / "corpora"
+    assert cache_dir(DataConfig()) == tmp_path / "derived"
+    assert cache_dir(DataConfig(cache_dir=str(tmp_path / "mine"))) == tmp_path / "mine"
+

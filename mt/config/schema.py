@@ -73,7 +73,7 @@ class DataConfig:
     spm_sample: int | None = None  # train sentencepiece on this many sampled sentences (all: None)
     subword_type: SubwordType = SubwordType.unigram
     joint_vocab: bool = True
-    cache_dir: str | None = None  # None: {root}/cache
+    cache_dir: str | None = None  # None: $MT_CACHE_DIR, else ~/.cache/mt (mt/data/cache.py)
     loader_workers: int | None = None  # processes padding batches ahead; None: 1 on a GPU, else 0
 
     RANGES: ClassVar[dict[str, Rule]] = {

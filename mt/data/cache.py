@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,6 @@ from mt.common.files import os_error, temporary_path
 from mt.config.schema import DataConfig
 from mt.data.readers import (
     SPLITS,
-    data_root,
     empty_split,
     hub_dataset,
     iter_split,
@@ -36,8 +36,12 @@ datasets.disable_progress_bars()  # one log line per run beats a bar per cached 
 
 
 def cache_dir(cfg: DataConfig) -> Path:
-    """data.cache_dir, else the data root's cache/."""
-    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else data_root(cfg) / "cache"
+    """data.cache_dir, else $MT_CACHE_DIR, else the user's cache directory ($XDG_CACHE_HOME
+    or ~/.cache, then mt): derived data, rebuilt when missing, never beside a corpus that may
+    be read-only or shared, nor inside the installed package."""
+    if cfg.cache_dir or os.environ.get("MT_CACHE_DIR"):
+        return Path(cfg.cache_dir or os.environ["MT_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mt"
 
 
 def hub_fingerprint(cfg: DataConfig, split: str) -> str:
