@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import typing
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,14 @@ from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
 from mt.common.ranges import at_least, check_ranges
-from mt.config.schema import Config, TrainSource
+from mt.config.schema import Config, DecodeConfig, DecodeOverrides, TrainSource
 from mt.config.tools import TOOL_SCHEMAS
 from mt.models import ARCHITECTURES
 
 SCHEMAS = [
     Config,
     TrainSource,
+    DecodeOverrides,
     *(f.type for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.type)),
     *(schema for schema, _ in ARCHITECTURES.values()),
     *TOOL_SCHEMAS.values(),
@@ -114,6 +116,31 @@ def test_every_range_rule_names_a_field_of_its_schema(schema):
     assert set(getattr(schema, "RANGES", {})) <= names
 
 
+# Numbers every value of which means something: a seed is any integer.
+UNBOUNDED = {"seed"}
+
+
+def numeric_fields(schema) -> set[str]:
+    hints = typing.get_type_hints(schema)
+    numbers = {int, float, int | None, float | None}
+    return {f.name for f in dataclasses.fields(schema) if hints[f.name] in numbers}
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
+def test_every_numeric_field_has_a_range(schema):
+    unchecked = numeric_fields(schema) - set(getattr(schema, "RANGES", {})) - UNBOUNDED
+    assert unchecked == set()
+
+
+def test_the_range_walk_sees_a_numeric_field_without_a_rule():
+    @dataclasses.dataclass
+    class Tool:
+        lines_per_batch: int = 1000
+        name: str = "x"
+
+    assert numeric_fields(Tool) == {"lines_per_batch"}
+
+
 def test_a_rule_naming_no_field_fails_instead_of_passing_silently():
     @dataclasses.dataclass
     class Renamed:
@@ -127,3 +154,10 @@ def test_a_rule_naming_no_field_fails_instead_of_passing_silently():
 def test_a_value_out_of_range_is_named_with_its_prefix():
     with pytest.raises(MTError, match=r"^data.train_sources\[0\].weight=0: must be > 0$"):
         check_ranges(TrainSource(name="x", weight=0), "data.train_sources[0].")
+
+
+def test_decode_overrides_has_every_decode_setting_and_only_those():
+    overrides = {f.name: f.default for f in dataclasses.fields(DecodeOverrides)}
+    assert set(overrides) == {f.name for f in dataclasses.fields(DecodeConfig)}
+    assert set(overrides.values()) == {None}  # none given: the checkpoint's own
+
