@@ -123,6 +123,10 @@ def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tm
     assert result.returncode == 0, result.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert f"test BLEU {results['test']['bleu']:.2f} |" in result.stdout
+    last = (run_dir / "train.log").read_text().splitlines()[-1]
+    assert last.endswith(
+        f"reported model: {run_dir / results['final']} (best.pt, length penalty 1, chosen on valid)"
+    )
     assert results["test"]["signature"] in result.stdout
     # What made the numbers: the commit of this checkout, the whole config, torch, threads.
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)

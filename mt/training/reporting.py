@@ -148,10 +148,16 @@ def run_results(
 
 
 def write_results(run_dir: Path, results: dict) -> None:
-    """results.json, and the test scores and the reported model's file on stdout."""
+    """results.json; the test scores on stdout, and the reported model's file in the log."""
     write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     test = results["test"]
     print(
         f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
     )
-    print(f"reported model: {run_dir / results['final']}", flush=True)
+    chosen = results["selection"]
+    log.info(
+        "reported model: %s (%s, length penalty %g, chosen on valid)",
+        run_dir / results["final"],
+        chosen["checkpoint"],
+        chosen["length_penalty"],
+    )
