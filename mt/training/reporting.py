@@ -102,7 +102,7 @@ class Reporter:
 def source_commit() -> str | None:
     """The git commit of this code, with "-dirty" when tracked files differ from it; None
     outside a git checkout (an installed package)."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]  # mt/training/reporting.py -> the checkout
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
