@@ -25,7 +25,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import MTError, reported
-from mt.common.files import refuse_overwriting_inputs, replaced_on_success
+from mt.common.files import os_error, refuse_overwriting_inputs, replaced_on_success
 from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import TranslateConfig, model_inputs, model_source
@@ -47,10 +47,14 @@ def open_file(path: Path, mode: str, stack: ExitStack) -> BinaryIO | TextIO:
 
 
 def chunks(lines: Iterator[bytes], size: int, source: str) -> Iterator[list[str]]:
-    """Lists of up to size lines without line endings; undecodable input named by line."""
+    """Lists of up to size lines without line endings; undecodable or unreadable input (a
+    truncated .gz) named by its file and line."""
     numbered = enumerate(lines, start=1)
-    while chunk := [decode_line(raw, source, n) for n, raw in itertools.islice(numbered, size)]:
-        yield chunk
+    try:
+        while chunk := [decode_line(raw, source, n) for n, raw in itertools.islice(numbered, size)]:
+            yield chunk
+    except (OSError, EOFError) as e:
+        raise MTError(f"{source}: cannot read it ({e})") from None
 
 
 def mismatch(prefix: str, prefixes: int, source: str, lines: int | str) -> MTError:
@@ -124,9 +128,12 @@ def main(cfg: DictConfig) -> None:
             refuse_overwriting_inputs(
                 {"output": output}, {**model_inputs(model_key, models), **inputs}
             )
-            with replaced_on_success(output) as tmp, ExitStack() as sink_stack:
-                sink = open_file(tmp, "w", sink_stack)
-                translate_stream(translator, config, lines, sink, name, prefixes)
+            try:
+                with replaced_on_success(output) as tmp, ExitStack() as sink_stack:
+                    sink = open_file(tmp, "w", sink_stack)
+                    translate_stream(translator, config, lines, sink, name, prefixes)
+            except OSError as e:  # reading is MTError by now: this is the output's
+                raise os_error(output, e, "the translations") from None
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def test_a_rule_naming_no_field_fails_instead_of_passing_silently():
 
 
 def test_a_value_out_of_range_is_named_with_its_prefix():
-    with pytest.raises(MTError, match=r"^data.train_sources\[0\].weight=0: must be > 0$"):
+    with pytest.raises(MTError, match=r"^data.train_sources\[0\].weight=0: must be in \(0, 1000\]$"):
         check_ranges(TrainSource(name="x", weight=0), "data.train_sources[0].")
 
 
@@ -160,4 +160,10 @@ def test_decode_overrides_has_every_decode_setting_and_only_those():
     overrides = {f.name: f.default for f in dataclasses.fields(DecodeOverrides)}
     assert set(overrides) == {f.name for f in dataclasses.fields(DecodeConfig)}
     assert set(overrides.values()) == {None}  # none given: the checkpoint's own
+
+
+@pytest.mark.parametrize("weight", [float("inf"), 1e9, 0.0, float("nan")])
+def test_a_source_weight_must_be_finite_and_bounded(weight):
+    with pytest.raises(MTError, match=r"weight=.*: must be in \(0, 1000\]"):
+        check_ranges(TrainSource(name="x", weight=weight), "data.train_sources[0].")
 

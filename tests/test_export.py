@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import ctranslate2
 import pytest
@@ -188,12 +191,41 @@ def test_export_never_replaces_an_existing_directory_unasked(moved_checkpoint, e
     precious.mkdir()
     (precious / "notes.txt").write_text("mine")
     assert_clean_failure(export(moved_checkpoint, precious, cwd=tmp_path), "already exists")
+    # overwrite=true replaces an earlier export, never a directory of something else.
+    refused = export(moved_checkpoint, precious, "overwrite=true", cwd=tmp_path)
+    assert_clean_failure(refused, "is not a directory mt.export wrote")
     assert [p.name for p in precious.iterdir()] == ["notes.txt"]
-    result = export(moved_checkpoint, precious, "overwrite=true", cwd=tmp_path)
+    earlier = tmp_path / "earlier"
+    shutil.copytree(exported, earlier)
+    (earlier / "model.bin").write_bytes(b"an older export")
+    result = export(moved_checkpoint, earlier, "overwrite=true", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (precious / "model.bin").read_bytes() == (exported / "model.bin").read_bytes()
-    assert not (precious / "notes.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct2"]  # no temp directories left
+    assert (earlier / "model.bin").read_bytes() == (exported / "model.bin").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct2", "earlier"]  # no temporaries
+
+
+@pytest.mark.parametrize("where", ["the checkpoint", "its directory"])
+def test_export_never_writes_over_or_around_its_checkpoint(moved_checkpoint, tmp_path, where):
+    home = tmp_path / "home"
+    home.mkdir()
+    checkpoint = Path(shutil.copy(moved_checkpoint, home / "model.pt"))
+    (home / "notes.txt").write_text("mine")
+    before = checkpoint.read_bytes()
+    out = checkpoint if where == "the checkpoint" else home
+    result = export(checkpoint, out, "overwrite=true", cwd=tmp_path)
+    assert_clean_failure(result, f"out={out} would replace the checkpoint {checkpoint}")
+    assert checkpoint.read_bytes() == before and (home / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_exports_staging_is_removed_by_the_next(moved_checkpoint, tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f".tmp-{gone.pid}@{socket.gethostname()}~ct2"
+    stale.mkdir()
+    (stale / "model.bin").write_bytes(b"half an export")
+    result = export(moved_checkpoint, tmp_path / "other", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists()
 
 
 def test_exporting_an_rnn_fails_in_one_line(small_root, cache_dir, tmp_path):

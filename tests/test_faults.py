@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, losses, make_config
+from helpers import TINY, losses, make_config, multi30k_lines
 
 from mt.common.checkpoint import load_checkpoint
 from mt.data.corpus import load_corpus
@@ -265,3 +265,32 @@ def test_temporary_caches_of_killed_builders_are_removed(memorise_root, tmp_path
     assert not killed.exists()
     assert (busy / "train").is_dir()
     assert len([p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".tmp-")]) == 1
+
+
+def test_a_full_disk_during_translate_names_the_output_and_keeps_the_earlier_one(
+    moved_checkpoint, tmp_path
+):
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    source = tmp_path / "in.de"
+    source.write_text("".join(s + "\n" for s in multi30k_lines("train", "de", 30)))
+    translate = [sys.executable, "-m", "mt.translate", f"checkpoint={moved_checkpoint}"]
+    translate += [f"input={source}", f"output={fs}/out.en"]
+    script = f"""
+    set -e
+    mount -t tmpfs -o size=1m tmpfs {fs}
+    echo earlier > {fs}/out.en
+    python -c "$FILL" {fs} 0 filler
+    set +e
+    {" ".join(translate)}
+    echo "exit $?"
+    cat {fs}/out.en
+    python -c "$LIST" left {fs}
+    """
+    result = in_private_mounts(script, tmp_path, FILL=FILL, LIST=LIST)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {fs}/out.en: could not write"), errors
+    assert "exit 1" in result.stdout and "earlier" in result.stdout
+    assert "left ['filler', 'out.en']" in result.stdout  # no temporary left behind
+

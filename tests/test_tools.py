@@ -3,6 +3,7 @@ that has left its run directory."""
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
 import shutil
@@ -324,3 +325,19 @@ def test_every_tool_decodes_the_reported_model_as_the_run_reported(
     )
     assert shorter.returncode == 0, shorter.stderr
     assert len(shorter.stdout) < len(translated.stdout)
+
+
+def test_a_truncated_gz_input_is_named_and_nothing_is_written(
+    moved_checkpoint, tmp_path, capsys, monkeypatch
+):
+    whole = gzip.compress("".join(s + "\n" for s in multi30k_lines("train", "de", 200)).encode())
+    source = tmp_path / "in.de.gz"
+    source.write_bytes(whole[: len(whole) // 2])
+    monkeypatch.chdir(tmp_path)
+    args = [f"checkpoint={moved_checkpoint}", f"input={source}", "output=out.en"]
+    main = importlib.import_module("mt.translate").main
+    result = run_in_process(main, *args, capsys=capsys, monkeypatch=monkeypatch)
+    assert_clean_failure(result, f"error: {source}: cannot read it (")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.en").exists()
+

@@ -6,12 +6,25 @@ import platform
 
 import torch
 
+from mt.common.errors import MTError
+
 
 def pick_device(name: str) -> torch.device:
-    """ "auto": the GPU when there is one, else the CPU; anything else as torch names it."""
+    """ "auto": the GPU when there is one, else the CPU; anything else as torch names it,
+    refused in one line when torch does not know it or this machine does not have it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MTError(
+            f"device={name}: not a device torch knows (auto, cpu, cuda, cuda:N)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MTError(f"device={name}: this torch sees no CUDA device (device=cpu or auto)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise MTError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def set_cpu_threads(count: int | None) -> None:

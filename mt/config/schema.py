@@ -42,7 +42,10 @@ class TrainSource:
     split: str | None = None  # its training split's name (null: data.train_split)
     weight: float = 1.0  # times per epoch its pairs are seen (0.5: a random half, each epoch)
 
-    RANGES: ClassVar[dict[str, Rule]] = {"weight": above(0)}
+    # Bounded: an epoch holds weight x the corpus's pairs, so a huge weight is a huge epoch.
+    RANGES: ClassVar[dict[str, Rule]] = {
+        "weight": ((lambda value: 0 < value <= 1000), "must be in (0, 1000]")
+    }
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 import mt
 from mt.common.errors import MTError
@@ -37,8 +38,12 @@ def register_configs() -> None:
 
 
 def to_object(cfg: DictConfig) -> Any:
-    """Hydra's composed config as the typed dataclasses, refusing keys no schema declares."""
-    obj = OmegaConf.to_object(cfg)
+    """Hydra's composed config as the typed dataclasses, refusing keys no schema declares and
+    naming a required key left out."""
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as e:
+        raise MTError(f"{e.full_key}: required (give {e.full_key}=...)") from None
     refuse_unknown_keys(cfg, obj)
     return obj
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mt.common.errors import MTError
+from mt.common.files import remove_stale_temporaries, same_file, temporary_path
 from mt.common.special_ids import BOS_ID, EOS_ID, UNK_ID
 from mt.config.store import to_plain_dict
 from mt.data.tokenizer import Tokenizer
@@ -126,10 +126,22 @@ def install(built: Path, out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise MTError(f"{out}: already exists (choose another out= or pass overwrite=true)")
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, old / out.name)
+    old = temporary_path(out.with_name(out.name + ".old"))
+    os.rename(out, old)
     os.rename(built, out)
     shutil.rmtree(old)
+
+
+def refuse_unsafe_out(checkpoint: Path, out: Path, overwrite: bool) -> None:
+    """out may replace only an earlier export, and never hold the checkpoint itself."""
+    if same_file(out, checkpoint) or checkpoint.resolve().is_relative_to(out.resolve()):
+        raise MTError(f"out={out} would replace the checkpoint {checkpoint}: choose another out=")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise MTError(f"{out}: already exists (choose another out= or pass overwrite=true)")
+    if not (out / METADATA).is_file():
+        raise MTError(f"out={out} exists and is not a directory mt.export wrote: not replacing it")
 
 
 def export(
@@ -138,8 +150,7 @@ def export(
     """Write checkpoint as a CTranslate2 model directory at out (quantization: CTranslate2's
     name, e.g. "int8"); an existing out is replaced only when overwrite is true."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise MTError(f"{out}: already exists (choose another out= or pass overwrite=true)")
+    refuse_unsafe_out(Path(checkpoint), out, overwrite)
     model, tokenizer, config = load_trained(checkpoint)
     name = model_name(config.model)
     if name != "transformer":
@@ -149,9 +160,9 @@ def export(
         )
     spec = transformer_spec(model, config.model, tokenizer)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_stale_temporaries(out.parent)  # what a killed export left
+    built = temporary_path(out)
     try:
-        built = staging / out.name
         convert(spec, built, quantization)
         (built / SOURCE_SPM).write_bytes(tokenizer.src_model)
         (built / TARGET_SPM).write_bytes(tokenizer.tgt_model)
@@ -165,5 +176,5 @@ def export(
         (built / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         install(built, out, overwrite)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(built, ignore_errors=True)
     return out
