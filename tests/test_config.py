@@ -152,7 +152,8 @@ def test_a_rule_naming_no_field_fails_instead_of_passing_silently():
 
 
 def test_a_value_out_of_range_is_named_with_its_prefix():
-    with pytest.raises(MTError, match=r"^data.train_sources\[0\].weight=0: must be in \(0, 1000\]$"):
+    expected = r"^data.train_sources\[0\].weight=0: must be in \(0, 1000\]$"
+    with pytest.raises(MTError, match=expected):
         check_ranges(TrainSource(name="x", weight=0), "data.train_sources[0].")
 
 

@@ -71,7 +71,8 @@ def test_a_model_trains_from_two_corpora(two_corpora, tmp_path):
 def test_a_weight_that_is_not_positive_is_refused_by_its_key(two_corpora, tmp_path):
     root, _, _ = two_corpora
     sources = "data.train_sources=[{name: main},{name: extra, weight: 0}]"
-    with pytest.raises(MTError, match=r"^data\.train_sources\[1\]\.weight=0\.0: must be in \(0, 1000\]$"):
+    expected = r"^data\.train_sources\[1\]\.weight=0\.0: must be in \(0, 1000\]$"
+    with pytest.raises(MTError, match=expected):
         make_config(root, "main", tmp_path, sources)
 
 
