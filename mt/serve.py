@@ -36,7 +36,9 @@ def main(cfg: DictConfig) -> None:
         check_ranges(config, "")
         uvicorn, app, loading = import_server()
         models = loading.load_models(config)
-        limits = app.Limits(config.max_sentences, config.max_chars, config.max_beam_size)
+        limits = app.Limits(
+            config.max_sentences, config.max_chars, config.max_beam_size, config.max_body_bytes
+        )
         served = app.create_app(models, limits)
     names = ", ".join(m.name for m in models)
     print(f"serving {names} on http://{config.host}:{config.port}/", flush=True)

@@ -19,7 +19,7 @@ from mt.config.schema import DecodeConfig
 from mt.decoding.translator import Translator
 
 SENTENCES = multi30k_lines("train", "de", 3) + multi30k_lines("val", "de", 2)
-LIMITS = ["max_sentences=6", "max_chars=300", "max_beam_size=8"]
+LIMITS = ["max_sentences=6", "max_chars=300", "max_beam_size=8", "max_body_bytes=5000"]
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +148,10 @@ def test_attention_rows_are_distributions_over_the_real_source_pieces(server, na
         ({"model": "nope", "sentences": ["x"]}, 404, "no model named 'nope'"),
         ({"sentences": ["x"]}, 422, "model: required when several are served"),
         (b"{not json", 422, "body: not valid JSON"),
+        ({"model": "model", "sentences": ["x"], "length_penalty": 1e308}, 422, "length_penalty:"),
+        ({"model": "model", "sentences": ["x"], "length_penalty": float("inf")}, 422, "length_"),
+        ({"model": "model", "sentences": ["ein \ud800 Hund"]}, 422, "sentences.0: not text"),
+        ({"model": "model", "sentences": ["x" * 250] * 20}, 413, "this server takes 5000"),
     ],
 )
 def test_a_bad_request_gets_its_4xx_and_the_server_keeps_serving(server, body, status, message):

@@ -157,7 +157,9 @@ class DecodeConfig:
 
     RANGES: ClassVar[dict[str, Rule]] = {
         **{k: at_least(1) for k in ("beam_size", "nbest", "max_tokens", "top_k")},
-        **{k: at_least(0) for k in ("length_penalty", "max_len_a", "max_len_b")},
+        **{k: at_least(0) for k in ("max_len_a", "max_len_b")},
+        # GNMT's alpha is 0.6 to 2 in practice; past 10, ((5 + |Y|) / 6) ** alpha overflows.
+        "length_penalty": ((lambda value: 0 <= value <= 10), "must be in [0, 10]"),
         "top_p": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),
         "temperature": above(0),
     }

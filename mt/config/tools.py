@@ -97,9 +97,11 @@ class ServeConfig:
     max_sentences: int = 64  # per request
     max_chars: int = 2000  # per sentence
     max_beam_size: int = 16
+    max_body_bytes: int = 1_000_000  # a request body larger than this gets 413 unread
 
     RANGES: ClassVar[dict[str, Rule]] = {
         **{k: at_least(1) for k in ("max_sentences", "max_chars", "max_beam_size")},
+        "max_body_bytes": at_least(1),
         "port": ((lambda value: 0 <= value <= 65535), "must be in [0, 65535]"),
     }
 

@@ -72,6 +72,7 @@ class Limits:
     max_sentences: int = 64
     max_chars: int = 2000
     max_beam_size: int = 16
+    max_body_bytes: int = 1_000_000
 
 
 class TranslateRequest(BaseModel):
@@ -81,7 +82,7 @@ class TranslateRequest(BaseModel):
     model: str | None = None  # may be left out when one model is served
     beam_size: int | None = Field(None, ge=1)  # default: the model's own decode settings
     nbest: int = Field(1, ge=1)
-    length_penalty: float | None = Field(None, ge=0)
+    length_penalty: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
     attention: bool = False
 
 
@@ -122,6 +123,10 @@ def check_sentences(sentences: list[str], limits: Limits) -> None:
             413, f"sentences: {len(sentences)} sentences, this server takes {limits.max_sentences}"
         )
     for k, sentence in enumerate(sentences):
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError as e:  # "\ud800" parses as JSON but is no text
+            raise BadRequest(422, f"sentences.{k}: not text ({e.reason} at {e.start})") from None
         if len(sentence) > limits.max_chars:
             raise BadRequest(
                 413,
@@ -163,6 +168,15 @@ def create_app(models: list[Served], limits: Limits) -> FastAPI:
     """The FastAPI application serving models (names unique) within limits."""
     by_name = {served.name: served for served in models}
     app = FastAPI(title="mt translation server")
+
+    @app.middleware("http")
+    async def bounded(request: Request, call_next):
+        """A body announced larger than the limit is refused before it is read."""
+        size = request.headers.get("content-length", "0")
+        if size.isdigit() and int(size) > limits.max_body_bytes:
+            message = f"body: {size} bytes, this server takes {limits.max_body_bytes}"
+            return JSONResponse({"error": message}, status_code=413)
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
