@@ -99,3 +99,8 @@ def test_file_digests_are_reused_until_a_file_changes(two_corpora, tmp_path):
     stat = os.stat(train_de)
     os.utime(train_de, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     assert cache_path(data) == key  # touched: hashed again, the bytes are the same
+
+
+def test_a_source_without_a_name_is_named_not_a_traceback(memorise_root, cache_dir):
+    with pytest.raises(MTError, match=r"^data\.train_sources\[0\]\.name: required"):
+        make_config(memorise_root, "tiny", cache_dir, "data.train_sources=[{weight: 2}]")
