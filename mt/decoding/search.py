@@ -197,7 +197,7 @@ def beam_search(
         active = sentence.numel()
         log_probs, state = model.decode_step(prefixes[:, -1], memory, state)
         log_probs = force_eos(log_probs, (limits[sentence] == t).repeat_interleave(k))
-        if prefix is not None:
+        if prefix is not None and t <= prefix.size(1):  # only while some prefix is forced
             log_probs = force_prefix(log_probs, prefix[sentence].repeat_interleave(k, dim=0), t)
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(active, k * vocab)
