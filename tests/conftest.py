@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_config, multi30k_lines, write_corpus
+from helpers import make_config, multi30k_lines, run_tool, write_corpus
 
 from mt.common.checkpoint import load_checkpoint
 from mt.config.store import from_plain_dict
@@ -120,3 +120,12 @@ def trained_model(memorised_run):
     sentences = multi30k_lines("train", "de", 20) + multi30k_lines("val", "de", 20)
     src = [torch.tensor(ids) for ids in tokenizer.encode_src(sentences)]
     return model, tokenizer, src
+
+
+@pytest.fixture(scope="session")
+def exported(moved_checkpoint, tmp_path_factory) -> Path:
+    """The memorised Transformer exported to CTranslate2 by mt.export (float32)."""
+    out = tmp_path_factory.mktemp("export") / "ct2"
+    result = run_tool("export", f"checkpoint={moved_checkpoint}", f"out={out}", cwd=out.parent)
+    assert result.returncode == 0, result.stderr
+    return out

@@ -4,9 +4,16 @@ commands (in a subprocess or in process), and reading what a run wrote."""
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +172,56 @@ def leftover_temporaries(directory: Path) -> list[Path]:
 
 
 A, B = 4, 5  # the scripted vocabulary: PAD UNK BOS EOS A B
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str):
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def http_post(url: str, body) -> tuple[int, dict]:
+    """The status and JSON answer of POSTing body (bytes as they are, else as JSON)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@contextmanager
+def serving(*args: str) -> Iterator[str]:
+    """`python -m mt.serve *args` on a free loopback port, until the block ends: its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mt.serve", f"port={port}", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            http_get(url + "/health")
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.3)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 class ScriptedDecoder(nn.Module):

@@ -167,4 +167,3 @@ def test_decode_overrides_has_every_decode_setting_and_only_those():
 def test_a_source_weight_must_be_finite_and_bounded(weight):
     with pytest.raises(MTError, match=r"weight=.*: must be in \(0, 1000\]"):
         check_ranges(TrainSource(name="x", weight=weight), "data.train_sources[0].")
-

@@ -356,4 +356,3 @@ def test_default_locations_are_the_users_never_the_packages(tmp_path, monkeypatc
     assert data_root(DataConfig()) == tmp_path / "corpora"
     assert cache_dir(DataConfig()) == tmp_path / "derived"
     assert cache_dir(DataConfig(cache_dir=str(tmp_path / "mine"))) == tmp_path / "mine"
-

@@ -69,14 +69,6 @@ def test_exported_network_gives_every_target_token_our_log_probability(
         torch.testing.assert_close(torch.tensor(result.log_probs), ours, atol=1e-4, rtol=0)
 
 
-@pytest.fixture(scope="module")
-def exported(moved_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "ct2"
-    result = export(moved_checkpoint, out, cwd=out.parent)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 @pytest.mark.parametrize(
     "decode",
     [
@@ -113,9 +105,7 @@ def test_ctranslate2_samples_as_asked(exported):
 
 
 @pytest.mark.parametrize("beam_size", [1, 4])
-def test_ctranslate2_continues_after_the_prefix_as_ours_does(
-    moved_checkpoint, exported, beam_size
-):
+def test_ctranslate2_continues_after_the_prefix_as_ours_does(moved_checkpoint, exported, beam_size):
     # Memorised sentences, so that no output runs into the length limit, where the engines
     # differ (an EOS forced in ours, none in CTranslate2; mt/deploy/engine.py).
     sentences = multi30k_lines("train", "de", 8)

@@ -293,4 +293,3 @@ def test_a_full_disk_during_translate_names_the_output_and_keeps_the_earlier_one
     assert len(errors) == 1 and errors[0].startswith(f"error: {fs}/out.en: could not write"), errors
     assert "exit 1" in result.stdout and "earlier" in result.stdout
     assert "left ['filler', 'out.en']" in result.stdout  # no temporary left behind
-

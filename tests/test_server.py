@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from helpers import REPO, multi30k_lines
+from helpers import REPO, http_get, http_post, multi30k_lines, serving
 
 from mt.config.schema import DecodeConfig
 from mt.decoding.translator import Translator
@@ -26,54 +23,13 @@ LIMITS = ["max_sentences=6", "max_chars=300", "max_beam_size=8", "max_body_bytes
 def server(moved_checkpoint, bahdanau_checkpoint, chosen_run):
     """mt.serve with the memorised Transformer ("model"), the Bahdanau model ("bahdanau") and
     the final.pt of a run with decode settings of its own ("chosen")."""
-    port = free_port()
     final = chosen_run[0] / chosen_run[1]["final"]
-    checkpoints = f"checkpoints=[{moved_checkpoint},{bahdanau_checkpoint},{final}]"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mt.serve", checkpoints, f"port={port}", *LIMITS],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            get(url + "/models")
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str):
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return json.loads(response.read())
-
-
-def post(url: str, body) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    with serving(f"checkpoints=[{moved_checkpoint},{bahdanau_checkpoint},{final}]", *LIMITS) as url:
+        yield url
 
 
 def test_models_lists_them_with_their_attention(server):
-    models = {m["name"]: m for m in get(server + "/models")}
+    models = {m["name"]: m for m in http_get(server + "/models")}
     assert set(models) == {"model", "bahdanau", "chosen"}
     assert models["model"]["architecture"] == "transformer"
     assert models["model"]["attention"] == ["layer1/cross_attention", "layer2/cross_attention"]
@@ -84,7 +40,8 @@ def test_models_lists_them_with_their_attention(server):
 def test_translations_equal_the_translator_api(server, name, moved_checkpoint, bahdanau_checkpoint):
     path = moved_checkpoint if name == "model" else bahdanau_checkpoint
     options = {"beam_size": 3, "nbest": 2, "length_penalty": 0.5}
-    status, body = post(server + "/translate", {"model": name, "sentences": SENTENCES, **options})
+    request = {"model": name, "sentences": SENTENCES, **options}
+    status, body = http_post(server + "/translate", request)
     assert status == 200, body
     translator = Translator.from_checkpoint(path, "cpu")
     decode = DecodeConfig(**{**translator.config.decode.__dict__, **options})
@@ -96,11 +53,32 @@ def test_translations_equal_the_translator_api(server, name, moved_checkpoint, b
     assert [t["text"] for t in body["translations"]] == translator.translate(SENTENCES, decode)
 
 
+def test_concurrent_requests_batched_together_answer_as_alone(server, moved_checkpoint):
+    """Eight clients at once, each one or two sentences, share the server's batches."""
+    requests = [SENTENCES[k % 5 : k % 5 + 1 + k % 2] for k in range(8)]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = list(
+            pool.map(
+                lambda sentences: http_post(
+                    server + "/translate", {"model": "model", "sentences": sentences}
+                ),
+                requests,
+            )
+        )
+    translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
+    for sentences, (status, body) in zip(requests, answers, strict=True):
+        assert status == 200, body
+        expected = translator.translate_nbest(sentences)
+        assert [t["text"] for t in body["translations"]] == [n[0][0] for n in expected]
+        got = [t["nbest"][0]["score"] for t in body["translations"]]
+        assert got == pytest.approx([n[0][1] for n in expected], abs=1e-5)
+
+
 def test_by_default_the_server_decodes_as_mt_translate_does(server, chosen_run, small_root):
     run_dir, results = chosen_run
     source = small_root / "small" / "test_2016_flickr.de"
     sentences = source.read_text(encoding="utf-8").splitlines()[:6]  # the server's limit
-    status, body = post(server + "/translate", {"model": "chosen", "sentences": sentences})
+    status, body = http_post(server + "/translate", {"model": "chosen", "sentences": sentences})
     assert status == 200, body
     command = [sys.executable, "-m", "mt.translate", f"checkpoint={run_dir / results['final']}"]
     translated = subprocess.run(
@@ -116,7 +94,7 @@ def test_by_default_the_server_decodes_as_mt_translate_does(server, chosen_run, 
 @pytest.mark.parametrize("name", ["model", "bahdanau"])
 def test_attention_rows_are_distributions_over_the_real_source_pieces(server, name):
     request = {"model": name, "sentences": SENTENCES[:2], "attention": True, "beam_size": 2}
-    status, body = post(server + "/translate", request)
+    status, body = http_post(server + "/translate", request)
     assert status == 200, body
     for sentence, translation in zip(SENTENCES[:2], body["translations"], strict=True):
         attention = translation["attention"]
@@ -155,11 +133,11 @@ def test_attention_rows_are_distributions_over_the_real_source_pieces(server, na
     ],
 )
 def test_a_bad_request_gets_its_4xx_and_the_server_keeps_serving(server, body, status, message):
-    got, answer = post(server + "/translate", body)
+    got, answer = http_post(server + "/translate", body)
     assert got == status
     assert set(answer) == {"error"} and message in answer["error"]
     assert "\n" not in answer["error"]
-    ok, good = post(server + "/translate", {"model": "model", "sentences": SENTENCES[:1]})
+    ok, good = http_post(server + "/translate", {"model": "model", "sentences": SENTENCES[:1]})
     assert ok == 200 and good["translations"][0]["text"]
 
 

@@ -340,4 +340,3 @@ def test_a_truncated_gz_input_is_named_and_nothing_is_written(
     assert_clean_failure(result, f"error: {source}: cannot read it (")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.en").exists()
-

@@ -87,8 +87,9 @@ class ExportConfig:
 
 @dataclass
 class ServeConfig:
-    """`python -m mt.serve checkpoints=[A.pt,B.pt] [host=127.0.0.1] [port=8000]`."""
+    """`python -m mt.serve checkpoints=[A.pt,B.pt,EXPORT_DIR] [host=127.0.0.1] [port=8000]`."""
 
+    # Checkpoints (our search) or directories written by mt.export (CTranslate2).
     checkpoint: str | None = None  # one model ...
     checkpoints: list[str] = field(default_factory=list)  # ... or several, side by side
     host: str = "127.0.0.1"
@@ -98,10 +99,15 @@ class ServeConfig:
     max_chars: int = 2000  # per sentence
     max_beam_size: int = 16
     max_body_bytes: int = 1_000_000  # a request body larger than this gets 413 unread
+    # Concurrent requests share decoding batches of this many decoder rows x source tokens:
+    # smaller answers a small request sooner behind a large one, larger batches more at once.
+    batching: bool = True  # false: one whole request at a time, as before batching
+    batch_tokens: int = 1024
+    max_queued: int = 1024  # sentences waiting per model; past it a request gets 503
 
     RANGES: ClassVar[dict[str, Rule]] = {
         **{k: at_least(1) for k in ("max_sentences", "max_chars", "max_beam_size")},
-        "max_body_bytes": at_least(1),
+        **{k: at_least(1) for k in ("max_body_bytes", "batch_tokens", "max_queued")},
         "port": ((lambda value: 0 <= value <= 65535), "must be in [0, 65535]"),
     }
 

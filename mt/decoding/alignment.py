@@ -25,15 +25,29 @@ class Alignment:
 
 
 @torch.no_grad()
-def align(
-    model: nn.Module, tokenizer: Tokenizer, src_ids: torch.Tensor, hyp: list[int], device
-) -> Alignment:
-    """The attention of model over src_ids (S,) while it produces hyp (no BOS, no EOS)."""
+def attention_along(
+    model: nn.Module, src_ids: torch.Tensor, hyp: list[int], device
+) -> dict[str, torch.Tensor]:
+    """Each of model's attention maps, (heads, len(hyp) + 1, S), over src_ids (S,) while it
+    produces hyp (no BOS, no EOS) and then EOS, on the CPU."""
     src = src_ids[None].to(device)
     tgt_in = torch.tensor([[BOS_ID, *hyp]], device=device)
-    maps = {name: m[0].float().cpu() for name, m in model.attention_maps(src, tgt_in).items()}
+    return {name: m[0].float().cpu() for name, m in model.attention_maps(src, tgt_in).items()}
+
+
+def labelled(
+    tokenizer: Tokenizer, src_ids: torch.Tensor, hyp: list[int], maps: dict[str, torch.Tensor]
+) -> Alignment:
+    """maps over src_ids along hyp, with the pieces of their columns and rows."""
     return Alignment(
         [tokenizer.src.id_to_piece(i) for i in src_ids.tolist()],
         [tokenizer.tgt.id_to_piece(i) for i in [*hyp, EOS_ID]],
         maps,
     )
+
+
+def align(
+    model: nn.Module, tokenizer: Tokenizer, src_ids: torch.Tensor, hyp: list[int], device
+) -> Alignment:
+    """The attention of model over src_ids (S,) while it produces hyp (no BOS, no EOS)."""
+    return labelled(tokenizer, src_ids, hyp, attention_along(model, src_ids, hyp, device))

@@ -13,6 +13,7 @@ from mt.common.special_ids import PAD_ID
 from mt.config.schema import DecodeConfig
 from mt.data.batches import token_batches
 from mt.data.tokenizer import Tokenizer
+from mt.decoding.alignment import attention_along
 from mt.decoding.search import Hypothesis, beam_search, greedy_search, sample_search, sampler
 from mt.models.contract import Seq2Seq, Uncached
 
@@ -104,6 +105,16 @@ class TorchEngine:
         prefixes: list[torch.Tensor] | None = None,
     ) -> list[list[Hypothesis]]:
         return decode_ids(self.model, src_ids, decode, self.device, prefixes)
+
+    def attention_names(self) -> list[str]:
+        """The names of the maps attention() gives (none for a model without attention)."""
+        probe = torch.tensor([[4, 2]], device=self.device)  # any source; only names are read
+        with torch.no_grad():
+            return list(self.model.attention_maps(probe, probe))
+
+    def attention(self, src_ids: torch.Tensor, hyp: list[int]) -> dict[str, torch.Tensor]:
+        """Every attention map along hyp: name -> (heads, len(hyp) + 1, len(src_ids))."""
+        return attention_along(self.model, src_ids, hyp, self.device)
 
 
 def translate(

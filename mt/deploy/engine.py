@@ -34,6 +34,7 @@ from mt.decoding.translator import Translator
 
 SOURCE_SPM, TARGET_SPM, METADATA = "source.spm", "target.spm", "mt.json"
 FORMAT = "mt-ctranslate2-1"  # written into METADATA
+CT2_ATTENTION = "last layer/cross_attention, head 1 (CTranslate2)"
 
 
 def import_ctranslate2():
@@ -138,6 +139,26 @@ class CTranslate2Engine:
             for k, hyps in zip(group, again, strict=True):
                 results[k] = hyps
         return [hyps[: decode.nbest] for hyps in results]
+
+    def attention_names(self) -> list[str]:
+        return [CT2_ATTENTION]
+
+    def attention(self, src_ids: torch.Tensor, hyp: list[int]) -> dict[str, torch.Tensor]:
+        """CTranslate2's attention along hyp, forced as the target prefix: its one map,
+        (1, len(hyp) + 1, len(src_ids)), the last decoder layer's first cross-attention head."""
+        source = [self.tokenizer.src.id_to_piece(i) for i in src_ids.tolist()]
+        target = [self.tokenizer.tgt.id_to_piece(i) for i in hyp]
+        output = self.translator.translate_batch(
+            [source],
+            [target or None],
+            beam_size=1,
+            return_attention=True,
+            max_decoding_length=len(hyp) + 1,  # the prefix, then one step: EOS's row
+            max_input_length=0,
+            return_end_token=True,
+        )[0]
+        rows = torch.tensor(output.attention[0][: len(hyp) + 1], dtype=torch.float32)
+        return {CT2_ATTENTION: rows[None]}
 
     def seeded(self, seed: int):
         """A translator whose samples depend on seed alone. CTranslate2 seeds a worker

@@ -47,6 +47,7 @@ class TransformerConfig:
                 f"model.d_model={self.d_model} is not divisible by model.num_heads={self.num_heads}"
             )
 
+
 # Every backend but cuDNN's: it builds an execution plan per input shape, about 10 ms of host
 # time each (measured on an H100, torch 2.11), and batches and decoding steps bring new lengths
 # all the time; it made a training step 20 times slower than its GPU work.

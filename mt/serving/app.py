@@ -1,17 +1,21 @@
 """The translation server: models loaded once, a JSON API over the existing search, and the
 attention explorer page (mt/serving/static/) that shows them side by side.
 
-    GET  /models      what is loaded: name, architecture, languages, attention maps, defaults
+    GET  /models      what is loaded: name, architecture, engine, languages, attention maps,
+                      decode defaults
+    GET  /health      {"status": "ok"} and the sentences queued per model
     POST /translate   {"sentences": [...], "model": NAME, "beam_size", "nbest",
                        "length_penalty", "attention": bool} -> translations, n-best, attention
     GET  /            the explorer page
 
-Bad requests get a 4xx status and {"error": "one line"}; the server keeps serving.
+Concurrent requests to one model are decoded together (batcher.py). Bad requests get a 4xx
+status and {"error": "one line"} (503 when a model's queue is full); the server keeps serving.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,50 +25,45 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mt.config.schema import DecodeConfig
-from mt.decoding.alignment import align
+from mt.decoding.alignment import labelled
 from mt.decoding.translator import Translator
-from mt.models import count_parameters, model_name
+from mt.models import build_model, count_parameters, model_name
+from mt.serving.batcher import Batcher, Busy
 
 STATIC = Path(__file__).parent / "static"
 
 
 @dataclass
 class Served:
-    """One loaded model: its translator (our search over the PyTorch module, whose attention
-    maps the explorer draws) and what GET /models says of it, worked out once."""
+    """One loaded model: its translator (our search over the PyTorch module, or CTranslate2
+    over an mt.export directory), the queue that batches its requests (batcher.py), and what
+    GET /models says of it, worked out once."""
 
     name: str
-    checkpoint: str
+    source: str  # the checkpoint, or the export directory
+    engine: str  # "torch" or "ctranslate2"
     translator: Translator
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time
+    batcher: Batcher
     description: dict = field(init=False)
 
     def __post_init__(self) -> None:
-        config = self.translator.config
-        probe = torch.tensor([[4, 2]], device=self.device)  # any source; only names are read
-        with torch.no_grad():
-            maps = list(self.model.attention_maps(probe, probe))
+        config, tokenizer = self.translator.config, self.translator.tokenizer
+        with torch.device("meta"):  # the architecture's size, without its weights
+            parameters = count_parameters(build_model(config.model, *tokenizer.sizes()))
         self.description = {
             "name": self.name,
             "architecture": model_name(config.model),
+            "engine": self.engine,
             "src_lang": config.data.src_lang,
             "tgt_lang": config.data.tgt_lang,
-            "parameters": count_parameters(self.model),
-            "attention": maps,
+            "parameters": parameters,
+            "attention": self.translator.engine.attention_names(),
             "decode": asdict(config.decode),
-            "checkpoint": self.checkpoint,
+            "checkpoint": self.source,
         }
-
-    @property
-    def model(self) -> nn.Module:
-        return self.translator.engine.model
-
-    @property
-    def device(self) -> torch.device:
-        return self.translator.engine.device
 
 
 @dataclass
@@ -136,32 +135,41 @@ def check_sentences(sentences: list[str], limits: Limits) -> None:
 
 def alignment_json(served: Served, src_ids: torch.Tensor, tokens: list[int]) -> dict:
     """The best hypothesis's attention: pieces and, per map, heads x target x source weights."""
-    alignment = align(served.model, served.translator.tokenizer, src_ids, tokens, served.device)
+    maps = served.translator.engine.attention(src_ids, tokens)
+    alignment = labelled(served.translator.tokenizer, src_ids, tokens, maps)
     return {
         "source": alignment.src_pieces,
         "target": alignment.tgt_pieces,
         # Four decimals: a tenth of the bytes, and still far finer than a heatmap can show.
-        "maps": {name: w.round(decimals=4).tolist() for name, w in alignment.maps.items()},
+        "maps": {name: w.double().round(decimals=4).tolist() for name, w in alignment.maps.items()},
     }
 
 
-def translate(served: Served, request: TranslateRequest, limits: Limits) -> dict:
+def translation_json(served: Served, result, attention: bool) -> dict:
+    """One sentence's answer: its best text, its n-best, and its attention if asked for."""
+    nbest = served.translator.texts(result)
+    entry = {"text": nbest[0][0], "nbest": [{"text": t, "score": s} for t, s in nbest]}
+    if attention:
+        entry["attention"] = (
+            None if result is None else alignment_json(served, result[0], result[1][0].tokens)
+        )
+    return entry
+
+
+def queue_request(served: Served, request: TranslateRequest, limits: Limits) -> Future:
+    """The request checked and queued: the future holds its JSON answer, built on the
+    model's worker thread (which alone runs the model)."""
     check_sentences(request.sentences, limits)
     decode = decode_settings(served, request, limits)
-    with served.lock:
-        found = served.translator.search(request.sentences, decode)
-        translations = []
-        for result in found:
-            nbest = served.translator.texts(result)
-            entry = {"text": nbest[0][0], "nbest": [{"text": t, "score": s} for t, s in nbest]}
-            if request.attention:
-                entry["attention"] = (
-                    None
-                    if result is None
-                    else alignment_json(served, result[0], result[1][0].tokens)
-                )
-            translations.append(entry)
-    return {"model": served.name, "translations": translations}
+
+    def answer(found: list) -> dict:
+        translations = [translation_json(served, result, request.attention) for result in found]
+        return {"model": served.name, "translations": translations}
+
+    try:
+        return served.batcher.submit(request.sentences, decode, answer)
+    except Busy as busy:
+        raise BadRequest(503, f"model {served.name!r}: {busy}") from None
 
 
 def create_app(models: list[Served], limits: Limits) -> FastAPI:
@@ -186,18 +194,33 @@ def create_app(models: list[Served], limits: Limits) -> FastAPI:
     async def refused(request: Request, error: BadRequest) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=error.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> JSONResponse:
+        message = " ".join(f"{type(error).__name__}: {error}".split())
+        return JSONResponse({"error": f"internal error: {message}"}, status_code=500)
+
     @app.get("/models")
     def list_models() -> list[dict]:
         return [served.description for served in models]
 
+    @app.get("/health")
+    def health() -> dict:
+        queued = {served.name: served.batcher.queued for served in models}
+        return {"status": "ok", "queued_sentences": queued}
+
     @app.post("/translate")
-    def translate_request(request: TranslateRequest) -> dict:  # a worker thread, not the loop
+    async def translate_request(request: TranslateRequest) -> dict:
         name = request.model or (models[0].name if len(models) == 1 else None)
         if name is None:
             raise BadRequest(422, f"model: required when several are served ({', '.join(by_name)})")
         if name not in by_name:
             raise BadRequest(404, f"model: no model named {name!r} ({', '.join(by_name)})")
-        return translate(by_name[name], request, limits)
+        # Awaited, not waited for in a thread: a thousand waiting clients hold no threads.
+        return await asyncio.wrap_future(queue_request(by_name[name], request, limits))
 
     @app.get("/")
     def page() -> FileResponse:

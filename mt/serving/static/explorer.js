@@ -21,7 +21,7 @@ function averageOfHeads(heads) {
 
 function describe(model) {
   const attention = model.attention.length ? `attention: ${model.attention.join(", ")}` : "no attention";
-  return `${model.architecture} · ${model.parameters.toLocaleString("en")} parameters · ${attention}`;
+  return `${model.architecture} (${model.engine}) · ${model.parameters.toLocaleString("en")} parameters · ${attention}`;
 }
 
 async function loadModels() {
