@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ from mt.data.tokenizer import Tokenizer, train_sentencepiece
 CACHE_VERSION = 4  # bump when the cached layout or encoding changes
 COUNTS = "counts.json"  # what the build read and dropped, for mt.prepare's report
 DIGESTS = "file-digests.json"  # the files already hashed, so a warm start reads no text
+CHECKSUMS = "checksums.json"  # in each cache: the digests of its small parts, checked on load
+
+log = logging.getLogger("mt")
 
 datasets.disable_progress_bars()  # one log line per run beats a bar per cached split
 
@@ -54,16 +58,36 @@ def hub_fingerprint(cfg: DataConfig, split: str) -> str:
 
 def file_digest(path: Path, known: dict) -> str:
     """sha256 of a file's bytes, hashed once: later runs find it in known under the file's
-    size, modification time and inode (a rewritten file changes its modification time)."""
+    size, modification time, inode and change time. A rewritten file changes its modification
+    time; one edited in place with its size and modification time put back still changes its
+    change time, which no user can set."""
     stat = path.stat()
-    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-    if known.get(key, [None])[:3] != stamp:
+    key = str(path.resolve())
+    stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
+    entry = known.get(key)
+    if not (isinstance(entry, list) and entry[:4] == stamp and len(entry) == 5):
         h = hashlib.sha256()
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         known[key] = stamp + [h.hexdigest()]
-    return known[key][3]
+    return known[key][4]
+
+
+def known_digests(directory: Path) -> dict:
+    """The digests earlier runs saved; a damaged file only costs hashing the files again."""
+    path = directory / DIGESTS
+    if not path.is_file():
+        return {}
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        log.warning("%s: unreadable (%s); hashing the corpus files again", path, e)
+        return {}
+    if not isinstance(known, dict):
+        log.warning("%s: not a digest table; hashing the corpus files again", path)
+        return {}
+    return known
 
 
 def remember_digests(directory: Path, known: dict) -> None:
@@ -80,8 +104,7 @@ def fingerprint(cfg: DataConfig) -> str:
     """Hash of the split files' bytes (a Hub dataset's own fingerprint) and of every setting
     that changes the subword model or the encoding: no text is decoded to compute it."""
     directory = cache_dir(cfg)
-    known_path = directory / DIGESTS
-    known = json.loads(known_path.read_text()) if known_path.is_file() else {}
+    known = known_digests(directory)
     before = json.dumps(known)
     h = hashlib.sha256()
     settings = [CACHE_VERSION, cfg.src_lang, cfg.tgt_lang, cfg.train_limit]
@@ -100,6 +123,19 @@ def fingerprint(cfg: DataConfig) -> str:
         directory.mkdir(parents=True, exist_ok=True)
         remember_digests(directory, known)
     return h.hexdigest()[:16]
+
+
+def small_part_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every file of the parts read whole at each start (the subword models, the
+    held-out splits), by path within directory. The large training split is checked by
+    structure instead (corpus.checked): hashing it would read gigabytes at every start."""
+    files = [directory / "src.model", directory / "tgt.model"]
+    files += sorted(p for split in ("valid", "test") for p in (directory / split).rglob("*"))
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in files
+        if path.is_file()
+    }
 
 
 TEXT = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
@@ -225,6 +261,7 @@ def build_cache(cfg: DataConfig, directory: Path) -> None:
             encode_split(cfg, tokenizer, text[split], split, scratch).save_to_disk(str(tmp / split))
         del text
         shutil.rmtree(scratch)
+        (tmp / CHECKSUMS).write_text(json.dumps(small_part_digests(tmp), indent=0) + "\n")
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise os_error(directory, e, "the data cache") from None

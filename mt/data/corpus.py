@@ -8,7 +8,9 @@ the same pages. Batching is mt/data/batches.py.
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from mt.common.files import remove_stale_temporaries
+from mt.common.errors import MTError
+from mt.common.files import remove_stale_temporaries, temporary_path
+from mt.common.special_ids import UNK_ID
 from mt.config.schema import DataConfig
-from mt.data.cache import build_cache, cache_dir, fingerprint
+from mt.data.cache import CHECKSUMS, build_cache, cache_dir, fingerprint, small_part_digests
 from mt.data.tokenizer import Tokenizer
 
 log = logging.getLogger("mt")
@@ -124,15 +128,85 @@ def wait_for(directory: Path) -> None:
 
 def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
     """The encoded corpus from the cache. When no cache matches the files and settings, it is
-    built first (reading, tokenising, encoding), or, with build=False, waited for."""
+    built first (reading, tokenising, encoding), or, with build=False, waited for. A damaged
+    cache is named and, with build, rebuilt."""
     directory = cache_path(cfg)
     directory.parent.mkdir(parents=True, exist_ok=True)
     if build:
         remove_stale_temporaries(directory.parent)  # caches whose builder was killed
     if not directory.is_dir():
         build_cache(cfg, directory) if build else wait_for(directory)
-    tokenizer = Tokenizer(
-        (directory / "src.model").read_bytes(), (directory / "tgt.model").read_bytes()
+    try:
+        return open_cache(directory)
+    except DamagedCache as damage:
+        if not build:
+            how = "rebuild it with mt.prepare and the same data settings"
+            raise MTError(f"{damage}; {how}") from None
+        log.warning("%s; rebuilding the cache", damage)
+    discard(directory)
+    build_cache(cfg, directory)
+    return open_cache(directory)
+
+
+class DamagedCache(Exception):
+    """A cache file that cannot be read: named, with the reader's complaint."""
+
+
+def open_cache(directory: Path) -> Corpus:
+    """The corpus a built cache holds; DamagedCache names the first part that cannot be read."""
+    verify_checksums(directory)
+    models = [read_part(directory / name, Path.read_bytes) for name in ("src.model", "tgt.model")]
+    try:
+        tokenizer = Tokenizer(*models)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise DamagedCache(f"{directory}/src.model or tgt.model: damaged cache ({e})") from None
+    train = read_part(directory / "train", lambda path: checked(map_split(path), tokenizer))
+    valid, test = (read_part(directory / name, load_split) for name in ("valid", "test"))
+    return Corpus(tokenizer, train, valid, test)
+
+
+def verify_checksums(directory: Path) -> None:
+    """The small parts' bytes are those the build wrote (a cache built before checksums were
+    kept has none to check)."""
+    path = directory / CHECKSUMS
+    if not path.is_file():
+        return
+    expected = read_part(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    found = small_part_digests(directory)
+    for name, digest in expected.items():
+        if found.get(name) != digest:
+            change = "missing" if name not in found else "its bytes changed since the build"
+            raise DamagedCache(f"{directory / name}: damaged cache ({change})")
+
+
+def read_part(path: Path, read):
+    """read(path), or DamagedCache naming path with the reader's complaint."""
+    try:
+        return read(path)
+    # Arrow's and datasets' complaints about a file (ArrowInvalid is a ValueError)
+    except (OSError, ValueError, KeyError, pa.ArrowException) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise DamagedCache(f"{path}: damaged cache ({reason})") from None
+
+
+def checked(train: MappedSplit, tokenizer: Tokenizer) -> MappedSplit:
+    """train, once its lists are sound and every id is a piece of its vocabulary (none a
+    padding id): one scan of the mapped ids, which finds bytes overwritten since the build."""
+    sides = (
+        (train.src_column, tokenizer.src_vocab_size),
+        (train.tgt_column, tokenizer.tgt_vocab_size),
     )
-    train = map_split(directory / "train")
-    return Corpus(tokenizer, train, load_split(directory / "valid"), load_split(directory / "test"))
+    for column, size in sides:
+        column.validate(full=True)
+        extremes = pc.min_max(pc.list_flatten(column))
+        low, high = extremes["min"].as_py(), extremes["max"].as_py()
+        if low is not None and (low < UNK_ID or high >= size):
+            raise ValueError(f"ids from {low} to {high}, outside the vocabulary's [1, {size})")
+    return train
+
+
+def discard(directory: Path) -> None:
+    """Remove a damaged cache: first out of its name (one rename), then from the disk."""
+    doomed = temporary_path(directory)
+    directory.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
