@@ -293,3 +293,26 @@ def test_a_full_disk_during_translate_names_the_output_and_keeps_the_earlier_one
     assert len(errors) == 1 and errors[0].startswith(f"error: {fs}/out.en: could not write"), errors
     assert "exit 1" in result.stdout and "earlier" in result.stdout
     assert "left ['filler', 'out.en']" in result.stdout  # no temporary left behind
+
+
+def test_a_full_disk_during_export_names_the_output_and_leaves_nothing(moved_checkpoint, tmp_path):
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    export = [sys.executable, "-m", "mt.export", f"checkpoint={moved_checkpoint}", f"out={fs}/ct2"]
+    script = f"""
+    set -e
+    mount -t tmpfs -o size=1m tmpfs {fs}
+    python -c "$FILL" {fs} 50000 filler
+    set +e
+    {" ".join(export)}
+    echo "exit $?"
+    python -c "$LIST" left {fs}
+    """
+    result = in_private_mounts(script, tmp_path, FILL=FILL, LIST=LIST)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [errors[0]] and errors[0].startswith(
+        f"error: {fs}/ct2: could not write the export ("
+    ), errors
+    assert "exit 1" in result.stdout
+    assert "left ['filler']" in result.stdout  # no staging directory left behind

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mt.common.errors import MTError
-from mt.common.files import remove_stale_temporaries, same_file, temporary_path
+from mt.common.files import os_error, remove_stale_temporaries, same_file, temporary_path
 from mt.common.special_ids import BOS_ID, EOS_ID, UNK_ID
 from mt.config.store import to_plain_dict
 from mt.data.tokenizer import Tokenizer
@@ -175,6 +175,8 @@ def export(
         }
         (built / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         install(built, out, overwrite)
+    except OSError as e:  # a full disk: named by out, not by the staging directory
+        raise os_error(out, e, "the export") from None
     finally:
         shutil.rmtree(built, ignore_errors=True)
     return out
