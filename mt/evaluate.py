@@ -8,6 +8,7 @@ prints BLEU and chrF with their signatures: the same numbers `sacrebleu REF -i H
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
 
 register_configs()
+log = logging.getLogger("mt")
 
 
 def evaluation_data(cfg: EvaluateConfig, translator: Translator):
@@ -58,6 +60,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         {"hyps": hyps_path, "metrics": metrics_path},
         {**model_inputs(model_key, model_paths), **inputs},
     )
+    for side, path, lines in (("src", cfg.src, src), ("tgt", cfg.ref, refs)):
+        for warning in translator.language_warnings(path, lines, side) if path else []:
+            log.warning("warning: %s", warning)
     hyps = translator.translate(src, decode)
     scores = corpus_scores(hyps, refs)
     write_text(hyps_path, "".join(h + "\n" for h in hyps))

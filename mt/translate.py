@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -34,6 +35,7 @@ from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
 
 register_configs()
+log = logging.getLogger("mt")
 
 
 def open_file(path: Path, mode: str, stack: ExitStack) -> BinaryIO | TextIO:
@@ -87,6 +89,9 @@ def translate_stream(
     decode = translator.decoding(cfg.decode)
     done = 0
     for chunk in chunks(iter(source), cfg.lines_per_batch, name):
+        if done == 0:  # before the first decode: a wrong language is seen in the first lines
+            for warning in translator.language_warnings(name, chunk, "src"):
+                log.warning("warning: %s", warning)
         forced = None if prefixes is None else prefixes[done : done + len(chunk)]
         if forced is not None and len(forced) < len(chunk):
             raise mismatch(cfg.prefix, len(prefixes), name, "more")

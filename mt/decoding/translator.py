@@ -26,6 +26,7 @@ from mt.common.special_ids import EOS_ID
 from mt.config.checks import check_decode
 from mt.config.schema import Config, DecodeConfig, DecodeOverrides
 from mt.config.store import from_plain_dict
+from mt.data.languages import language_warnings
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.ensemble import Ensemble
 from mt.decoding.inference import TorchEngine
@@ -49,7 +50,11 @@ EngineFn = Callable[
 
 def load_trained(path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
     """The model (on the CPU, in eval mode), tokenizer and config a checkpoint holds."""
-    payload = load_checkpoint(path)
+    return trained_from(load_checkpoint(path), path)
+
+
+def trained_from(payload: dict, path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
+    """The model, tokenizer and config of a loaded checkpoint (path names it in errors)."""
     config = from_plain_dict(payload["config"])
     tokenizer = Tokenizer.from_dict(payload["tokenizer"])
     model = build_model(config.model, *tokenizer.sizes())
@@ -58,8 +63,18 @@ def load_trained(path: Path | str) -> tuple[nn.Module, Tokenizer, Config]:
 
 
 class Translator:
-    def __init__(self, engine: EngineFn, tokenizer: Tokenizer, config: Config):
+    def __init__(
+        self, engine: EngineFn, tokenizer: Tokenizer, config: Config, profiles: dict | None = None
+    ):
         self.engine, self.tokenizer, self.config = engine, tokenizer, config
+        self.profiles = profiles  # the languages' trigram profiles, when the checkpoint has them
+
+    def language_warnings(self, path: str, lines: list[str], side: str) -> list[str]:
+        """Signs that lines (of path) are not in the model's source (side "src") or target
+        ("tgt") language."""
+        data = self.config.data
+        languages = {"src": data.src_lang, "tgt": data.tgt_lang}
+        return language_warnings(path, lines, side, languages, self.profiles)
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> Translator:
@@ -69,7 +84,8 @@ class Translator:
     def from_checkpoints(cls, paths: list[Path | str], device: str = "auto") -> Translator:
         """Several checkpoints of one vocabulary decoded as an ensemble, any mix of
         architectures; the first one's config (and decode settings) is the translator's."""
-        loaded = [load_trained(path) for path in paths]
+        payloads = [load_checkpoint(path) for path in paths]
+        loaded = [trained_from(p, path) for p, path in zip(payloads, paths, strict=True)]
         model, tokenizer, config = loaded[0]
         for path, (_, other, _) in zip(paths[1:], loaded[1:], strict=True):
             if other.to_dict() != tokenizer.to_dict():
@@ -79,7 +95,8 @@ class Translator:
         if len(loaded) > 1:
             model = Ensemble([member for member, _, _ in loaded])
         device = pick_device(device)
-        return cls(TorchEngine(model.to(device), device), tokenizer, config)
+        engine = TorchEngine(model.to(device), device)
+        return cls(engine, tokenizer, config, payloads[0].get("languages"))
 
     def decoding(self, overrides: DecodeOverrides) -> DecodeConfig:
         """The checkpoint's decode settings with the keys given in overrides replaced."""

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mt.common.checkpoint import load_checkpoint
 from mt.common.errors import MTError
 from mt.common.files import os_error, remove_stale_temporaries, same_file, temporary_path
 from mt.common.special_ids import BOS_ID, EOS_ID, UNK_ID
 from mt.config.store import to_plain_dict
 from mt.data.tokenizer import Tokenizer
-from mt.decoding.translator import load_trained
+from mt.decoding.translator import trained_from
 from mt.deploy.engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
 from mt.models import model_name
 from mt.models.transformer import (
@@ -151,7 +152,8 @@ def export(
     name, e.g. "int8"); an existing out is replaced only when overwrite is true."""
     out = Path(out)
     refuse_unsafe_out(Path(checkpoint), out, overwrite)
-    model, tokenizer, config = load_trained(checkpoint)
+    payload = load_checkpoint(checkpoint)
+    model, tokenizer, config = trained_from(payload, checkpoint)
     name = model_name(config.model)
     if name != "transformer":
         raise MTError(
@@ -172,6 +174,7 @@ def export(
             "quantization": quantization,
             "ctranslate2": import_ctranslate2().__version__,
             "config": to_plain_dict(config),
+            "languages": payload.get("languages"),  # for the tools' language check
         }
         (built / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         install(built, out, overwrite)

@@ -231,7 +231,7 @@ def ctranslate2_translator(model_dir: Path | str, device: str = "auto") -> Trans
     engine = CTranslate2Engine(
         Path(model_dir), tokenizer, config.model.max_positions, device, torch.get_num_threads()
     )
-    return Translator(engine, tokenizer, config)
+    return Translator(engine, tokenizer, config, metadata.get("languages"))
 
 
 def open_translator(engine: Engine, paths: list[Path], device: str = "auto") -> Translator:

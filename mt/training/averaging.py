@@ -50,6 +50,7 @@ def average(paths: list[Path]) -> dict:
     return {
         "config": newest["config"],
         "tokenizer": newest["tokenizer"],
+        "languages": newest.get("languages"),
         "model": model,
         "progress": newest["progress"],
         "averaged_from": [str(p) for p in paths],

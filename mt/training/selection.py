@@ -79,6 +79,7 @@ def save_final(model: nn.Module, config: Config, checkpoints: Path, choice: Choi
     payload = {
         "config": to_plain_dict(replace(config, decode=decode)),
         "tokenizer": best["tokenizer"],
+        "languages": best.get("languages"),
         "model": model.state_dict(),
         "progress": best["progress"],
         "selection": asdict(choice),

@@ -48,13 +48,12 @@ def random_state(device: torch.device) -> dict:
     return rng
 
 
-def checkpoint_payload(
-    config: Config, tokenizer_models: dict, state: TrainState, rng: list[dict]
-) -> dict:
-    """Everything to resume from; rng holds every rank's random state, in rank order."""
+def checkpoint_payload(config: Config, text_side: dict, state: TrainState, rng: list[dict]) -> dict:
+    """Everything to resume from; text_side holds the tokenizer (and the languages' profiles);
+    rng holds every rank's random state, in rank order."""
     return {
         "config": to_plain_dict(config),
-        "tokenizer": tokenizer_models,
+        **text_side,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),

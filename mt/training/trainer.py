@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from mt.config.schema import Config, DecodeConfig
 from mt.data.batches import train_batches
 from mt.data.corpus import Corpus, load_corpus
 from mt.data.feed import updates
+from mt.data.languages import trigram_profile
 from mt.models import build_model, count_parameters
 from mt.training import distributed
 from mt.training.heatmap import attention_images
@@ -99,6 +101,14 @@ class Trainer:
     @property
     def tokenizer_models(self) -> dict:
         return self.corpus.tokenizer.to_dict()
+
+    @cached_property
+    def text_side(self) -> dict:
+        """What checkpoints keep of the text: the tokenizer, and the languages' trigram
+        profiles (from the held-out text) that the tools check their inputs against."""
+        valid = self.corpus.valid
+        profiles = {"src": trigram_profile(valid.src_text), "tgt": trigram_profile(valid.tgt_text)}
+        return {"tokenizer": self.tokenizer_models, "languages": profiles}
 
     # ------------------------------------------------------------ training
 
@@ -254,7 +264,7 @@ class Trainer:
         """Rank 0 writes last.pt, with every rank's random state; the others wait for it."""
         rng = distributed.gather(random_state(self.device))
         if distributed.is_main():
-            payload = checkpoint_payload(self.config, self.tokenizer_models, self.state, rng)
+            payload = checkpoint_payload(self.config, self.text_side, self.state, rng)
             save_checkpoint(payload, self.checkpoints / "last.pt")
         distributed.barrier()
 
@@ -264,7 +274,7 @@ class Trainer:
         rng = distributed.gather(random_state(self.device))
         if distributed.is_main():
             improved = self.validate()
-            payload = checkpoint_payload(self.config, self.tokenizer_models, self.state, rng)
+            payload = checkpoint_payload(self.config, self.text_side, self.state, rng)
             save_checkpoint(payload, self.checkpoints / "last.pt")
             if improved:
                 save_checkpoint(payload, self.checkpoints / "best.pt")
