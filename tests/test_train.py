@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import subprocess
 import sys
@@ -134,11 +135,29 @@ def test_resume_continues_with_the_same_next_loss(memorise_root, cache_dir, tmp_
 
 
 def resume_after_one_step(root, cache_dir, run_dir, change: str):
-    """Train one step into run_dir, then resume it with one setting changed."""
+    """Train one step into run_dir, then resume it with settings changed (space-separated)."""
     short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
     train(make_config(root, "tiny", cache_dir, "trainer.max_steps=1", *short), run_dir)
-    resumed = ["trainer.max_steps=2", "trainer.resume=true", change, *short]
+    resumed = ["trainer.max_steps=2", "trainer.resume=true", *change.split(), *short]
     train(make_config(root, "tiny", cache_dir, *resumed), run_dir)
+
+
+def test_resume_logs_the_settings_it_changes_and_applies_them(
+    memorise_root, cache_dir, tmp_path, caplog
+):
+    straight = tmp_path / "straight"
+    short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
+    train(make_config(memorise_root, "tiny", cache_dir, "trainer.max_steps=2", *short), straight)
+    changed = ["trainer.lr=1e-3", "model.dropout=0.2", "trainer.weight_decay=0.01"]
+    with caplog.at_level(logging.WARNING, logger="mt"):
+        resume_after_one_step(memorise_root, cache_dir, tmp_path / "resumed", " ".join(changed))
+    (line,) = [r.getMessage() for r in caplog.records if "changed settings" in r.getMessage()]
+    assert "model.dropout: 0.0 -> 0.2; trainer.lr: 0.003 -> 0.001" in line
+    assert "trainer.max_steps: 1 -> 2" in line and "trainer.weight_decay: 0.0 -> 0.01" in line
+    assert "trainer.resume" not in line
+    # The new learning rate is the one trained with, on the same schedule.
+    resumed, expected = scalars(tmp_path / "resumed", "train/lr"), scalars(straight, "train/lr")
+    assert resumed[2] == pytest.approx(expected[2] / 3, rel=1e-6)
 
 
 def test_resume_refuses_a_checkpoint_from_another_vocabulary(memorise_root, cache_dir, tmp_path):

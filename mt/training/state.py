@@ -62,13 +62,39 @@ def checkpoint_payload(config: Config, text_side: dict, state: TrainState, rng: 
     }
 
 
-def restore(path: Path, tokenizer_models: dict, state: TrainState, device: torch.device) -> None:
-    """Load path into state and set this rank's random state from it."""
+def flat(settings: dict, prefix: str = "") -> dict:
+    """{"trainer": {"lr": 1}} -> {"trainer.lr": 1}."""
+    found = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            found.update(flat(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+def changed_settings(before: dict, now: dict) -> list[str]:
+    """`key: old -> new` for every setting a resumed run changes (trainer.resume aside)."""
+    old, new = flat(before), flat(now)
+    keys = sorted((old.keys() | new.keys()) - {"trainer.resume"})
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+
+def restore(
+    path: Path, tokenizer_models: dict, state: TrainState, device: torch.device, config: Config
+) -> None:
+    """Load path into state and set this rank's random state from it. Settings changed since
+    the checkpoint are logged and take effect: the optimizer's and the schedule's are set
+    again from config after their saved state is loaded."""
     payload = load_checkpoint(path)
     check_vocabulary(payload, tokenizer_models, path)
     load_weights(state.model, payload["model"], path)
+    changes = changed_settings(payload["config"], to_plain_dict(config))
+    if changes and distributed.is_main():
+        log.warning("resumed with changed settings (the new values apply): %s", "; ".join(changes))
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])
+    reapply(state, config)
     state.progress = Progress(**payload["progress"])
     states = payload["rng"]
     if isinstance(states, dict):  # written before checkpoints kept one state per rank
@@ -79,3 +105,13 @@ def restore(path: Path, tokenizer_models: dict, state: TrainState, device: torch
     if "cuda" in rng and device.type == "cuda":
         torch.cuda.set_rng_state(rng["cuda"], device)
     log.info("resumed from %s at step %d", path, state.progress.step)
+
+
+def reapply(state: TrainState, config: Config) -> None:
+    """config's optimizer settings over those a loaded state brought back (the same unless
+    the resumed run changed them): learning rate, Adam betas, weight decay."""
+    t, scheduler = config.trainer, state.scheduler
+    scheduler.base_lrs = [t.lr] * len(state.optimizer.param_groups)
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group in state.optimizer.param_groups:
+        group.update(lr=t.lr * factor, betas=tuple(t.adam_betas), weight_decay=t.weight_decay)

@@ -87,7 +87,8 @@ class Trainer:
         if distributed.is_main() and self.checkpoints.is_dir():
             remove_stale_temporaries(self.checkpoints)  # saves a kill interrupted
         if t.resume:
-            restore(self.checkpoints / "last.pt", self.tokenizer_models, self.state, self.device)
+            last = self.checkpoints / "last.pt"
+            restore(last, self.tokenizer_models, self.state, self.device, config)
         # Rank 0 alone writes TensorBoard, checkpoints and results.
         first_step = self.progress.step + 1
         self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
