@@ -20,6 +20,7 @@ from mt.common.files import refuse_overwriting_inputs, write_text
 from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import EvaluateConfig, model_inputs, model_source
+from mt.data.directions import direction_config
 from mt.data.readers import read_aligned, read_split
 from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
@@ -40,8 +41,13 @@ def evaluation_data(cfg: EvaluateConfig, translator: Translator):
     data = translator.config.data
     if cfg.data_root is not None:
         data.root = cfg.data_root
+    name, origin = cfg.split.value, {"data": data.name, "root": data.root}
+    if data.directions:  # a multilingual model: one direction of its corpus
+        tgt = translator.target_tag(cfg.tgt_lang)
+        data = direction_config(data, f"{cfg.src_lang or data.src_lang}-{tgt}")
+        name = origin["direction"] = f"{cfg.split.value}.{data.src_lang}-{data.tgt_lang}"
     src, refs = read_split(data, cfg.split.value)
-    return cfg.split.value, src, refs, {"data": data.name, "root": data.root}
+    return name, src, refs, origin
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -50,6 +56,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     model_path = model_paths[0]  # the hypotheses go beside it
     translator = open_translator(cfg.engine, model_paths, cfg.device)
     decode = translator.decoding(cfg.decode)
+    translator.target_tag(cfg.tgt_lang)  # a language the model cannot produce: one line now
     name, src, refs, origin = evaluation_data(cfg, translator)
     if not src:
         raise MTError(f"nothing to evaluate: {origin} has no lines")
@@ -63,7 +70,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     for side, path, lines in (("src", cfg.src, src), ("tgt", cfg.ref, refs)):
         for warning in translator.language_warnings(path, lines, side) if path else []:
             log.warning("warning: %s", warning)
-    hyps = translator.translate(src, decode)
+    hyps = translator.translate(src, decode, tgt_lang=cfg.tgt_lang)
     scores = corpus_scores(hyps, refs)
     write_text(hyps_path, "".join(h + "\n" for h in hyps))
     metrics = {

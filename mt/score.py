@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> None:
             refuse_overwriting_inputs({"output": Path(config.output)}, inputs)
         sources, references = read_aligned(src, ref)
         translator = open_translator(Engine.torch, models, config.device)
-        found = translator.score(sources, references, config.max_tokens)
+        found = translator.score(sources, references, config.max_tokens, config.tgt_lang)
         if config.output is None:
             sys.stdout.write(score_lines(found))
             print(summary(found), file=sys.stderr)

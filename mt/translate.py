@@ -95,7 +95,7 @@ def translate_stream(
         forced = None if prefixes is None else prefixes[done : done + len(chunk)]
         if forced is not None and len(forced) < len(chunk):
             raise mismatch(cfg.prefix, len(prefixes), name, "more")
-        nbests = translator.translate_nbest(chunk, decode, done + 1, forced)
+        nbests = translator.translate_nbest(chunk, decode, done + 1, forced, cfg.tgt_lang)
         if decode.nbest == 1:
             sink.writelines(nbest[0][0] + "\n" for nbest in nbests)
         else:
@@ -118,6 +118,7 @@ def main(cfg: DictConfig) -> None:
         # Load first: a bad checkpoint or setting must not leave an emptied output behind.
         translator = open_translator(config.engine, models, config.device)
         translator.decoding(config.decode)
+        translator.target_tag(config.tgt_lang)  # a language the model cannot produce: now
         prefixes = read_prefixes(config)
         with ExitStack() as stack:
             if config.input is None:

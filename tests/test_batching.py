@@ -28,11 +28,11 @@ class Recording:
         self.batches: list[list[str]] = []
         self.entered, self.gate = threading.Event(), threading.Event()
 
-    def search(self, sentences, decode):
+    def search(self, sentences, decode, tgt_lang=None):
         self.batches.append(list(sentences))
         self.entered.set()
         assert self.gate.wait(60)
-        return self.translator.search(sentences, decode)
+        return self.translator.search(sentences, decode, tgt_lang=tgt_lang)
 
 
 @pytest.fixture(scope="module")

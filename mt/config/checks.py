@@ -30,14 +30,47 @@ def check_data(data: DataConfig) -> None:
     check_ranges(data, "data.")
     for k, source in enumerate(data.train_sources):
         check_ranges(source, f"data.train_sources[{k}].")
-    if data.src_lang == data.tgt_lang:
+    check_directions(data)
+    if data.src_lang == data.tgt_lang and not data.directions:
         raise MTError(f"data.src_lang and data.tgt_lang are both '{data.src_lang}'")
     if data.format is CorpusFormat.parallel and data.name == "multi30k":
-        for key in ("src_lang", "tgt_lang"):
-            if getattr(data, key) not in LANGUAGES_OF_MULTI30K:
-                raise MTError(
-                    f"data.{key}='{getattr(data, key)}': Multi30k has {LANGUAGES_OF_MULTI30K}"
-                )
+        named = {f"data.{key}": getattr(data, key) for key in ("src_lang", "tgt_lang")}
+        named.update({f"data.directions: {d}": lang for d in data.directions for lang in parse(d)})
+        for key, lang in named.items():
+            if lang not in LANGUAGES_OF_MULTI30K:
+                raise MTError(f"{key}: '{lang}', but Multi30k has {LANGUAGES_OF_MULTI30K}")
+
+
+def parse(direction: str) -> tuple[str, str]:
+    """ "de-en" -> ("de", "en"), or one line naming the bad entry."""
+    src, sep, tgt = direction.partition("-")
+    if not (sep and src and tgt and src != tgt and "-" not in tgt):
+        raise MTError(f"data.directions: {direction!r} is not SRC-TGT of two languages (de-en)")
+    return src, tgt
+
+
+def check_directions(data: DataConfig) -> None:
+    """Directions well formed, unique, and usable with the rest of data."""
+    if not data.directions:
+        if data.direction_weights:
+            raise MTError("data.direction_weights: given without data.directions")
+        return
+    for direction in data.directions:
+        parse(direction)
+    if len(set(data.directions)) != len(data.directions):
+        raise MTError(f"data.directions: {data.directions} names a direction twice")
+    if data.train_sources:
+        raise MTError("data.directions and data.train_sources: choose one")
+    if data.format is CorpusFormat.tsv:
+        raise MTError("data.directions: a tsv corpus has no languages to choose from")
+    if not data.joint_vocab:
+        raise MTError("data.directions: a multilingual run needs data.joint_vocab=true")
+    weights = data.direction_weights
+    if weights and (len(weights) != len(data.directions) or min(weights) <= 0):
+        raise MTError(
+            f"data.direction_weights: {weights} needs one weight > 0 per direction "
+            f"({len(data.directions)})"
+        )
 
 
 def check_trainer(trainer: TrainerConfig) -> None:

@@ -64,6 +64,13 @@ class DataConfig:
     # Several training corpora, read one after the other into one cache, each sampled by its
     # weight; valid and test still come from data.name. Empty: data.name's train_split only.
     train_sources: list[TrainSource] = field(default_factory=list)
+    # Several directions of one multi-parallel corpus in one model ("de-en", "fr-en", ...):
+    # each source sentence starts with its target language's tag (<2en>); empty: src_lang to
+    # tgt_lang alone. Each direction is sampled by its direction_weights entry (empty: by
+    # size^(1/temperature), of the total size: temperature 1 keeps the corpus's proportions).
+    directions: list[str] = field(default_factory=list)
+    direction_weights: list[float] = field(default_factory=list)
+    temperature: float = 1.0
     train_limit: int | None = None  # use only the first N pairs of each training corpus
     max_len: int = 128  # training pairs longer than this (in subwords) are dropped
     max_length_ratio: float | None = (
@@ -85,6 +92,7 @@ class DataConfig:
         "max_length_ratio": at_least(1),
         "loader_workers": at_least(0),
         "vocab_size": at_least(5),  # the 4 special pieces and at least one more
+        "temperature": ((lambda value: 0 < value <= 100), "must be in (0, 100]"),
     }
 
 

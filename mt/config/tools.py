@@ -40,6 +40,10 @@ class EvaluateConfig:
     data_root: str | None = None  # where the checkpoint's corpus lies now, if it has moved
     hyps: str | None = None  # default: beside the checkpoint or model_dir, <name>.<split>.hyp
     metrics: str | None = None  # default: the hyps path with .metrics.json
+    # A multilingual model's direction: the language to produce and, for split=, the
+    # language of the source side read (default: the checkpoint's data.src_lang)
+    tgt_lang: str | None = None
+    src_lang: str | None = None
     device: str = "auto"
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
@@ -55,6 +59,7 @@ class TranslateConfig:
     output: str | None = None  # default: stdout
     prefix: str | None = None  # a target prefix per input line that each output starts with
     lines_per_batch: int = 1000  # read this many lines, translate them, write them
+    tgt_lang: str | None = None  # a multilingual model's language to translate into
     device: str = "auto"
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
@@ -70,6 +75,7 @@ class ScoreConfig:
     ref: str = MISSING  # ... and the translations to score, line for line
     output: str | None = None  # default: stdout (the summary then goes to stderr)
     max_tokens: int = 4096  # source or target tokens per batch
+    tgt_lang: str | None = None  # a multilingual model's language of ref
     device: str = "auto"
 
     RANGES: ClassVar[dict[str, Rule]] = {"max_tokens": at_least(1)}

@@ -5,6 +5,7 @@ made of the files' bytes and the settings. Memory stays bounded whatever the cor
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pyarrow as pa
 
 from mt.common.errors import MTError
@@ -110,6 +112,8 @@ def fingerprint(cfg: DataConfig) -> str:
     settings = [CACHE_VERSION, cfg.src_lang, cfg.tgt_lang, cfg.train_limit]
     settings += [cfg.vocab_size, cfg.subword_type.value, cfg.joint_vocab, cfg.spm_sample]
     settings += [cfg.dedup]
+    if cfg.directions:  # only then: a single direction's caches keep their names
+        settings.append(cfg.directions)
     h.update(json.dumps(settings).encode())
     for split in SPLITS:
         for source in split_sources(cfg, split):
@@ -200,7 +204,35 @@ def sentences(ds: datasets.Dataset, *columns: str) -> Iterator[str]:
                     yield from batch.column(column).to_pylist()
 
 
+def side_sentences(ds: datasets.Dataset, column: str, direction: int) -> Iterator[str]:
+    """One column's text of the pairs of one direction (its corpus mark), read as sentences()
+    reads."""
+    for cache_file in ds.cache_files:
+        with pa.OSFile(cache_file["filename"]) as f:
+            for batch in pa.ipc.open_stream(f):
+                marks = batch.column("source").to_numpy()
+                texts = batch.column(column).to_pylist()
+                yield from (t for t, mark in zip(texts, marks, strict=True) if mark == direction)
+
+
+def language_sentences(cfg: DataConfig, train: datasets.Dataset) -> Iterator[str]:
+    """A multilingual run's training text for its one sentencepiece model, sampled evenly by
+    language: each language's sentences from one direction that has it (English is on one
+    side of most), each language cut to the count of the one with fewest."""
+    marks = np.bincount(train.data.table.column("source").to_numpy(), minlength=len(cfg.directions))
+    sides = {}
+    for k, direction in enumerate(cfg.directions):
+        for column, lang in zip(("src", "tgt"), direction.split("-"), strict=True):
+            sides.setdefault(lang, (column, k))
+    count = min(int(marks[k]) for _, k in sides.values())
+    for column, k in sides.values():
+        yield from itertools.islice(side_sentences(train, column, k), count)
+
+
 def train_tokenizer(cfg: DataConfig, train: datasets.Dataset) -> Tokenizer:
+    if cfg.directions:
+        model = train_sentencepiece(language_sentences(cfg, train), cfg)
+        return Tokenizer(model, model)
     if cfg.joint_vocab:
         model = train_sentencepiece(sentences(train, "src", "tgt"), cfg)
         return Tokenizer(model, model)
@@ -208,11 +240,16 @@ def train_tokenizer(cfg: DataConfig, train: datasets.Dataset) -> Tokenizer:
     return Tokenizer(src, tgt)
 
 
-def encode(rows: dict, tokenizer: Tokenizer) -> dict:
-    return {
-        "src_ids": tokenizer.encode_src(rows["src"]),
-        "tgt_ids": tokenizer.encode_tgt(rows["tgt"]),
-    }
+def encode(rows: dict, tokenizer: Tokenizer, tags: list[str] | None) -> dict:
+    """A batch of pairs' ids; with tags (a multilingual run: the target language of each
+    corpus mark), each source starts with its target's tag."""
+    if tags is None:
+        src = tokenizer.encode_src(rows["src"])
+    else:
+        tag_ids = [tokenizer.tag_id(lang) for lang in tags]
+        plain = tokenizer.encode_src(rows["src"])
+        src = [[tag_ids[mark], *ids] for mark, ids in zip(rows["source"], plain, strict=True)]
+    return {"src_ids": src, "tgt_ids": tokenizer.encode_tgt(rows["tgt"])}
 
 
 def encode_split(
@@ -223,9 +260,13 @@ def encode_split(
     ids = datasets.Sequence(datasets.Value(id_type(tokenizer)))
     columns = {"src_ids": ids, "tgt_ids": ids}
     kept = SOURCE if split == "train" else TEXT
+    tags = None
+    if cfg.directions:  # held-out pairs keep their direction too, to be scored by it
+        tags = [source.tgt_lang for source in split_sources(cfg, split)]
+        kept = datasets.Features({**kept, **SOURCE})
     return text.map(
         encode,
-        fn_kwargs={"tokenizer": tokenizer},
+        fn_kwargs={"tokenizer": tokenizer, "tags": tags},
         batched=True,
         batch_size=2000,
         num_proc=cfg.num_proc if cfg.num_proc > 1 else None,

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -26,6 +26,7 @@ from mt.common.files import remove_stale_temporaries, temporary_path
 from mt.common.special_ids import UNK_ID
 from mt.config.schema import DataConfig
 from mt.data.cache import CHECKSUMS, build_cache, cache_dir, fingerprint, small_part_digests
+from mt.data.readers import split_directions
 from mt.data.tokenizer import Tokenizer
 
 log = logging.getLogger("mt")
@@ -39,6 +40,10 @@ class Split:
     tgt_text: list[str]
     src_ids: list[torch.Tensor]  # each ends in EOS
     tgt_ids: list[torch.Tensor]  # no BOS/EOS
+    # A multilingual run's: each pair's direction, an index into directions ("de-en", ...)
+    sources: np.ndarray | None = None
+    directions: list[str] = field(default_factory=list)
+    zero_shot: list[str] = field(default_factory=list)  # those of directions not trained
 
     def __len__(self) -> int:
         return len(self.src_ids)
@@ -106,6 +111,7 @@ def load_split(path: Path) -> Split:
         tgt_text=columns["tgt"],
         src_ids=[torch.tensor(ids, dtype=torch.long) for ids in columns["src_ids"]],
         tgt_ids=[torch.tensor(ids, dtype=torch.long) for ids in columns["tgt_ids"]],
+        sources=np.array(columns["source"]) if "source" in columns else None,
     )
 
 
@@ -137,15 +143,20 @@ def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
     if not directory.is_dir():
         build_cache(cfg, directory) if build else wait_for(directory)
     try:
-        return open_cache(directory)
+        corpus = open_cache(directory)
     except DamagedCache as damage:
         if not build:
             how = "rebuild it with mt.prepare and the same data settings"
             raise MTError(f"{damage}; {how}") from None
         log.warning("%s; rebuilding the cache", damage)
-    discard(directory)
-    build_cache(cfg, directory)
-    return open_cache(directory)
+        discard(directory)
+        build_cache(cfg, directory)
+        corpus = open_cache(directory)
+    if cfg.directions:
+        corpus.valid.directions = split_directions(cfg, "valid")
+        corpus.test.directions = split_directions(cfg, "test")
+        corpus.test.zero_shot = corpus.test.directions[len(cfg.directions) :]
+    return corpus
 
 
 class DamagedCache(Exception):

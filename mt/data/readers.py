@@ -16,6 +16,7 @@ import datasets
 
 from mt.common.errors import MTError
 from mt.config.schema import CorpusFormat, DataConfig
+from mt.data.directions import direction_config, zero_shot
 
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
 SPLITS = ("train", "valid", "test")
@@ -213,8 +214,12 @@ def iter_split(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
 
 
 def split_sources(cfg: DataConfig, split: str) -> list[DataConfig]:
-    """The corpora a split is read from, each as a DataConfig of its own: the training corpora
-    of data.train_sources (a key they leave null is data's), or data.* itself."""
+    """The corpora a split is read from, each as a DataConfig of its own: the directions of a
+    multilingual run (data.directions; for test, then the zero-shot directions whose files
+    exist), the training corpora of data.train_sources (a key they leave null is data's), or
+    data.* itself."""
+    if cfg.directions:
+        return [direction_config(cfg, d) for d in split_directions(cfg, split)]
     if split != "train" or not cfg.train_sources:
         return [cfg]
     return [
@@ -229,6 +234,20 @@ def split_sources(cfg: DataConfig, split: str) -> list[DataConfig]:
         )
         for source in cfg.train_sources
     ]
+
+
+def split_directions(cfg: DataConfig, split: str) -> list[str]:
+    """A multilingual run's directions in a split: those trained, and in test the zero-shot
+    ones whose files are there (never fetched: they are an extra)."""
+    if split != "test" or cfg.format is not CorpusFormat.parallel:
+        return list(cfg.directions)
+    directory, name = data_root(cfg) / cfg.name, split_name(cfg, split)
+    found = [
+        d
+        for d in zero_shot(cfg)
+        if all(find_file(directory / f"{name}.{lang}") for lang in d.split("-"))
+    ]
+    return list(cfg.directions) + found
 
 
 def read_split(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable
+from functools import cached_property
 
 import sentencepiece as spm
 
 from mt.common.errors import MTError
 from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from mt.config.schema import DataConfig
+from mt.data.directions import tag, target_languages
 
 
 def train_sentencepiece(sentences: Iterable[str], cfg: DataConfig) -> bytes:
@@ -45,6 +47,8 @@ def train_model(sentences: Iterable[str], cfg: DataConfig, model: io.BytesIO) ->
         hard_vocab_limit=False,
         num_threads=os.cpu_count() or 1,
         minloglevel=1,  # sentencepiece's warnings (e.g. on its sample) reach the log
+        # A multilingual run's target tags: pieces no text encodes to, nor decodes from.
+        control_symbols=[tag(lang) for lang in target_languages(cfg)],
         **sample,
     )
 
@@ -76,9 +80,26 @@ class Tokenizer:
         """(source vocabulary, target vocabulary, joint): what build_model needs to know."""
         return self.src_vocab_size, self.tgt_vocab_size, self.joint
 
-    def encode_src(self, sentences: list[str]) -> list[list[int]]:
-        """Source ids, each sentence ending in EOS (the encoder's end marker)."""
-        return [ids + [EOS_ID] for ids in self.src.encode(sentences)]
+    def encode_src(self, sentences: list[str], tgt_lang: str | None = None) -> list[list[int]]:
+        """Source ids, each sentence ending in EOS (the encoder's end marker) and, given the
+        language to translate into (a multilingual model's), starting with its tag."""
+        first = [] if tgt_lang is None else [self.tag_id(tgt_lang)]
+        return [first + ids + [EOS_ID] for ids in self.src.encode(sentences)]
+
+    def tag_id(self, lang: str) -> int:
+        """The id of lang's target tag; one line when the vocabulary has none."""
+        piece = tag(lang)
+        found = self.src.piece_to_id(piece)
+        if found == UNK_ID or not self.src.is_control(found):
+            raise MTError(f"tgt_lang={lang}: the vocabulary has no {piece} tag for it")
+        return found
+
+    @cached_property
+    def target_languages(self) -> list[str]:
+        """The languages whose tags the vocabulary holds: a multilingual model's targets."""
+        ids = range(self.src_vocab_size)
+        controls = (self.src.id_to_piece(i) for i in ids if self.src.is_control(i))
+        return [p[2:-1] for p in controls if p.startswith("<2") and p.endswith(">")]
 
     def encode_tgt(self, sentences: list[str]) -> list[list[int]]:
         """Target ids without BOS/EOS; batching adds them."""

@@ -69,10 +69,30 @@ class Translator:
         self.engine, self.tokenizer, self.config = engine, tokenizer, config
         self.profiles = profiles  # the languages' trigram profiles, when the checkpoint has them
 
+    @property
+    def target_languages(self) -> list[str]:
+        """The languages this model translates into: a multilingual model's tags, or one."""
+        return self.tokenizer.target_languages or [self.config.data.tgt_lang]
+
+    def target_tag(self, tgt_lang: str | None) -> str | None:
+        """The tag language for a request of tgt_lang (None: the model's only one), or one
+        line when the model was not trained to produce it; None for a bilingual model."""
+        produced = self.target_languages
+        if tgt_lang is None and len(produced) > 1:
+            raise MTError(f"tgt_lang: required, this model translates into {', '.join(produced)}")
+        if tgt_lang is not None and tgt_lang not in produced:
+            raise MTError(
+                f"tgt_lang={tgt_lang}: the model was not trained to produce it (it translates "
+                f"into {', '.join(produced)})"
+            )
+        return (tgt_lang or produced[0]) if self.tokenizer.target_languages else None
+
     def language_warnings(self, path: str, lines: list[str], side: str) -> list[str]:
         """Signs that lines (of path) are not in the model's source (side "src") or target
-        ("tgt") language."""
+        ("tgt") language; a multilingual model has no single language to check against."""
         data = self.config.data
+        if data.directions:
+            return []
         languages = {"src": data.src_lang, "tgt": data.tgt_lang}
         return language_warnings(path, lines, side, languages, self.profiles)
 
@@ -105,13 +125,17 @@ class Translator:
         return decode
 
     def score(
-        self, sources: list[str], references: list[str], max_tokens: int = 4096
+        self,
+        sources: list[str],
+        references: list[str],
+        max_tokens: int = 4096,
+        tgt_lang: str | None = None,
     ) -> list[Likelihood]:
         """Each reference's log-probability given its source, under this PyTorch model (or
         ensemble); references are numbered by line in errors."""
         if not isinstance(self.engine, TorchEngine):
             raise MTError("scoring needs the PyTorch model: give checkpoint=, not model_dir=")
-        src = self.source_ids(sources, list(range(1, len(sources) + 1)))
+        src = self.source_ids(sources, list(range(1, len(sources) + 1)), tgt_lang)
         tgt = [torch.tensor(ids, dtype=torch.long) for ids in self.tokenizer.encode_tgt(references)]
         limit = self.engine.model.max_length
         for number, ids in enumerate(tgt, start=1):
@@ -122,8 +146,10 @@ class Translator:
                 )
         return score_pairs(self.engine.model, src, tgt, max_tokens, self.engine.device)
 
-    def source_ids(self, sentences: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
-        ids = self.tokenizer.encode_src(sentences)
+    def source_ids(
+        self, sentences: list[str], line_numbers: list[int], tgt_lang: str | None = None
+    ) -> list[torch.Tensor]:
+        ids = self.tokenizer.encode_src(sentences, self.target_tag(tgt_lang))
         for k, (row, number) in enumerate(zip(ids, line_numbers, strict=True)):
             if len(row) > MAX_SOURCE_TOKENS:
                 log.warning(
@@ -141,16 +167,19 @@ class Translator:
         decode: DecodeConfig,
         first_line: int = 1,
         prefixes: list[str] | None = None,
+        tgt_lang: str | None = None,
     ) -> list[tuple[torch.Tensor, list[Hypothesis]] | None]:
         """Per sentence: its source ids and n-best hypotheses (token ids), or None for an
         empty (or all-blank) line. Each hypothesis starts with the sentence's target prefix
-        when prefixes are given ("": none). first_line numbers the sentences in warnings."""
+        when prefixes are given ("": none). first_line numbers the sentences in warnings;
+        tgt_lang is a multilingual model's language to translate into."""
         check_decode(decode)
+        tag = self.target_tag(tgt_lang)
         results: list[tuple[torch.Tensor, list[Hypothesis]] | None] = [None] * len(sentences)
         todo = [i for i, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:
             return results
-        src_ids = self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo])
+        src_ids = self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo], tag)
         forced = None
         if prefixes is not None:
             pieces = self.tokenizer.encode_tgt([prefixes[i] for i in todo])
@@ -166,6 +195,7 @@ class Translator:
         decode: DecodeConfig | None = None,
         first_line: int = 1,
         prefixes: list[str] | None = None,
+        tgt_lang: str | None = None,
     ) -> list[list[tuple[str, float]]]:
         """decode.nbest (translation, score) pairs per sentence, best first, each starting
         with its line of prefixes if given.
@@ -174,7 +204,8 @@ class Translator:
         penalty. An empty (or all-blank) input gets one empty translation scored 0.
         first_line numbers the sentences in warnings (a chunk of a longer input)."""
         decode = decode or self.config.decode
-        return [self.texts(found) for found in self.search(sentences, decode, first_line, prefixes)]
+        found = self.search(sentences, decode, first_line, prefixes, tgt_lang)
+        return [self.texts(result) for result in found]
 
     def texts(self, found: tuple[torch.Tensor, list[Hypothesis]] | None) -> list[tuple[str, float]]:
         """search's result for one sentence as (translation, score) pairs."""
@@ -190,8 +221,10 @@ class Translator:
         decode: DecodeConfig | None = None,
         first_line: int = 1,
         prefixes: list[str] | None = None,
+        tgt_lang: str | None = None,
     ) -> list[str]:
         """The best translation of each sentence, in order; "" for an empty line."""
         decode = decode or self.config.decode
         one_best = DecodeConfig(**{**decode.__dict__, "nbest": 1})
-        return [n[0][0] for n in self.translate_nbest(sentences, one_best, first_line, prefixes)]
+        nbests = self.translate_nbest(sentences, one_best, first_line, prefixes, tgt_lang)
+        return [n[0][0] for n in nbests]

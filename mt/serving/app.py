@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mt.common.errors import MTError
 from mt.config.schema import DecodeConfig
 from mt.decoding.alignment import labelled
 from mt.decoding.translator import Translator
@@ -59,6 +60,7 @@ class Served:
             "engine": self.engine,
             "src_lang": config.data.src_lang,
             "tgt_lang": config.data.tgt_lang,
+            "tgt_langs": self.translator.target_languages,  # several: a multilingual model
             "parameters": parameters,
             "attention": self.translator.engine.attention_names(),
             "decode": asdict(config.decode),
@@ -83,6 +85,7 @@ class TranslateRequest(BaseModel):
     nbest: int = Field(1, ge=1)
     length_penalty: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
     attention: bool = False
+    tgt_lang: str | None = None  # a multilingual model's language to translate into
 
 
 class BadRequest(Exception):
@@ -161,13 +164,17 @@ def queue_request(served: Served, request: TranslateRequest, limits: Limits) -> 
     model's worker thread (which alone runs the model)."""
     check_sentences(request.sentences, limits)
     decode = decode_settings(served, request, limits)
+    try:
+        served.translator.target_tag(request.tgt_lang)
+    except MTError as refused:
+        raise BadRequest(422, str(refused)) from None
 
     def answer(found: list) -> dict:
         translations = [translation_json(served, result, request.attention) for result in found]
         return {"model": served.name, "translations": translations}
 
     try:
-        return served.batcher.submit(request.sentences, decode, answer)
+        return served.batcher.submit(request.sentences, decode, answer, request.tgt_lang)
     except Busy as busy:
         raise BadRequest(503, f"model {served.name!r}: {busy}") from None
 

@@ -4,10 +4,11 @@ source tokens, as decode.max_tokens counts them in mt.translate).
 
 A request is cut into pieces of one batch each, and the worker takes the requests in turn,
 one piece of each per batch: so a small request waits for at most one batch of a large one,
-never for all of it. Requests with other decode settings (a beam, a length penalty) cannot
-share a batch; they take their turn. Sampling requests are decoded whole and alone, so that a
-seed gives the samples mt.translate gives. With batching off, the worker decodes one whole
-request at a time: the path this module replaced, kept for comparison (scripts/load.py).
+never for all of it. Requests with other decode settings (a beam, a length penalty) or
+another target language cannot share a batch; they take their turn. Sampling requests are
+decoded whole and alone, so that a seed gives the samples mt.translate gives. With batching
+off, the worker decodes one whole request at a time: the path this module replaced, kept
+for comparison (scripts/load.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Ticket:
     sentences: list[str]
     costs: list[int]  # each sentence's share of a batch
     decode: DecodeConfig
+    tgt_lang: str | None  # a multilingual model's language to translate into
     pieces: deque[list[int]]
     finish: Callable[[list], Any]  # the request's results in, its answer out (on the worker)
     future: Future = field(default_factory=Future)
@@ -91,7 +93,11 @@ class Batcher:
         ]
 
     def submit(
-        self, sentences: list[str], decode: DecodeConfig, finish: Callable[[list], Any]
+        self,
+        sentences: list[str],
+        decode: DecodeConfig,
+        finish: Callable[[list], Any],
+        tgt_lang: str | None = None,
     ) -> Future:
         """Queue sentences; the future holds finish(their search results, in order)."""
         costs = self.cost(sentences, decode)
@@ -103,7 +109,7 @@ class Batcher:
                     f"{self.queued} sentences are queued for this model, it takes "
                     f"{self.max_queued}: try again shortly"
                 )
-            ticket = Ticket(sentences, costs, decode, cut, finish)
+            ticket = Ticket(sentences, costs, decode, tgt_lang, cut, finish)
             self.tickets.append(ticket)
             self.queued += len(sentences)
             self.ready.notify()
@@ -118,7 +124,7 @@ class Batcher:
         mergeable = self.batching and not head.decode.sampling
         room = self.batch_tokens - head.cost(batch[0][1])
         for ticket in list(self.tickets)[1:] if mergeable else []:
-            if ticket.decode != head.decode:
+            if (ticket.decode, ticket.tgt_lang) != (head.decode, head.tgt_lang):
                 continue
             spent = ticket.cost(ticket.pieces[0])
             if spent > room:
@@ -147,9 +153,9 @@ class Batcher:
 
     def decode(self, batch: list[tuple[Ticket, list[int]]]) -> None:
         """Search every sentence of batch at once and hand each its result."""
-        decode = batch[0][0].decode
+        head = batch[0][0]
         sentences = [ticket.sentences[k] for ticket, piece in batch for k in piece]
-        found = iter(self.translator.search(sentences, decode))
+        found = iter(self.translator.search(sentences, head.decode, tgt_lang=head.tgt_lang))
         for ticket, piece in batch:
             for k in piece:
                 ticket.found[k] = next(found)

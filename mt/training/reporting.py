@@ -79,6 +79,7 @@ class Reporter:
             ("valid/ppl", ppl),
             ("valid/bleu", scores["bleu"]),
             ("valid/chrf", scores["chrf"]),
+            *direction_curves(scores),
         ):
             self.writer.add_scalar(tag, value, step)
         self.writer.add_text("valid/samples", samples, step)
@@ -94,6 +95,8 @@ class Reporter:
             scores["chrf"],
             " | new best" if improved else "",
         )
+        for name, each in scores.get("directions", {}).items():
+            log.info("valid %s | BLEU %.2f | chrF %.2f", name, each["bleu"], each["chrf"])
 
     def close(self) -> None:
         self.writer.close()
@@ -119,6 +122,19 @@ def source_commit() -> str | None:
     return head + ("-dirty" if changed else "")
 
 
+# A multilingual run's test scores add each direction's and the zero-shot ones' names.
+TEST_KEYS = ("bleu", "chrf", "bleu_lc", "signature", "directions", "zero_shot")
+
+
+def direction_curves(scores: dict) -> list[tuple[str, float]]:
+    """valid/bleu/de-en and valid/chrf/de-en for each direction of a multilingual run."""
+    return [
+        (f"valid/{metric}/{name}", each[metric])
+        for name, each in scores.get("directions", {}).items()
+        for metric in ("bleu", "chrf")
+    ]
+
+
 def run_results(
     config: Config, model: str, scores: dict, p: Progress, params: int, device, wall: float
 ) -> dict:
@@ -127,7 +143,7 @@ def run_results(
     return {
         "model": model,
         "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
-        "test": {k: scores["test"][k] for k in ("bleu", "chrf", "bleu_lc", "signature")},
+        "test": {k: scores["test"][k] for k in TEST_KEYS if k in scores["test"]},
         "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
         "final": scores["final"],  # that choice as one file, for every tool (run-relative)
         "best_valid_bleu_greedy": p.best_bleu,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,6 +89,16 @@ def save_final(model: nn.Module, config: Config, checkpoints: Path, choice: Choi
     return checkpoints / FINAL
 
 
+def hypothesis_files(split: Split, hyps: list[str], tgt_lang: str) -> dict[str, list[str]]:
+    """File suffix -> lines: the target language's, or one per direction (multilingual)."""
+    if not split.directions:
+        return {tgt_lang: hyps}
+    return {
+        name: [hyps[i] for i in np.flatnonzero(split.sources == k)]
+        for k, name in enumerate(split.directions)
+    }
+
+
 def final_test(
     model: nn.Module, corpus: Corpus, config: Config, checkpoints: Path, device: torch.device
 ) -> dict:
@@ -100,7 +111,8 @@ def final_test(
     results = {"selection": asdict(choice), "final": str(final.relative_to(checkpoints.parent))}
     for name, split in (("valid", corpus.valid), ("test", corpus.test)):
         scores, hyps = decode_split(model, corpus.tokenizer, split, decode, device)
-        hyp_file = checkpoints.parent / f"{name}.hyp.{config.data.tgt_lang}"
-        write_text(hyp_file, "".join(h + "\n" for h in hyps))
+        for suffix, lines in hypothesis_files(split, hyps, config.data.tgt_lang).items():
+            text = "".join(h + "\n" for h in lines)
+            write_text(checkpoints.parent / f"{name}.hyp.{suffix}", text)
         results[name] = scores
     return results

@@ -22,6 +22,7 @@ from mt.common.runtime import autocast, pick_device, set_cpu_threads
 from mt.config.schema import Config, DecodeConfig
 from mt.data.batches import train_batches
 from mt.data.corpus import Corpus, load_corpus
+from mt.data.directions import epoch_weights
 from mt.data.feed import updates
 from mt.data.languages import trigram_profile
 from mt.models import build_model, count_parameters
@@ -104,11 +105,18 @@ class Trainer:
         return self.corpus.tokenizer.to_dict()
 
     @cached_property
+    def epoch_weights(self) -> list[float] | None:
+        """Times per epoch each training corpus (or direction) is seen; None: once."""
+        return epoch_weights(self.config.data, self.corpus.train.sources)
+
+    @cached_property
     def text_side(self) -> dict:
         """What checkpoints keep of the text: the tokenizer, and the languages' trigram
         profiles (from the held-out text) that the tools check their inputs against."""
-        valid = self.corpus.valid
-        profiles = {"src": trigram_profile(valid.src_text), "tgt": trigram_profile(valid.tgt_text)}
+        valid, profiles = self.corpus.valid, None  # a multilingual run's sides mix languages
+        if not self.config.data.directions:
+            sides = {"src": valid.src_text, "tgt": valid.tgt_text}
+            profiles = {side: trigram_profile(text) for side, text in sides.items()}
         return {"tokenizer": self.tokenizer_models, "languages": profiles}
 
     # ------------------------------------------------------------ training
@@ -174,7 +182,7 @@ class Trainer:
                         t.seed,
                         p.epoch,
                         data.max_length_ratio,
-                        [source.weight for source in data.train_sources] or None,
+                        self.epoch_weights,
                     )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +35,23 @@ def decode_split(
 ) -> tuple[dict, list[str]]:
     """The split's translations and their scores against its references."""
     hyps = translate(model, tokenizer, split.src_ids, decode, device)
-    return corpus_scores(hyps, split.tgt_text), hyps
+    if not split.directions:
+        return corpus_scores(hyps, split.tgt_text), hyps
+    return direction_scores(split, hyps), hyps
+
+
+def direction_scores(split: Split, hyps: list[str]) -> dict:
+    """A multilingual split's scores per direction and, as bleu, chrf and bleu_lc, their mean
+    over the trained directions (zero-shot ones are scored, not averaged)."""
+    per = {}
+    for k, name in enumerate(split.directions):
+        chosen = np.flatnonzero(split.sources == k)
+        scores = corpus_scores([hyps[i] for i in chosen], [split.tgt_text[i] for i in chosen])
+        per[name] = {key: scores[key] for key in ("bleu", "chrf", "bleu_lc", "signature")}
+    trained = [per[name] for name in split.directions if name not in split.zero_shot]
+    mean = {key: float(np.mean([s[key] for s in trained])) for key in ("bleu", "chrf", "bleu_lc")}
+    signature = f"mean of {len(trained)} directions | {trained[0]['signature']}"
+    return {**mean, "signature": signature, "directions": per, "zero_shot": split.zero_shot}
 
 
 def samples_markdown(split: Split, hyps: list[str], count: int) -> str:

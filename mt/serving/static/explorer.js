@@ -26,9 +26,15 @@ function describe(model) {
 
 async function loadModels() {
   const models = await (await fetch("/models")).json();
+  // A multilingual model translates into the language chosen beside its name.
+  const languageChooser = (model) => model.tgt_langs.length > 1
+    ? [el("label", {}, "into ", el("select", { class: "tgt-lang" },
+      ...model.tgt_langs.map((lang) => el("option", { value: lang }, lang))))]
+    : [];
   $("#models").replaceChildren(...models.map((model) =>
     el("section", { class: "model", "data-model": model.name },
-      el("h2", {}, model.name), el("p", { class: "about" }, describe(model)),
+      el("h2", {}, model.name, " ", ...languageChooser(model)),
+      el("p", { class: "about" }, describe(model)),
       el("div", { class: "results" }))));
   if (models.length) $("#languages").textContent = `(${models[0].src_lang} → ${models[0].tgt_lang})`;
   return models;
@@ -101,11 +107,15 @@ function translationView(translation) {
 }
 
 async function translateWith(model, sentences, beam, nbest) {
-  const section = $(`section[data-model="${CSS.escape(model.name)}"] .results`);
+  const where = $(`section[data-model="${CSS.escape(model.name)}"]`);
+  const section = $(".results", where);
+  const request = { model: model.name, sentences, beam_size: beam, nbest: Math.min(nbest, beam), attention: true };
+  const chosen = $(".tgt-lang", where);
+  if (chosen) request.tgt_lang = chosen.value;
   const response = await fetch("/translate", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ model: model.name, sentences, beam_size: beam, nbest: Math.min(nbest, beam), attention: true }),
+    body: JSON.stringify(request),
   });
   const body = await response.json();
   section.replaceChildren(...(response.ok

@@ -1,0 +1,130 @@
+"""One model for several directions (data.directions): target tags, sampling by direction,
+per-direction validation and results, zero-shot test, and the tools' tgt_lang."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import make_config, multi30k_lines, run_tool, scalars, write_lines
+
+from mt.common.errors import MTError
+from mt.config.checks import check_data
+from mt.config.schema import DataConfig, TrainSource
+from mt.data.directions import sampling_weights, tag
+from mt.decoding.translator import Translator
+from mt.training.trainer import train
+
+DIRECTIONS = ["de-en", "en-de", "de-fr"]
+PAIRS = 16
+
+
+@pytest.fixture(scope="module")
+def multilingual_root(tmp_path_factory):
+    """The same 16 Multi30k descriptions in de, en and fr, as train, valid and test alike."""
+    directory = tmp_path_factory.mktemp("data") / "multi"
+    directory.mkdir()
+    for split in ("train", "val", "test_2016_flickr"):
+        for lang in ("de", "en", "fr"):
+            write_lines(directory / f"{split}.{lang}", multi30k_lines("train", lang, PAIRS))
+    return directory.parent
+
+
+@pytest.fixture(scope="module")
+def multilingual_run(multilingual_root, cache_dir, tmp_path_factory):
+    """A tiny Transformer that learns the 16 pairs of every direction by heart."""
+    run_dir = tmp_path_factory.mktemp("multilingual")
+    config = make_config(
+        multilingual_root,
+        "multi",
+        cache_dir,
+        f"data.directions=[{','.join(DIRECTIONS)}]",
+        "trainer.max_steps=300",
+        "trainer.valid_every=150",
+    )
+    return run_dir, train(config, run_dir)
+
+
+def test_tags_are_control_pieces_added_by_id_and_never_printed(multilingual_run):
+    run_dir, _ = multilingual_run
+    tokenizer = Translator.from_checkpoint(run_dir / "checkpoints" / "final.pt", "cpu").tokenizer
+    assert tokenizer.target_languages == ["en", "de", "fr"]
+    fr = tokenizer.tag_id("fr")
+    tagged = tokenizer.encode_src(["Ein Hund."], "fr")[0]
+    assert tagged[0] == fr and tagged[1:] == tokenizer.encode_src(["Ein Hund."])[0]
+    assert fr not in tokenizer.encode_src(["<2fr> Ein Hund."])[0]  # the text is only text
+    assert tag("fr") not in tokenizer.decode_tgt([[fr, *tagged[1:-1]]])[0]
+
+
+def test_one_model_translates_each_sentence_into_the_language_asked_for(multilingual_run):
+    run_dir, results = multilingual_run
+    translator = Translator.from_checkpoint(run_dir / results["final"], "cpu")
+    german = multi30k_lines("train", "de", PAIRS)
+    for lang in ("en", "fr"):
+        out = translator.translate(german, tgt_lang=lang)
+        right = sum(a == b for a, b in zip(out, multi30k_lines("train", lang, PAIRS), strict=True))
+        assert right >= PAIRS - 2, (lang, out)
+    back = translator.translate(multi30k_lines("train", "en", PAIRS), tgt_lang="de")
+    assert sum(a == b for a, b in zip(back, german, strict=True)) >= PAIRS - 2
+    for hyp_file in run_dir.glob("*.hyp.*"):
+        assert "<2" not in hyp_file.read_text(encoding="utf-8")
+
+
+def test_validation_results_and_hypotheses_are_per_direction(multilingual_run):
+    run_dir, results = multilingual_run
+    test = json.loads((run_dir / "results.json").read_text())["test"]
+    assert list(test["directions"]) == [*DIRECTIONS, "en-fr"]  # en-fr: zero-shot
+    assert test["zero_shot"] == ["en-fr"]
+    trained = [test["directions"][d]["bleu"] for d in DIRECTIONS]
+    assert test["bleu"] == pytest.approx(np.mean(trained))
+    for direction in DIRECTIONS:
+        assert sorted(scalars(run_dir, f"valid/bleu/{direction}")) == [150, 300]
+        assert len((run_dir / f"valid.hyp.{direction}").read_text().splitlines()) == PAIRS
+    assert (run_dir / "test.hyp.en-fr").is_file()
+
+
+def test_a_language_the_model_does_not_produce_fails_in_one_line(multilingual_run, tmp_path):
+    run_dir, results = multilingual_run
+    final = run_dir / results["final"]
+    for args, message in (
+        (["tgt_lang=cs"], "error: tgt_lang=cs: the model was not trained to produce it"),
+        ([], "error: tgt_lang: required, this model translates into en, de, fr"),
+    ):
+        out = tmp_path / "out.txt"
+        args = [f"checkpoint={final}", f"output={out}", *args]
+        result = run_tool("translate", *args, cwd=tmp_path, stdin="Ein Hund.\n")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith(message)
+        assert not out.exists()
+    args = [f"checkpoint={final}", "tgt_lang=fr"]
+    result = run_tool("translate", *args, cwd=tmp_path, stdin="Ein Hund.\n")
+    assert result.returncode == 0 and result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"directions": ["de"]}, "'de' is not SRC-TGT"),
+        ({"directions": ["de-de"]}, "'de-de' is not SRC-TGT"),
+        ({"directions": ["de-en", "de-en"]}, "names a direction twice"),
+        ({"directions": ["de-xx"]}, "'xx', but Multi30k has"),
+        ({"directions": ["de-en"], "direction_weights": [1, 2]}, "one weight > 0 per direction"),
+        ({"directions": ["de-en"], "joint_vocab": False}, "needs data.joint_vocab=true"),
+        ({"directions": ["de-en"], "train_sources": [TrainSource(name="a")]}, "choose one"),
+        ({"direction_weights": [1.0]}, "given without data.directions"),
+    ],
+)
+def test_bad_directions_get_one_line(change, message):
+    with pytest.raises(MTError, match=message):
+        check_data(DataConfig(**change))
+
+
+def test_temperature_flattens_the_directions_shares():
+    sizes = np.array([100, 400])
+    assert sampling_weights(DataConfig(directions=["de-en", "fr-en"]), sizes) == [1.0, 1.0]
+    flat = sampling_weights(DataConfig(directions=["de-en", "fr-en"], temperature=100), sizes)
+    shares = np.array(flat) * sizes / sizes.sum()  # each direction's part of an epoch
+    assert shares == pytest.approx([0.5, 0.5], abs=0.01)
+    given = DataConfig(directions=["de-en", "fr-en"], direction_weights=[2.0, 0.5])
+    assert sampling_weights(given, sizes) == [2.0, 0.5]
