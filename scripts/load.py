@@ -127,7 +127,8 @@ def measure(model: Path, sentences: list[str], args: argparse.Namespace) -> list
             post(server.url + "/translate", {"sentences": sentences[:8]})  # warm up
             row = {"batching": batching, "clients": {}}
             for count in args.clients:
-                row["clients"][count] = clients(server.url, sentences, count, args.requests, args.beam)
+                measured = clients(server.url, sentences, count, args.requests, args.beam)
+                row["clients"][count] = measured
                 print(f"  batching={batching} clients={count}: {row['clients'][count]}", flush=True)
             row.update(head_of_line(server.url, sentences, args.beam))
             rows.append(row)

@@ -4,6 +4,11 @@ set trainer.average_last and trainer.length_penalties), test it with beam search
 the table from the runs' results.json files into README.md and docs/results.md.
 
     python scripts/results.py --data-root DATA --readme README.md docs/results.md
+    python scripts/results.py --data-root DATA --multilingual --readme docs/multilingual.md
+
+With --multilingual: the four bilingual fast-recipe runs (de-en, en-de, fr-en, en-fr) and the
+one multilingual model of the same size, per direction, and the zero-shot directions de->fr
+and fr->de against pivoting through English with the bilingual models (de->en->fr).
 
 A row whose run finished (results.json) is kept, one that stopped half-way resumes from its
 last.pt: rerunning the command completes the table. Delete runs/<row> to train a row again.
@@ -12,12 +17,18 @@ last.pt: rerunning the command completes the table. Delete runs/<row> to train a
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 from mt.common.errors import MTError
 from mt.common.files import write_text
+from mt.config.store import from_plain_dict
+from mt.data.directions import direction_config
+from mt.data.readers import read_split
+from mt.decoding.scoring import corpus_scores
+from mt.decoding.translator import Translator
 from mt.training.comparison import markdown_table, row
 
 # Row name -> the README's label and the recipe's overrides (every budget is in steps).
@@ -30,8 +41,31 @@ RECIPES = {
         "Transformer, en→de",
         ["+experiment=transformer", "data.src_lang=en", "data.tgt_lang=de"],
     ),
+    **{
+        f"transformer-fast-{src}-{tgt}": (
+            f"Transformer, fast recipe, {src}→{tgt}",
+            ["+experiment=transformer_fast", f"data.src_lang={src}", f"data.tgt_lang={tgt}"],
+        )
+        for src, tgt in (("en", "de"), ("fr", "en"), ("en", "fr"))
+    },
+    "transformer-multilingual": (
+        "Transformer, multilingual",
+        ["+experiment=transformer_multilingual"],
+    ),
 }
+DEFAULT_ROWS = ["transformer", "transformer-fast", "bahdanau", "rnn", "transformer-en-de"]
 BEGIN, END = "<!-- results table: scripts/results.py -->", "<!-- end of results table -->"
+# The multilingual comparison: its rows (a bilingual run per direction, de-en being the fast
+# recipe's own row), and its table's markers.
+BILINGUAL = {
+    "de-en": "transformer-fast",
+    "en-de": "transformer-fast-en-de",
+    "fr-en": "transformer-fast-fr-en",
+    "en-fr": "transformer-fast-en-fr",
+}
+MULTILINGUAL = [*BILINGUAL.values(), "transformer-multilingual"]
+ML_BEGIN = "<!-- multilingual table: scripts/results.py --multilingual -->"
+ML_END = "<!-- end of multilingual table -->"
 
 
 def train_command(name: str, args: argparse.Namespace) -> list[str] | None:
@@ -59,27 +93,70 @@ def table(names: list[str], runs: Path) -> str:
     return markdown_table(rows)
 
 
-def replace_block(readme: Path, text: str) -> None:
+def finished(name: str, runs: Path) -> dict:
+    return json.loads((runs / name / "results.json").read_text(encoding="utf-8"))
+
+
+def pivot_scores(runs: Path, data_root: str | None, src: str, tgt: str) -> dict:
+    """test_2016_flickr src->tgt through English with the bilingual runs' final.pt files
+    (src->en, then en->tgt), scored against the tgt references; kept in runs/ once done."""
+    kept = runs / f"pivot-{src}-{tgt}.json"
+    if kept.is_file():
+        return json.loads(kept.read_text(encoding="utf-8"))
+    legs = [BILINGUAL[f"{src}-en"], BILINGUAL[f"en-{tgt}"]]
+    data = from_plain_dict(finished(legs[0], runs)["config"]).data
+    data.root = data_root or data.root
+    text, references = read_split(direction_config(data, f"{src}-{tgt}"), "test")
+    for name in legs:  # src -> en, then en -> tgt
+        final = runs / name / finished(name, runs)["final"]
+        text = Translator.from_checkpoint(final).translate(text)
+    scores = {k: v for k, v in corpus_scores(text, references).items() if k in ("bleu", "chrf")}
+    kept.write_text(json.dumps(scores) + "\n", encoding="utf-8")
+    return scores
+
+
+def multilingual_table(runs: Path, data_root: str | None) -> str:
+    """Test BLEU / chrF per direction: the bilingual models against the multilingual one, and
+    for de->fr and fr->de, pivoting through English against zero-shot."""
+    multi = finished("transformer-multilingual", runs)["test"]["directions"]
+    rows = [(d, cell(finished(n, runs)["test"]), cell(multi[d])) for d, n in BILINGUAL.items()]
+    for src, tgt in (("de", "fr"), ("fr", "de")):
+        pivot = f"pivot through en: {cell(pivot_scores(runs, data_root, src, tgt))}"
+        rows.append((f"{src}-{tgt}, zero-shot", pivot, cell(multi[f"{src}-{tgt}"])))
+    head = ["| direction | 4 bilingual models | 1 multilingual model |", "|---|---|---|"]
+    return "\n".join(head + [f"| {a} | {b} | {c} |" for a, b, c in rows])
+
+
+def cell(scores: dict) -> str:
+    return f"{scores['bleu']:.2f} / {scores['chrf']:.2f}"
+
+
+def replace_block(readme: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     """Put text between the README's table markers (written to a temporary name, renamed)."""
     content = readme.read_text(encoding="utf-8")
-    if BEGIN not in content or END not in content:
-        raise MTError(f"{readme}: no '{BEGIN}' ... '{END}' block to replace")
-    head, rest = content.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    write_text(readme, f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    if begin not in content or end not in content:
+        raise MTError(f"{readme}: no '{begin}' ... '{end}' block to replace")
+    head, rest = content.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    write_text(readme, f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", help="data.root of every run (default: mt's own)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="one run per row here")
-    parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=DEFAULT_ROWS)
+    parser.add_argument(
+        "--multilingual", action="store_true", help="the multilingual comparison's rows and table"
+    )
     parser.add_argument("--threads", type=int, default=2, help="trainer.num_threads of every run")
     parser.add_argument("--set", nargs="*", default=[], help="overrides added to every run")
     parser.add_argument(
         "--readme", type=Path, nargs="+", default=[], help="replace the table block of these"
     )
     args = parser.parse_args()
+    if args.multilingual:
+        args.only = MULTILINGUAL
     for name in args.only:
         command = train_command(name, args)
         if command is None:
@@ -88,12 +165,18 @@ def main() -> None:
         print(f"{name}: {' '.join(command)}", flush=True)
         if subprocess.run(command).returncode != 0:
             raise SystemExit(f"error: {name}: training failed; rerun to resume it")
-    # The table keeps every finished row, not only those this call trained.
-    text = table([n for n in RECIPES if (args.runs / n / "results.json").is_file()], args.runs)
+    if args.multilingual:
+        text = multilingual_table(args.runs, args.data_root)
+        (args.runs / "multilingual.md").write_text(text + "\n", encoding="utf-8")
+        markers = (ML_BEGIN, ML_END)
+    else:  # the table keeps every finished row, not only those this call trained
+        finished = [n for n in DEFAULT_ROWS if (args.runs / n / "results.json").is_file()]
+        text = table(finished, args.runs)
+        (args.runs / "results.md").write_text(text + "\n", encoding="utf-8")
+        markers = (BEGIN, END)
     print(text)
-    (args.runs / "results.md").write_text(text + "\n", encoding="utf-8")
     for readme in args.readme:
-        replace_block(readme, text)
+        replace_block(readme, text, *markers)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_config, multi30k_lines, run_tool, write_corpus
+from helpers import make_config, multi30k_lines, run_tool, write_corpus, write_lines
 
 from mt.common.checkpoint import load_checkpoint
 from mt.config.store import from_plain_dict
@@ -129,3 +129,14 @@ def exported(moved_checkpoint, tmp_path_factory) -> Path:
     result = run_tool("export", f"checkpoint={moved_checkpoint}", f"out={out}", cwd=out.parent)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def multilingual_root(tmp_path_factory):
+    """The same 16 Multi30k descriptions in de, en and fr, as train, valid and test alike."""
+    directory = tmp_path_factory.mktemp("data") / "multi"
+    directory.mkdir()
+    for split in ("train", "val", "test_2016_flickr"):
+        for lang in ("de", "en", "fr"):
+            write_lines(directory / f"{split}.{lang}", multi30k_lines("train", lang, 16))
+    return directory.parent

@@ -7,7 +7,15 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_config, multi30k_lines, run_tool, scalars, write_lines
+from helpers import (
+    http_get,
+    http_post,
+    make_config,
+    multi30k_lines,
+    run_tool,
+    scalars,
+    serving,
+)
 
 from mt.common.errors import MTError
 from mt.config.checks import check_data
@@ -18,17 +26,6 @@ from mt.training.trainer import train
 
 DIRECTIONS = ["de-en", "en-de", "de-fr"]
 PAIRS = 16
-
-
-@pytest.fixture(scope="module")
-def multilingual_root(tmp_path_factory):
-    """The same 16 Multi30k descriptions in de, en and fr, as train, valid and test alike."""
-    directory = tmp_path_factory.mktemp("data") / "multi"
-    directory.mkdir()
-    for split in ("train", "val", "test_2016_flickr"):
-        for lang in ("de", "en", "fr"):
-            write_lines(directory / f"{split}.{lang}", multi30k_lines("train", lang, PAIRS))
-    return directory.parent
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +125,18 @@ def test_temperature_flattens_the_directions_shares():
     assert shares == pytest.approx([0.5, 0.5], abs=0.01)
     given = DataConfig(directions=["de-en", "fr-en"], direction_weights=[2.0, 0.5])
     assert sampling_weights(given, sizes) == [2.0, 0.5]
+
+
+def test_the_server_translates_into_the_requested_language(multilingual_run):
+    run_dir, results = multilingual_run
+    german = multi30k_lines("train", "de", 2)
+    with serving(f"checkpoint={run_dir / results['final']}") as url:
+        (model,) = http_get(url + "/models")
+        assert model["tgt_langs"] == ["en", "de", "fr"]
+        status, body = http_post(url + "/translate", {"sentences": german, "tgt_lang": "fr"})
+        assert status == 200, body
+        translator = Translator.from_checkpoint(run_dir / results["final"], "cpu")
+        expected = translator.translate(german, tgt_lang="fr")
+        assert [t["text"] for t in body["translations"]] == expected
+        status, body = http_post(url + "/translate", {"sentences": german, "tgt_lang": "cs"})
+        assert status == 422 and "tgt_lang=cs: the model was not trained" in body["error"]

@@ -109,3 +109,42 @@ def test_the_ensemble_command_trains_each_seed_once_and_scores_their_ensemble(
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "seed 1: finished" in again.stdout
     assert [row for row in again.stdout.splitlines() if row.startswith("| ")] == table
+
+
+def test_the_multilingual_command_compares_one_model_with_four_and_pivoting(
+    multilingual_root, tmp_path
+):
+    readme = tmp_path / "multilingual.md"
+    begin = "<!-- multilingual table: scripts/results.py --multilingual -->"
+    end = "<!-- end of multilingual table -->"
+    readme.write_text(f"{begin}\nold\n{end}\n")
+    tiny = [*TINY_MODELS["transformer"], "data.name=multi", f"data.cache_dir={tmp_path / 'c'}"]
+    tiny += ["data.vocab_size=300", "trainer.max_steps=4", "trainer.valid_every=2"]
+    tiny += ["trainer.warmup_steps=2", "decode.beam_size=2", "decode.max_len_b=5"]
+    command = [sys.executable, str(SCRIPT), f"--data-root={multilingual_root}", "--multilingual"]
+    command += ["--runs", str(tmp_path / "runs"), "--readme", str(readme), "--threads", "1"]
+    command += ["--set", *tiny]
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = tmp_path / "runs"
+    multi = json.loads((runs / "transformer-multilingual" / "results.json").read_text())
+    assert multi["config"]["data"]["directions"] == ["de-en", "en-de", "fr-en", "en-fr"]
+    rows = readme.read_text().split(begin)[1].split(end)[0].strip().splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "de-en",
+        "en-de",
+        "fr-en",
+        "en-fr",
+        "de-fr, zero-shot",
+        "fr-de, zero-shot",
+    ]
+    fr_en = json.loads((runs / "transformer-fast-fr-en" / "results.json").read_text())["test"]
+    ours = multi["test"]["directions"]["fr-en"]
+    assert rows[2] == (
+        f"| fr-en | {fr_en['bleu']:.2f} / {fr_en['chrf']:.2f} | "
+        f"{ours['bleu']:.2f} / {ours['chrf']:.2f} |"
+    )
+    pivot = json.loads((runs / "pivot-de-fr.json").read_text())
+    assert f"pivot through en: {pivot['bleu']:.2f} / {pivot['chrf']:.2f}" in rows[4]
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and again.stdout.count(": finished in ") == 5
