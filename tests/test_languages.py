@@ -85,3 +85,12 @@ def test_translate_warns_before_decoding_and_not_for_the_right_language(chosen_r
     german = "\n".join(multi30k_lines("test_2016_flickr", "de", 12)) + "\n"
     result = run_tool("translate", f"checkpoint={final}", cwd=tmp_path, stdin=german)
     assert result.returncode == 0 and warnings_in(result.stderr) == []
+
+
+def test_an_export_keeps_the_profiles_and_warns_alike(exported, tmp_path):
+    czech = write_lines(tmp_path / "in.txt", multi30k_lines("test_2016_flickr", "cs", 12))
+    args = ["engine=ctranslate2", f"model_dir={exported}", f"input={czech}"]
+    result = run_tool("translate", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (warning,) = warnings_in(result.stderr)
+    assert f"{czech}: unlike the de text the model was trained on" in warning
