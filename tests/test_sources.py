@@ -85,7 +85,7 @@ def test_an_empty_corpus_among_several_is_named(two_corpora, tmp_path):
 
 
 def test_file_digests_are_reused_until_a_file_changes(two_corpora, tmp_path):
-    """A warm start reads no text: it trusts a digest while the file's size, time and inode
+    """A warm start reads no text: it trusts a digest while the file's size, times and inode
     stay; a file written since is hashed again."""
     root, _, _ = two_corpora
     data = make_config(root, "main", tmp_path).data
@@ -93,7 +93,7 @@ def test_file_digests_are_reused_until_a_file_changes(two_corpora, tmp_path):
     known = json.loads((tmp_path / DIGESTS).read_text())
     train_de = str((root / "main" / "train.de").resolve())
     assert set(known) >= {train_de, str((root / "main" / "val.en").resolve())}
-    known[train_de][3] = "0" * 64  # what a changed digest would do to the key
+    known[train_de][4] = "0" * 64  # what a changed digest would do to the key
     (tmp_path / DIGESTS).write_text(json.dumps(known))
     assert cache_path(data) != key  # the remembered digest is what was used
     stat = os.stat(train_de)

@@ -40,6 +40,11 @@ def trigram_profile(lines: list[str]) -> dict[str, float]:
     return {gram: n / total for gram, n in counts.most_common(PROFILE_SIZE)}
 
 
+def held_out_profiles(src_text: list[str], tgt_text: list[str]) -> dict:
+    """The profiles a checkpoint keeps, per side: those of its held-out text."""
+    return {"src": trigram_profile(src_text), "tgt": trigram_profile(tgt_text)}
+
+
 def similarity(a: dict[str, float], b: dict[str, float]) -> float:
     """Cosine similarity of two profiles (0: nothing shared, 1: the same frequencies)."""
     dot = sum(weight * b.get(gram, 0.0) for gram, weight in a.items())

@@ -24,7 +24,7 @@ from mt.data.batches import train_batches
 from mt.data.corpus import Corpus, load_corpus
 from mt.data.directions import epoch_weights
 from mt.data.feed import updates
-from mt.data.languages import trigram_profile
+from mt.data.languages import held_out_profiles
 from mt.models import build_model, count_parameters
 from mt.training import distributed
 from mt.training.heatmap import attention_images
@@ -105,18 +105,12 @@ class Trainer:
         return self.corpus.tokenizer.to_dict()
 
     @cached_property
-    def epoch_weights(self) -> list[float] | None:
-        """Times per epoch each training corpus (or direction) is seen; None: once."""
-        return epoch_weights(self.config.data, self.corpus.train.sources)
-
-    @cached_property
     def text_side(self) -> dict:
         """What checkpoints keep of the text: the tokenizer, and the languages' trigram
         profiles (from the held-out text) that the tools check their inputs against."""
-        valid, profiles = self.corpus.valid, None  # a multilingual run's sides mix languages
-        if not self.config.data.directions:
-            sides = {"src": valid.src_text, "tgt": valid.tgt_text}
-            profiles = {side: trigram_profile(text) for side, text in sides.items()}
+        valid = self.corpus.valid
+        single = not self.config.data.directions  # a multilingual run's sides mix languages
+        profiles = held_out_profiles(valid.src_text, valid.tgt_text) if single else None
         return {"tokenizer": self.tokenizer_models, "languages": profiles}
 
     # ------------------------------------------------------------ training
@@ -182,7 +176,7 @@ class Trainer:
                         t.seed,
                         p.epoch,
                         data.max_length_ratio,
-                        self.epoch_weights,
+                        epoch_weights(data, self.corpus.train.sources),
                     )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks
