@@ -20,7 +20,8 @@ from helpers import (
 from mt.common.errors import MTError
 from mt.config.checks import check_data
 from mt.config.schema import DataConfig, TrainSource
-from mt.data.directions import sampling_weights, tag
+from mt.data.corpus import load_corpus
+from mt.data.directions import epoch_weights, sampling_weights, tag
 from mt.decoding.translator import Translator
 from mt.training.trainer import train
 
@@ -140,3 +141,16 @@ def test_the_server_translates_into_the_requested_language(multilingual_run):
         assert [t["text"] for t in body["translations"]] == expected
         status, body = http_post(url + "/translate", {"sentences": german, "tgt_lang": "cs"})
         assert status == 422 and "tgt_lang=cs: the model was not trained" in body["error"]
+
+
+def test_a_single_direction_run_gets_no_tag_and_its_old_batches(memorise_root, cache_dir):
+    """Without data.directions nothing of this feature reaches the data: the ids are the
+    tokenizer's own, the held-out splits carry no direction, and the epochs are the same."""
+    data = make_config(memorise_root, "tiny", cache_dir).data
+    corpus = load_corpus(data)
+    assert corpus.tokenizer.target_languages == []
+    valid = corpus.valid
+    assert valid.sources is None and valid.directions == []
+    plain = corpus.tokenizer.encode_src(valid.src_text)
+    assert [ids.tolist() for ids in valid.src_ids] == plain
+    assert epoch_weights(data, corpus.train.sources) is None
