@@ -5,6 +5,7 @@ file that keeps its size and modification time."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import datasets
@@ -55,20 +56,33 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("split", ["train", "valid"])
-@pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_arrow_file_is_named_and_the_cache_rebuilt(corpus, tmp_path, split, damage):
+def test_mt_prepare_names_a_damaged_file_and_rebuilds_the_cache(corpus, tmp_path):
     data, args = corpus
     prepare(args, tmp_path)
     directory = cache_path(data)
-    before = datasets.load_from_disk(str(directory / split)).to_dict()
-    DAMAGE[damage](arrow_file(directory / split))
+    before = datasets.load_from_disk(str(directory / "train")).to_dict()
+    DAMAGE["4 KB overwritten"](arrow_file(directory / "train"))
     result = prepare(args, tmp_path)
     (warning,) = [line for line in result.stderr.splitlines() if "damaged cache (" in line]
-    assert f"{directory / split}" in warning and warning.endswith("; rebuilding the cache")
-    assert datasets.load_from_disk(str(directory / split)).to_dict() == before
+    assert f"{directory / 'train'}" in warning and warning.endswith("; rebuilding the cache")
+    assert datasets.load_from_disk(str(directory / "train")).to_dict() == before
     again = prepare(args, tmp_path)
     assert "(found)" in again.stdout and "damaged" not in again.stderr
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_every_kind_of_damage_is_named_and_rebuilt(corpus, split, damage, caplog):
+    data, _ = corpus
+    load_corpus(data)
+    directory = cache_path(data)
+    before = datasets.load_from_disk(str(directory / split)).to_dict()
+    DAMAGE[damage](arrow_file(directory / split))
+    with caplog.at_level(logging.WARNING, logger="mt"):
+        load_corpus(data)
+    (warning,) = [r.getMessage() for r in caplog.records if "damaged cache (" in r.getMessage()]
+    assert f"{directory / split}" in warning and warning.endswith("; rebuilding the cache")
+    assert datasets.load_from_disk(str(directory / split)).to_dict() == before
 
 
 def test_a_rank_that_may_not_build_names_the_damage_and_how_to_rebuild(corpus, tmp_path):
