@@ -157,6 +157,79 @@ def sample_search(
     return [sorted(group, key=lambda h: h.score, reverse=True) for group in groups]
 
 
+@dataclass
+class BeamStep:
+    """What one beam step chose, for a batch of active sentences with k live hypotheses."""
+
+    scores: torch.Tensor  # (active, k) the live hypotheses' log-probabilities, best first
+    rows: torch.Tensor  # (active * k,) the hypothesis each of them extends
+    tokens: torch.Tensor  # (active * k,) the token each of them adds
+    ended: torch.Tensor  # (E, 2) sentence and candidate of each EOS candidate that ends
+    ended_rows: torch.Tensor  # (E,) the hypothesis each of those extends
+    ended_scores: torch.Tensor  # (E,) their log-probabilities
+
+
+def beam_step(scores: torch.Tensor, log_probs: torch.Tensor) -> BeamStep:
+    """One step of beam search, a pure function: the top 2k extensions of each sentence's k
+    live hypotheses (scores (active, k), log_probs (active * k, V)), so that k non-EOS ones
+    always remain; the EOS candidates within the top k end, the best k others live on.
+
+    An EOS candidate ends a hypothesis only when it ranks within the top beam of all
+    candidates (as in fairseq). Admitting lower-ranked EOS candidates too fills the finished
+    list with short hypotheses and stops the search early: on Multi30k that cost 0.8 valid
+    BLEU."""
+    active, k = scores.shape
+    vocab = log_probs.size(-1)
+    candidates = (scores.view(-1, 1) + log_probs).view(active, k * vocab)
+    top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+    origin = top_index // vocab + (torch.arange(active, device=scores.device) * k)[:, None]
+    token = top_index % vocab
+    is_eos = token == EOS_ID
+    ended = (is_eos[:, :k] & (top_scores[:, :k] > float("-inf"))).nonzero()
+    live_scores, alive = top_scores.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
+    return BeamStep(
+        scores=live_scores,
+        rows=origin.gather(1, alive).view(-1),
+        tokens=token.gather(1, alive).view(-1),
+        ended=ended,
+        ended_rows=origin[ended[:, 0], ended[:, 1]],
+        ended_scores=top_scores[ended[:, 0], ended[:, 1]],
+    )
+
+
+class Finished:
+    """The finished hypotheses of every sentence of a batch, and what stopping needs of them."""
+
+    def __init__(self, batch: int, nbest: int, device: torch.device):
+        self.hypotheses: list[list[Hypothesis]] = [[] for _ in range(batch)]
+        self.nbest = nbest
+        self.count = torch.zeros(batch, dtype=torch.long, device=device)
+        # The nbest-th best finished score per sentence: live hypotheses below it cannot matter.
+        self.nth = torch.full((batch,), float("-inf"), device=device)
+
+    def add(self, step: BeamStep, t: int, alpha: float, sentence: torch.Tensor, prefixes):
+        """The hypotheses step ended at length t (sentence: each active row's original
+        sentence; prefixes: each hypothesis's tokens so far), read from the device at once."""
+        if step.ended.numel() == 0:
+            return
+        originals = sentence[step.ended[:, 0]].tolist()
+        tokens = prefixes[step.ended_rows, 1:].tolist()
+        log_probs = step.ended_scores.tolist()
+        scores = (step.ended_scores / length_penalty(t, alpha)).tolist()
+        ended = zip(originals, tokens, scores, log_probs, strict=True)
+        for original, hyp, score, log_prob in ended:
+            found = self.hypotheses[original]
+            found.append(Hypothesis(hyp, score, log_prob))
+            self.count[original] += 1
+            if len(found) >= self.nbest:
+                self.nth[original] = sorted((h.score for h in found), reverse=True)[self.nbest - 1]
+
+    def best(self) -> list[list[Hypothesis]]:
+        """Each sentence's nbest finished hypotheses, best first."""
+        ranked = (sorted(h, key=lambda h: h.score, reverse=True) for h in self.hypotheses)
+        return [hyps[: self.nbest] for hyps in ranked]
+
+
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq,
@@ -171,11 +244,9 @@ def beam_search(
     """The nbest highest-scoring hypotheses per sentence, best first, each starting with
     its prefix (batch, P; PAD-padded) if given.
 
-    Each step scores all beam x vocabulary extensions, keeps the top 2*beam so that beam
-    non-EOS candidates always remain, ends the EOS candidates within the top beam, and
-    continues with the best beam that did not end. A sentence is done when it has beam
-    finished hypotheses, when no live one can still enter its n-best, or at its length
-    limit; done sentences leave the batch.
+    Each step (beam_step) keeps the best beam that did not end. A sentence is done when it
+    has beam finished hypotheses, when no live one can still enter its n-best, or at its
+    length limit; done sentences leave the batch.
     """
     batch, k, device = src.size(0), beam_size, src.device
     limits = max_lengths(src, max_len_a, max_len_b, model.max_length, prefix)
@@ -188,56 +259,24 @@ def beam_search(
     scores = torch.zeros(batch, k, device=device)
     scores[:, 1:] = float("-inf")  # all beams start from the same BOS: keep one of them
     prefixes = torch.full((batch * k, 1), BOS_ID, dtype=torch.long, device=device)
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    num_finished = torch.zeros(batch, dtype=torch.long, device=device)
-    # The nbest-th best finished score per sentence: live hypotheses below it cannot matter.
-    nth_finished = torch.full((batch,), float("-inf"), device=device)
+    finished = Finished(batch, nbest, device)
 
     for t in range(1, int(limits.max()) + 1):
-        active = sentence.numel()
         log_probs, state = model.decode_step(prefixes[:, -1], memory, state)
         log_probs = force_eos(log_probs, (limits[sentence] == t).repeat_interleave(k))
         if prefix is not None and t <= prefix.size(1):  # only while some prefix is forced
             log_probs = force_prefix(log_probs, prefix[sentence].repeat_interleave(k, dim=0), t)
-        vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(active, k * vocab)
-        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)
-        origin = top_index // vocab + (torch.arange(active, device=device) * k)[:, None]
-        token = top_index % vocab
-        is_eos = token == EOS_ID
-
-        # An EOS candidate ends a hypothesis when it ranks within the top beam of all
-        # candidates (as in fairseq). Admitting lower-ranked EOS candidates too fills the
-        # finished list with short hypotheses and stops the search early: on Multi30k that
-        # cost 0.8 valid BLEU.
-        ends = (is_eos[:, :k] & (top_scores[:, :k] > float("-inf"))).nonzero().tolist()
-        live_scores, alive = top_scores.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
-        if ends:
-            normalised = top_scores / length_penalty(t, alpha)
-            for i, j in ends:
-                original = int(sentence[i])
-                finished[original].append(
-                    Hypothesis(
-                        prefixes[origin[i, j], 1:].tolist(),
-                        normalised[i, j].item(),
-                        top_scores[i, j].item(),
-                    )
-                )
-                num_finished[original] += 1
-                if len(finished[original]) >= nbest:
-                    ranked = sorted((h.score for h in finished[original]), reverse=True)
-                    nth_finished[original] = ranked[nbest - 1]
-
-        scores = live_scores
-        rows = origin.gather(1, alive).view(-1)
-        prefixes = torch.cat([prefixes[rows], token.gather(1, alive).view(-1, 1)], dim=1)
-        state = model.reorder_state(state, rows)
+        step = beam_step(scores, log_probs)
+        finished.add(step, t, alpha, sentence, prefixes)
+        scores = step.scores
+        prefixes = torch.cat([prefixes[step.rows], step.tokens[:, None]], dim=1)
+        state = model.reorder_state(state, step.rows)
 
         # No live hypothesis can enter the n-best once even its best possible normalised
         # score (current log-prob, the largest length penalty) falls below the nbest-th.
         limit = limits[sentence]
         bound = scores[:, 0] / length_penalty(limit.float(), alpha)
-        done = (limit <= t) | (num_finished[sentence] >= k) | (nth_finished[sentence] >= bound)
+        done = (limit <= t) | (finished.count[sentence] >= k) | (finished.nth[sentence] >= bound)
         if done.all():
             break
         if done.any():
@@ -247,4 +286,4 @@ def beam_search(
             memory = model.reorder_state(memory, keep_rows)
             state = model.reorder_state(state, keep_rows)
 
-    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:nbest] for hyps in finished]
+    return finished.best()
