@@ -7,6 +7,8 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -137,6 +139,25 @@ def test_a_bad_request_gets_its_4xx_and_the_server_keeps_serving(server, body, s
     assert got == status
     assert set(answer) == {"error"} and message in answer["error"]
     assert "\n" not in answer["error"]
+    ok, good = http_post(server + "/translate", {"model": "model", "sentences": SENTENCES[:1]})
+    assert ok == 200 and good["translations"][0]["text"]
+
+
+def test_a_body_sent_in_chunks_past_the_limit_gets_413_in_one_line(server):
+    def chunks():  # no Content-Length: urllib sends it chunked, 6000 bytes against 5000
+        yield b'{"model": "model", "sentences": ["'
+        yield from [b"x" * 1000] * 6
+        yield b'"]}'
+
+    request = urllib.request.Request(
+        server + "/translate", chunks(), {"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    assert json.loads(refused.value.read()) == {
+        "error": "body: over 5000 bytes, this server takes that many"
+    }
     ok, good = http_post(server + "/translate", {"model": "model", "sentences": SENTENCES[:1]})
     assert ok == 200 and good["translations"][0]["text"]
 

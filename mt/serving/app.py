@@ -203,7 +203,10 @@ def create_app(models: list[Served], limits: Limits) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+        message = str(error.detail)
+        if error.status_code == 413:  # a body sent in chunks, past the limit as it was read
+            message = f"body: over {limits.max_body_bytes} bytes, this server takes that many"
+        return JSONResponse({"error": message}, status_code=error.status_code)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
@@ -219,7 +222,9 @@ def create_app(models: list[Served], limits: Limits) -> FastAPI:
         queued = {served.name: served.batcher.queued for served in models}
         return {"status": "ok", "queued_sentences": queued}
 
-    @app.post("/translate")
+    # max_body_size: FastAPI's own limit on a body sent in chunks, counted as it is read
+    # (on the route, so that its 413 reaches the handlers above and is JSON too).
+    @app.post("/translate", max_body_size=limits.max_body_bytes)
     async def translate_request(request: TranslateRequest) -> dict:
         name = request.model or (models[0].name if len(models) == 1 else None)
         if name is None:
