@@ -192,27 +192,22 @@ def unique_pairs(text: datasets.Dataset, scratch: Path) -> datasets.Dataset:
     return kept.flatten_indices(cache_file_name=str(scratch / "unique.arrow"))
 
 
-def sentences(ds: datasets.Dataset, *columns: str) -> Iterator[str]:
-    """The named columns' text, one column after the other. Read from the dataset's files
-    with plain reads: through its memory map, every page passed over would stay resident in
-    this process while sentencepiece trains."""
+def sentences(ds: datasets.Dataset, *columns: str, direction: int | None = None) -> Iterator[str]:
+    """The named columns' text, one column after the other (only the pairs of one direction,
+    its corpus mark, if given). Read from the dataset's files with plain reads: through its
+    memory map, every page passed over would stay resident in this process while
+    sentencepiece trains."""
     assert ds._indices is None, "a selection: flatten_indices() first"
     for column in columns:
         for cache_file in ds.cache_files:
             with pa.OSFile(cache_file["filename"]) as f:
                 for batch in pa.ipc.open_stream(f):
-                    yield from batch.column(column).to_pylist()
-
-
-def side_sentences(ds: datasets.Dataset, column: str, direction: int) -> Iterator[str]:
-    """One column's text of the pairs of one direction (its corpus mark), read as sentences()
-    reads."""
-    for cache_file in ds.cache_files:
-        with pa.OSFile(cache_file["filename"]) as f:
-            for batch in pa.ipc.open_stream(f):
-                marks = batch.column("source").to_numpy()
-                texts = batch.column(column).to_pylist()
-                yield from (t for t, mark in zip(texts, marks, strict=True) if mark == direction)
+                    texts = batch.column(column).to_pylist()
+                    if direction is not None:
+                        marks = batch.column("source").to_numpy()
+                        kept = zip(texts, marks, strict=True)
+                        texts = [text for text, mark in kept if mark == direction]
+                    yield from texts
 
 
 def language_sentences(cfg: DataConfig, train: datasets.Dataset) -> Iterator[str]:
@@ -226,7 +221,7 @@ def language_sentences(cfg: DataConfig, train: datasets.Dataset) -> Iterator[str
             sides.setdefault(lang, (column, k))
     count = min(int(marks[k]) for _, k in sides.values())
     for column, k in sides.values():
-        yield from itertools.islice(side_sentences(train, column, k), count)
+        yield from itertools.islice(sentences(train, column, direction=k), count)
 
 
 def train_tokenizer(cfg: DataConfig, train: datasets.Dataset) -> Tokenizer:

@@ -218,11 +218,14 @@ class Finished:
         scores = (step.ended_scores / length_penalty(t, alpha)).tolist()
         ended = zip(originals, tokens, scores, log_probs, strict=True)
         for original, hyp, score, log_prob in ended:
-            found = self.hypotheses[original]
-            found.append(Hypothesis(hyp, score, log_prob))
-            self.count[original] += 1
-            if len(found) >= self.nbest:
-                self.nth[original] = sorted((h.score for h in found), reverse=True)[self.nbest - 1]
+            self.hypotheses[original].append(Hypothesis(hyp, score, log_prob))
+        touched = sorted(set(originals))
+        counts = [len(self.hypotheses[i]) for i in touched]
+        self.count[touched] = torch.tensor(counts).to(self.count)
+        full = [i for i in touched if len(self.hypotheses[i]) >= self.nbest]
+        if full:  # the nbest-th best score of each sentence with enough finished
+            nth = [sorted((h.score for h in self.hypotheses[i]), reverse=True) for i in full]
+            self.nth[full] = torch.tensor([r[self.nbest - 1] for r in nth]).to(self.nth)
 
     def best(self) -> list[list[Hypothesis]]:
         """Each sentence's nbest finished hypotheses, best first."""

@@ -135,7 +135,8 @@ class Translator:
         ensemble); references are numbered by line in errors."""
         if not isinstance(self.engine, TorchEngine):
             raise MTError("scoring needs the PyTorch model: give checkpoint=, not model_dir=")
-        src = self.source_ids(sources, list(range(1, len(sources) + 1)), tgt_lang)
+        tag = self.target_tag(tgt_lang)
+        src = self.source_ids(sources, list(range(1, len(sources) + 1)), tag)
         tgt = [torch.tensor(ids, dtype=torch.long) for ids in self.tokenizer.encode_tgt(references)]
         limit = self.engine.model.max_length
         for number, ids in enumerate(tgt, start=1):
@@ -147,9 +148,10 @@ class Translator:
         return score_pairs(self.engine.model, src, tgt, max_tokens, self.engine.device)
 
     def source_ids(
-        self, sentences: list[str], line_numbers: list[int], tgt_lang: str | None = None
+        self, sentences: list[str], line_numbers: list[int], tag: str | None = None
     ) -> list[torch.Tensor]:
-        ids = self.tokenizer.encode_src(sentences, self.target_tag(tgt_lang))
+        """Source ids, cut to MAX_SOURCE_TOKENS, each after tag's target tag (see target_tag)."""
+        ids = self.tokenizer.encode_src(sentences, tag)
         for k, (row, number) in enumerate(zip(ids, line_numbers, strict=True)):
             if len(row) > MAX_SOURCE_TOKENS:
                 log.warning(
