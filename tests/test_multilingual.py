@@ -15,6 +15,7 @@ from helpers import (
     run_tool,
     scalars,
     serving,
+    write_lines,
 )
 
 from mt.common.errors import MTError
@@ -154,3 +155,19 @@ def test_a_single_direction_run_gets_no_tag_and_its_old_batches(memorise_root, c
     plain = corpus.tokenizer.encode_src(valid.src_text)
     assert [ids.tolist() for ids in valid.src_ids] == plain
     assert epoch_weights(data, corpus.train.sources) is None
+
+
+def test_dedup_keeps_an_identical_pair_of_another_direction(tmp_path, cache_dir):
+    """The same text pair in de-en and de-fr (a French line that reads as the English one) is
+    two examples, told apart by their tags; a pair repeated within a direction is dropped."""
+    lines = {lang: multi30k_lines("train", lang, PAIRS) for lang in ("de", "en", "fr")}
+    lines["fr"][0] = lines["en"][0]
+    directory = tmp_path / "same"
+    directory.mkdir()
+    for lang, text in lines.items():
+        write_lines(directory / f"train.{lang}", [*text, text[3]])
+        for split in ("val", "test_2016_flickr"):
+            write_lines(directory / f"{split}.{lang}", text)
+    overrides = ["data.directions=[de-en,de-fr]", "data.dedup=true"]
+    corpus = load_corpus(make_config(tmp_path, "same", cache_dir, *overrides).data)
+    assert len(corpus.train) == 2 * PAIRS

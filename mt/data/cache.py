@@ -31,7 +31,7 @@ from mt.data.readers import (
 )
 from mt.data.tokenizer import Tokenizer, train_sentencepiece
 
-CACHE_VERSION = 4  # bump when the cached layout or encoding changes
+CACHE_VERSION = 5  # bump when the cached layout or encoding changes
 COUNTS = "counts.json"  # what the build read and dropped, for mt.prepare's report
 DIGESTS = "file-digests.json"  # the files already hashed, so a warm start reads no text
 CHECKSUMS = "checksums.json"  # in each cache: the digests of its small parts, checked on load
@@ -173,14 +173,21 @@ def text_dataset(cfg: DataConfig, split: str, scratch: Path) -> datasets.Dataset
     return ds
 
 
-def unique_pairs(text: datasets.Dataset, scratch: Path) -> datasets.Dataset:
-    """The first occurrence of every (source, target) pair, in corpus order."""
+def unique_pairs(
+    text: datasets.Dataset, scratch: Path, tags: list[str] | None = None
+) -> datasets.Dataset:
+    """The first occurrence of every (source, target) pair, in corpus order; with tags (the
+    target language of each corpus mark), of every (tag, source, target)."""
     seen: set[bytes] = set()  # 16-byte digests: bounded memory for millions of pairs
 
     def first_time(rows: dict) -> list[bool]:
         keep = []
-        for src, tgt in zip(rows["src"], rows["tgt"], strict=True):
-            digest = hashlib.blake2b(f"{src}\t{tgt}".encode(), digest_size=16).digest()
+        marks = rows["source"] if tags else [None] * len(rows["src"])
+        for src, tgt, mark in zip(rows["src"], rows["tgt"], marks, strict=True):
+            # Another direction's identical pair (a name, a number) is another example: its
+            # source carries another tag.
+            key = f"{src}\t{tgt}" if mark is None else f"{tags[mark]}\t{src}\t{tgt}"
+            digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
             keep.append(digest not in seen)
             seen.add(digest)
         return keep
@@ -287,7 +294,8 @@ def build_cache(cfg: DataConfig, directory: Path) -> None:
         text = {split: text_dataset(cfg, split, scratch) for split in SPLITS}
         read = len(text["train"])
         if cfg.dedup:
-            text["train"] = unique_pairs(text["train"], scratch)
+            tags = [s.tgt_lang for s in split_sources(cfg, "train")] if cfg.directions else None
+            text["train"] = unique_pairs(text["train"], scratch, tags)
         counts = {"train_pairs_read": read, "duplicates_dropped": read - len(text["train"])}
         (tmp / COUNTS).write_text(json.dumps(counts) + "\n")
         tokenizer = train_tokenizer(cfg, text["train"])
