@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mt.common.checkpoint import load_checkpoint, save_checkpoint
 from mt.common.errors import MTError
 from mt.common.files import temporary_path
+from mt.common.runtime import source_commit
 from mt.training.trainer import train
 
 
@@ -132,6 +133,8 @@ def test_resume_continues_with_the_same_next_loss(memorise_root, cache_dir, tmp_
     assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(expected[step], rel=1e-6)
+    results = json.loads((interrupted / "results.json").read_text())
+    assert results["commits"] == [results["commit"]]  # one code, however many stretches
 
 
 def resume_after_one_step(root, cache_dir, run_dir, change: str):
@@ -158,6 +161,21 @@ def test_resume_logs_the_settings_it_changes_and_applies_them(
     # The new learning rate is the one trained with, on the same schedule.
     resumed, expected = scalars(tmp_path / "resumed", "train/lr"), scalars(straight, "train/lr")
     assert resumed[2] == pytest.approx(expected[2] / 3, rel=1e-6)
+
+
+def test_a_resumed_run_records_each_commit_it_trained_under(memorise_root, cache_dir, tmp_path):
+    short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
+    train(make_config(memorise_root, "tiny", cache_dir, "trainer.max_steps=1", *short), tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    assert payload["progress"]["commits"] == [source_commit()]
+    payload["progress"]["commits"] = ["f" * 40]  # as if trained by other code until now
+    torch.save(payload, last)
+    resumed = ["trainer.max_steps=2", "trainer.resume=true", *short]
+    train(make_config(memorise_root, "tiny", cache_dir, *resumed), tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["commits"] == ["f" * 40, source_commit()]
+    assert results["commit"] == source_commit()
 
 
 def test_resume_refuses_a_checkpoint_from_another_vocabulary(memorise_root, cache_dir, tmp_path):

@@ -1,8 +1,11 @@
-"""Where and how torch runs: the device, the CPU thread count, mixed precision."""
+"""Where and how torch runs: the device, the CPU thread count, mixed precision; and the
+commit of the code that runs."""
 
 from __future__ import annotations
 
 import platform
+import subprocess
+from pathlib import Path
 
 import torch
 
@@ -56,3 +59,23 @@ def autocast(device: torch.device):
     return torch.autocast(
         device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
     )
+
+
+def source_commit() -> str | None:
+    """The git commit of this code, with "-dirty" when tracked files differ from it; None
+    outside a git checkout (an installed package)."""
+    repo = Path(__file__).resolve().parents[2]  # mt/common/runtime.py -> the checkout
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if changed else "")

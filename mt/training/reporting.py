@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
 import time
 from pathlib import Path
 
@@ -102,26 +101,6 @@ class Reporter:
         self.writer.close()
 
 
-def source_commit() -> str | None:
-    """The git commit of this code, with "-dirty" when tracked files differ from it; None
-    outside a git checkout (an installed package)."""
-    repo = Path(__file__).resolve().parents[2]  # mt/training/reporting.py -> the checkout
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("-dirty" if changed else "")
-
-
 # A multilingual run's test scores add each direction's and the zero-shot ones' names.
 TEST_KEYS = ("bleu", "chrf", "bleu_lc", "signature", "directions", "zero_shot")
 
@@ -158,7 +137,8 @@ def run_results(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "wall_seconds": round(wall, 1),
-        "commit": source_commit(),
+        "commit": p.commits[-1] if p.commits else None,  # the code that finished it
+        "commits": p.commits,  # every commit it trained under, in order (resumes may change it)
         "config": to_plain_dict(config),
     }
 

@@ -4,12 +4,13 @@ the schedule and every rank's random state, written to and read from checkpoints
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from mt.common.checkpoint import check_vocabulary, load_checkpoint, load_weights
+from mt.common.runtime import source_commit
 from mt.config.schema import Config
 from mt.config.store import to_plain_dict
 from mt.training import distributed
@@ -28,6 +29,18 @@ class Progress:
     bad_validations: int = 0  # validations since BLEU last improved
     train_seconds: float = 0.0  # time spent in training steps (validation excluded)
     train_tokens: int = 0  # target tokens trained on
+    commits: list[str | None] = field(default_factory=list)  # the code of each stretch
+
+
+def record_commit(progress: Progress) -> None:
+    """Add the running code's commit to a resumed run's, when it differs from the last
+    stretch's."""
+    commit = source_commit()
+    if progress.commits[-1:] == [commit]:
+        return
+    if progress.commits and distributed.is_main():
+        log.info("resumed under commit %s; trained under %s before", commit, progress.commits[-1])
+    progress.commits.append(commit)
 
 
 @dataclass
@@ -96,6 +109,7 @@ def restore(
     state.scheduler.load_state_dict(payload["scheduler"])
     reapply(state, config)
     state.progress = Progress(**payload["progress"])
+    record_commit(state.progress)
     states = payload["rng"]
     if isinstance(states, dict):  # written before checkpoints kept one state per rank
         states = [states]

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mt.common.checkpoint import keep_snapshot, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
-from mt.common.runtime import autocast, pick_device, set_cpu_threads
+from mt.common.runtime import autocast, pick_device, set_cpu_threads, source_commit
 from mt.config.schema import Config, DecodeConfig
 from mt.data.batches import train_batches
 from mt.data.corpus import Corpus, load_corpus
@@ -83,7 +83,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, inverse_sqrt_schedule(t.warmup_steps)
         )
-        self.state = TrainState(self.model, optimizer, scheduler, Progress())
+        progress = Progress(commits=[source_commit()])  # read now: the code that runs
+        self.state = TrainState(self.model, optimizer, scheduler, progress)
         self.checkpoints = run_dir / "checkpoints"
         if distributed.is_main() and self.checkpoints.is_dir():
             remove_stale_temporaries(self.checkpoints)  # saves a kill interrupted
