@@ -68,7 +68,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         {**model_inputs(model_key, model_paths), **inputs},
     )
     for side, path, lines in (("src", cfg.src, src), ("tgt", cfg.ref, refs)):
-        for warning in translator.language_warnings(path, lines, side) if path else []:
+        for warning in (
+            translator.language_warnings(path, lines, side, cfg.tgt_lang) if path else []
+        ):
             log.warning("warning: %s", warning)
     hyps = translator.translate(src, decode, tgt_lang=cfg.tgt_lang)
     scores = corpus_scores(hyps, refs)

@@ -7,17 +7,15 @@ import pytest
 from helpers import multi30k_lines, run_tool, write_lines
 
 from mt.data.languages import language_warnings, suffix_language, trigram_profile
+from mt.decoding.translator import Translator
 
-LANGUAGES = {"src": "de", "tgt": "en"}
+SIDES = {"src": ("source", ["de"], ["en"]), "tgt": ("target", ["en"], ["de"])}
 
 
 @pytest.fixture(scope="module")
 def profiles():
     """Profiles as a de->en training run keeps them: from its held-out text."""
-    return {
-        "src": trigram_profile(multi30k_lines("val", "de", 40)),
-        "tgt": trigram_profile(multi30k_lines("val", "en", 40)),
-    }
+    return {lang: trigram_profile(multi30k_lines("val", lang, 40)) for lang in ("de", "en")}
 
 
 @pytest.mark.parametrize(
@@ -41,7 +39,7 @@ def test_a_file_suffix_names_a_language_only_when_it_is_one(name, language):
 )
 def test_text_is_told_by_its_trigrams(profiles, lang, side, expected):
     lines = multi30k_lines("test_2016_flickr", lang, 20)
-    warnings = language_warnings("input", lines, side, LANGUAGES, profiles)
+    warnings = language_warnings("input", lines, *SIDES[side], profiles)
     assert len(warnings) == len(expected)
     for warning, needle in zip(warnings, expected, strict=True):
         assert warning.startswith("input: ") and needle in warning
@@ -49,7 +47,7 @@ def test_text_is_told_by_its_trigrams(profiles, lang, side, expected):
 
 def test_a_few_lines_are_not_judged_by_their_text(profiles):
     lines = multi30k_lines("test_2016_flickr", "cs", 3)
-    assert language_warnings("input", lines, "src", LANGUAGES, profiles) == []
+    assert language_warnings("input", lines, *SIDES["src"], profiles) == []
 
 
 def warnings_in(stderr: str) -> list[str]:
@@ -94,3 +92,14 @@ def test_an_export_keeps_the_profiles_and_warns_alike(exported, tmp_path):
     assert result.returncode == 0, result.stderr
     (warning,) = warnings_in(result.stderr)
     assert f"{czech}: unlike the de text the model was trained on" in warning
+
+
+def test_profiles_kept_by_side_in_older_checkpoints_still_check(chosen_run, profiles):
+    final = chosen_run[0] / chosen_run[1]["final"]
+    new = Translator.from_checkpoint(final, "cpu")
+    old = Translator(
+        new.engine, new.tokenizer, new.config, {"src": profiles["de"], "tgt": profiles["en"]}
+    )
+    english = multi30k_lines("test_2016_flickr", "en", 20)
+    (warning,) = old.language_warnings("input", english, "src")
+    assert "reads as en text, the model's other side, not de" in warning

@@ -171,3 +171,24 @@ def test_dedup_keeps_an_identical_pair_of_another_direction(tmp_path, cache_dir)
     overrides = ["data.directions=[de-en,de-fr]", "data.dedup=true"]
     corpus = load_corpus(make_config(tmp_path, "same", cache_dir, *overrides).data)
     assert len(corpus.train) == 2 * PAIRS
+
+
+def test_the_language_check_knows_each_language_of_the_model(multilingual_run):
+    """Sources are de or en, targets en, de or fr: a file is checked against the languages of
+    its side (the one asked for, for references)."""
+    run_dir, results = multilingual_run
+    translator = Translator.from_checkpoint(run_dir / results["final"], "cpu")
+    assert sorted(translator.profiles) == ["de", "en", "fr"]
+    text = {lang: multi30k_lines("test_2016_flickr", lang, 20) for lang in ("de", "en", "fr", "cs")}
+    for lang, side, tgt_lang, needle in (
+        ("de", "src", None, None),
+        ("en", "src", None, None),
+        ("fr", "tgt", "fr", None),
+        ("fr", "src", None, "reads as fr text, the model's other side, not de or en"),
+        ("de", "tgt", "fr", "reads as de text, the model's other side, not fr"),
+        ("en", "tgt", "de", "reads as en text, the model's other side, not de"),
+        ("cs", "src", None, "unlike the de or en text the model was trained on"),
+    ):
+        found = translator.language_warnings("input", text[lang], side, tgt_lang)
+        assert found == ([] if needle is None else [found[0]]), (lang, side, found)
+        assert needle is None or needle in found[0], (lang, side, found)

@@ -24,6 +24,7 @@ import torch
 from mt.common.errors import MTError
 from mt.common.files import remove_stale_temporaries, temporary_path
 from mt.common.special_ids import UNK_ID
+from mt.config.checks import parse
 from mt.config.schema import DataConfig
 from mt.data.cache import CHECKSUMS, build_cache, cache_dir, fingerprint, small_part_digests
 from mt.data.readers import split_directions
@@ -54,6 +55,18 @@ class Split:
     def tgt_lengths(self) -> np.ndarray:
         """Target lengths counting the BOS (input) or EOS (output) token."""
         return np.array([len(ids) + 1 for ids in self.tgt_ids], dtype=np.int64)
+
+    def language_texts(self, data: DataConfig) -> dict[str, list[str]]:
+        """Each language's sentences in this split (of data's languages), sources and
+        targets."""
+        if not self.directions:
+            return {data.src_lang: self.src_text, data.tgt_lang: self.tgt_text}
+        texts: dict[str, list[str]] = {}
+        for k, direction in enumerate(self.directions):
+            chosen = np.flatnonzero(self.sources == k)
+            for lang, side in zip(parse(direction), (self.src_text, self.tgt_text), strict=True):
+                texts.setdefault(lang, []).extend(side[i] for i in chosen)
+        return texts
 
     def pair_ids(self, indices: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The source and target ids of the chosen pairs."""

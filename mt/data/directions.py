@@ -19,6 +19,11 @@ def tag(lang: str) -> str:
     return f"<2{lang}>"
 
 
+def source_languages(data: DataConfig) -> list[str]:
+    """The languages a run's model reads, in the order of data.directions."""
+    return list(dict.fromkeys(parse(d)[0] for d in data.directions))
+
+
 def target_languages(data: DataConfig) -> list[str]:
     """The languages a run's model produces, in the order of data.directions."""
     return list(dict.fromkeys(parse(d)[1] for d in data.directions))
@@ -32,10 +37,9 @@ def languages(data: DataConfig) -> list[str]:
 def zero_shot(data: DataConfig) -> list[str]:
     """Directions the model was not trained on but can be asked for: from a source language
     to a target language of other directions."""
-    sources = dict.fromkeys(parse(d)[0] for d in data.directions)
     return [
         f"{s}-{t}"
-        for s in sources
+        for s in source_languages(data)
         for t in target_languages(data)
         if s != t and f"{s}-{t}" not in data.directions
     ]

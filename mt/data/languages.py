@@ -40,9 +40,9 @@ def trigram_profile(lines: list[str]) -> dict[str, float]:
     return {gram: n / total for gram, n in counts.most_common(PROFILE_SIZE)}
 
 
-def held_out_profiles(src_text: list[str], tgt_text: list[str]) -> dict:
-    """The profiles a checkpoint keeps, per side: those of its held-out text."""
-    return {"src": trigram_profile(src_text), "tgt": trigram_profile(tgt_text)}
+def held_out_profiles(texts: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """The profiles a checkpoint keeps: language -> the profile of its held-out text."""
+    return {lang: trigram_profile(lines) for lang, lines in texts.items()}
 
 
 def similarity(a: dict[str, float], b: dict[str, float]) -> float:
@@ -59,29 +59,40 @@ def suffix_language(path: str) -> str | None:
     return suffix if suffix in ISO_639_1 else None
 
 
+def one_of(langs: list[str]) -> str:
+    return langs[0] if len(langs) == 1 else f"{', '.join(langs[:-1])} or {langs[-1]}"
+
+
 def language_warnings(
-    path: str, lines: list[str], side: str, languages: dict[str, str], profiles: dict | None
+    path: str, lines: list[str], role: str, expected: list[str], opposite: list[str], profiles
 ) -> list[str]:
-    """One line per sign that path's lines are not in languages[side] (side: "src" or "tgt";
-    languages and profiles hold both sides)."""
-    other = "tgt" if side == "src" else "src"
-    expected, role = languages[side], {"src": "source", "tgt": "target"}[side]
+    """One line per sign that path's lines are in none of the expected languages (role:
+    "source" or "target"; opposite: the other side's languages; profiles: language ->
+    profile, or None when the model keeps none)."""
     warnings = []
     named = suffix_language(path)
-    if named is not None and named != expected:
-        warnings.append(f"{path}: named as {named} text, but the model's {role} is {expected}")
-    if profiles and len([line for line in lines if line.strip()]) >= MIN_LINES:
-        found = trigram_profile(lines)
-        own, opposite = similarity(found, profiles[side]), similarity(found, profiles[other])
-        if own < SAME_LANGUAGE <= opposite:
-            warnings.append(
-                f"{path}: reads as {languages[other]} text, the model's other side, not "
-                f"{expected} (character trigram similarity {opposite:.2f} against {own:.2f}): "
-                f"files swapped?"
-            )
-        elif own < SAME_LANGUAGE:
-            warnings.append(
-                f"{path}: unlike the {expected} text the model was trained on (character "
-                f"trigram similarity {own:.2f}, below {SAME_LANGUAGE}): another language?"
-            )
+    if named is not None and named not in expected:
+        warnings.append(
+            f"{path}: named as {named} text, but the model's {role} is {one_of(expected)}"
+        )
+    if not profiles or len([line for line in lines if line.strip()]) < MIN_LINES:
+        return warnings
+    found = trigram_profile(lines)
+    scores = {lang: similarity(found, profile) for lang, profile in profiles.items()}
+    own = max(scores.get(lang, 0.0) for lang in expected)
+    if own >= SAME_LANGUAGE:
+        return warnings
+    best = max(scores, key=scores.get)
+    measured = f"character trigram similarity {scores[best]:.2f} against {own:.2f}"
+    if scores[best] >= SAME_LANGUAGE:
+        side = ", the model's other side" if best in opposite else ""
+        guess = "files swapped?" if best in opposite else "another language?"
+        warnings.append(
+            f"{path}: reads as {best} text{side}, not {one_of(expected)} ({measured}): {guess}"
+        )
+    else:
+        warnings.append(
+            f"{path}: unlike the {one_of(expected)} text the model was trained on (character "
+            f"trigram similarity {own:.2f}, below {SAME_LANGUAGE}): another language?"
+        )
     return warnings

@@ -26,6 +26,7 @@ from mt.common.special_ids import EOS_ID
 from mt.config.checks import check_decode
 from mt.config.schema import Config, DecodeConfig, DecodeOverrides
 from mt.config.store import from_plain_dict
+from mt.data.directions import source_languages
 from mt.data.languages import language_warnings
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.ensemble import Ensemble
@@ -67,7 +68,12 @@ class Translator:
         self, engine: EngineFn, tokenizer: Tokenizer, config: Config, profiles: dict | None = None
     ):
         self.engine, self.tokenizer, self.config = engine, tokenizer, config
-        self.profiles = profiles  # the languages' trigram profiles, when the checkpoint has them
+        if profiles is not None and set(profiles) == {"src", "tgt"}:  # kept by side until 12-01
+            profiles = {
+                config.data.src_lang: profiles["src"],
+                config.data.tgt_lang: profiles["tgt"],
+            }
+        self.profiles = profiles  # language -> trigram profile, when the checkpoint has them
 
     @property
     def target_languages(self) -> list[str]:
@@ -87,14 +93,19 @@ class Translator:
             )
         return (tgt_lang or produced[0]) if self.tokenizer.target_languages else None
 
-    def language_warnings(self, path: str, lines: list[str], side: str) -> list[str]:
-        """Signs that lines (of path) are not in the model's source (side "src") or target
-        ("tgt") language; a multilingual model has no single language to check against."""
+    def language_warnings(
+        self, path: str, lines: list[str], side: str, tgt_lang: str | None = None
+    ) -> list[str]:
+        """Signs that lines (of path) are not in a language the model reads (side "src") or
+        in the one it was asked to produce (side "tgt", tgt_lang for a multilingual model)."""
         data = self.config.data
-        if data.directions:
-            return []
-        languages = {"src": data.src_lang, "tgt": data.tgt_lang}
-        return language_warnings(path, lines, side, languages, self.profiles)
+        sources = source_languages(data) if data.directions else [data.src_lang]
+        if side == "src":
+            expected, opposite, role = sources, self.target_languages, "source"
+        else:
+            expected, opposite, role = [tgt_lang or self.target_languages[0]], sources, "target"
+        others = [lang for lang in opposite if lang not in expected]
+        return language_warnings(path, lines, role, expected, others, self.profiles)
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, device: str = "auto") -> Translator:

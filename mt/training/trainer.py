@@ -109,9 +109,7 @@ class Trainer:
     def text_side(self) -> dict:
         """What checkpoints keep of the text: the tokenizer, and the languages' trigram
         profiles (from the held-out text) that the tools check their inputs against."""
-        valid = self.corpus.valid
-        single = not self.config.data.directions  # a multilingual run's sides mix languages
-        profiles = held_out_profiles(valid.src_text, valid.tgt_text) if single else None
+        profiles = held_out_profiles(self.corpus.valid.language_texts(self.config.data))
         return {"tokenizer": self.tokenizer_models, "languages": profiles}
 
     # ------------------------------------------------------------ training
