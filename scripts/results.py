@@ -165,8 +165,10 @@ def main() -> None:
         print(f"{name}: {' '.join(command)}", flush=True)
         if subprocess.run(command).returncode != 0:
             raise SystemExit(f"error: {name}: training failed; rerun to resume it")
-    if args.multilingual:
-        text = multilingual_table(args.runs, args.data_root)
+    if args.multilingual:  # the scores per direction, then what each run took
+        text = (
+            f"{multilingual_table(args.runs, args.data_root)}\n\n{table(MULTILINGUAL, args.runs)}"
+        )
         (args.runs / "multilingual.md").write_text(text + "\n", encoding="utf-8")
         markers = (ML_BEGIN, ML_END)
     else:  # the table keeps every finished row, not only those this call trained

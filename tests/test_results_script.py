@@ -129,7 +129,8 @@ def test_the_multilingual_command_compares_one_model_with_four_and_pivoting(
     runs = tmp_path / "runs"
     multi = json.loads((runs / "transformer-multilingual" / "results.json").read_text())
     assert multi["config"]["data"]["directions"] == ["de-en", "en-de", "fr-en", "en-fr"]
-    rows = readme.read_text().split(begin)[1].split(end)[0].strip().splitlines()[2:]
+    directions, trained = readme.read_text().split(begin)[1].split(end)[0].strip().split("\n\n")
+    rows = directions.splitlines()[2:]
     assert [r.split("|")[1].strip() for r in rows] == [
         "de-en",
         "en-de",
@@ -144,6 +145,9 @@ def test_the_multilingual_command_compares_one_model_with_four_and_pivoting(
         f"| fr-en | {fr_en['bleu']:.2f} / {fr_en['chrf']:.2f} | "
         f"{ours['bleu']:.2f} / {ours['chrf']:.2f} |"
     )
+    labels = [r.split("|")[1].strip() for r in trained.splitlines()[2:]]
+    assert labels[-1] == "Transformer, multilingual (`transformer-multilingual`)"
+    assert len(labels) == 5 and all(r.count(" | ") == 12 for r in trained.splitlines()[2:])
     pivot = json.loads((runs / "pivot-de-fr.json").read_text())
     assert f"pivot through en: {pivot['bleu']:.2f} / {pivot['chrf']:.2f}" in rows[4]
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
