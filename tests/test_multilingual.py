@@ -24,6 +24,7 @@ from mt.config.schema import DataConfig, TrainSource
 from mt.data.corpus import load_corpus
 from mt.data.directions import epoch_weights, sampling_weights, tag
 from mt.decoding.translator import Translator
+from mt.deploy.engine import ctranslate2_translator
 from mt.training.trainer import train
 
 DIRECTIONS = ["de-en", "en-de", "de-fr"]
@@ -192,3 +193,20 @@ def test_the_language_check_knows_each_language_of_the_model(multilingual_run):
         found = translator.language_warnings("input", text[lang], side, tgt_lang)
         assert found == ([] if needle is None else [found[0]]), (lang, side, found)
         assert needle is None or needle in found[0], (lang, side, found)
+
+
+def test_an_export_translates_into_the_requested_language_as_the_checkpoint_does(
+    multilingual_run, tmp_path
+):
+    """The tag is part of the source: CTranslate2 needs nothing of its own for it."""
+    run_dir, results = multilingual_run
+    final, out = run_dir / results["final"], tmp_path / "ct2"
+    exported = run_tool("export", f"checkpoint={final}", f"out={out}", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    ours, theirs = Translator.from_checkpoint(final, "cpu"), ctranslate2_translator(out, "cpu")
+    assert theirs.target_languages == ["en", "de", "fr"]
+    german = multi30k_lines("train", "de", PAIRS)
+    for lang in ("en", "fr"):
+        assert theirs.translate(german, tgt_lang=lang) == ours.translate(german, tgt_lang=lang)
+    with pytest.raises(MTError, match="tgt_lang=cs: the model was not trained to produce it"):
+        theirs.translate(german, tgt_lang="cs")
