@@ -210,3 +210,18 @@ def test_an_export_translates_into_the_requested_language_as_the_checkpoint_does
         assert theirs.translate(german, tgt_lang=lang) == ours.translate(german, tgt_lang=lang)
     with pytest.raises(MTError, match="tgt_lang=cs: the model was not trained to produce it"):
         theirs.translate(german, tgt_lang="cs")
+
+
+def test_compare_gives_a_row_per_direction_under_the_runs_own(multilingual_run, tmp_path):
+    run_dir, results = multilingual_run
+    result = run_tool("compare", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [r.split(" | ") for r in result.stdout.splitlines()[2:]]
+    assert [r[0] for r in rows] == [
+        f"| {run_dir}",
+        *(f"| {run_dir} {d}" for d in DIRECTIONS),
+        f"| {run_dir} en-fr (zero-shot)",
+    ]
+    zero_shot = results["test"]["directions"]["en-fr"]
+    assert rows[-1][4:7] == [f"{zero_shot[k]:.2f}" for k in ("bleu", "chrf", "bleu_lc")]
+    assert rows[0][4] == f"{results['test']['bleu']:.2f}"

@@ -61,6 +61,19 @@ def row(path: Path) -> list[str]:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None
 
 
+def direction_rows(path: Path) -> list[list[str]]:
+    """A multilingual run's test scores per direction, one row each under the run's own
+    (none for a single-direction run): "de-fr (zero-shot)" for a direction it never saw."""
+    test = json.loads(path.read_text(encoding="utf-8"))["test"]
+    found = []
+    for name, scores in test.get("directions", {}).items():
+        unseen = " (zero-shot)" if name in test.get("zero_shot", []) else ""
+        cells = [f"{path.parent} {name}{unseen}", "", "", ""]
+        cells += [f"{scores[key]:.2f}" for key in ("bleu", "chrf", "bleu_lc")]
+        found.append(cells + [""] * (len(COLUMNS) - len(cells)))
+    return found
+
+
 def chosen(selection: dict | None) -> str:
     """The reported checkpoint and length penalty, e.g. "averaged.pt, lp 1.2"."""
     if not selection:  # results.json from before the choice was recorded
