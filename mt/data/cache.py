@@ -31,7 +31,7 @@ from mt.data.readers import (
 )
 from mt.data.tokenizer import Tokenizer, train_sentencepiece
 
-CACHE_VERSION = 5  # bump when the cached layout or encoding changes
+CACHE_VERSION = 4  # bump when the cached layout or encoding changes
 COUNTS = "counts.json"  # what the build read and dropped, for mt.prepare's report
 DIGESTS = "file-digests.json"  # the files already hashed, so a warm start reads no text
 CHECKSUMS = "checksums.json"  # in each cache: the digests of its small parts, checked on load
@@ -114,6 +114,8 @@ def fingerprint(cfg: DataConfig) -> str:
     settings += [cfg.dedup]
     if cfg.directions:  # only then: a single direction's caches keep their names
         settings.append(cfg.directions)
+        if cfg.dedup:  # told apart from the caches whose dedup dropped other directions' pairs
+            settings.append("dedup by direction")
     h.update(json.dumps(settings).encode())
     for split in SPLITS:
         for source in split_sources(cfg, split):
