@@ -119,16 +119,22 @@ def multilingual_table(runs: Path, data_root: str | None) -> str:
     """Test BLEU / chrF per direction: the bilingual models against the multilingual one, and
     for de->fr and fr->de, pivoting through English against zero-shot."""
     multi = finished("transformer-multilingual", runs)["test"]["directions"]
-    rows = [(d, cell(finished(n, runs)["test"]), cell(multi[d])) for d, n in BILINGUAL.items()]
+    rows = [
+        (d, cell(finished(n, runs)["test"]), cell(multi[d], d[-2:])) for d, n in BILINGUAL.items()
+    ]
     for src, tgt in (("de", "fr"), ("fr", "de")):
         pivot = f"pivot through en: {cell(pivot_scores(runs, data_root, src, tgt))}"
-        rows.append((f"{src}-{tgt}, zero-shot", pivot, cell(multi[f"{src}-{tgt}"])))
+        rows.append((f"{src}-{tgt}, zero-shot", pivot, cell(multi[f"{src}-{tgt}"], tgt)))
     head = ["| direction | 4 bilingual models | 1 multilingual model |", "|---|---|---|"]
     return "\n".join(head + [f"| {a} | {b} | {c} |" for a, b, c in rows])
 
 
-def cell(scores: dict) -> str:
-    return f"{scores['bleu']:.2f} / {scores['chrf']:.2f}"
+def cell(scores: dict, lang: str = "") -> str:
+    """BLEU / chrF, and with lang the share of the output in it when the scores have it."""
+    text = f"{scores['bleu']:.2f} / {scores['chrf']:.2f}"
+    if lang and "percent_in_target" in scores:
+        text += f" ({scores['percent_in_target']:.0f}% in {lang})"
+    return text
 
 
 def replace_block(readme: Path, text: str, begin: str = BEGIN, end: str = END) -> None:

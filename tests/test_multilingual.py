@@ -23,6 +23,7 @@ from mt.config.checks import check_data
 from mt.config.schema import DataConfig, TrainSource
 from mt.data.corpus import load_corpus
 from mt.data.directions import epoch_weights, sampling_weights, tag
+from mt.data.languages import percent_in, trigram_profile
 from mt.decoding.translator import Translator
 from mt.deploy.engine import ctranslate2_translator
 from mt.training.trainer import train
@@ -78,6 +79,8 @@ def test_validation_results_and_hypotheses_are_per_direction(multilingual_run):
     assert test["zero_shot"] == ["en-fr"]
     trained = [test["directions"][d]["bleu"] for d in DIRECTIONS]
     assert test["bleu"] == pytest.approx(np.mean(trained))
+    # Learnt by heart: what it writes for each trained direction is in the language asked for.
+    assert all(test["directions"][d]["percent_in_target"] >= 85 for d in DIRECTIONS), test
     for direction in DIRECTIONS:
         assert sorted(scalars(run_dir, f"valid/bleu/{direction}")) == [150, 300]
         assert len((run_dir / f"valid.hyp.{direction}").read_text().splitlines()) == PAIRS
@@ -217,11 +220,20 @@ def test_compare_gives_a_row_per_direction_under_the_runs_own(multilingual_run, 
     result = run_tool("compare", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [r.split(" | ") for r in result.stdout.splitlines()[2:]]
+    share = {d: s["percent_in_target"] for d, s in results["test"]["directions"].items()}
     assert [r[0] for r in rows] == [
         f"| {run_dir}",
-        *(f"| {run_dir} {d}" for d in DIRECTIONS),
-        f"| {run_dir} en-fr (zero-shot)",
+        *(f"| {run_dir} {d} ({share[d]:.1f}% in {d[-2:]})" for d in DIRECTIONS),
+        f"| {run_dir} en-fr (zero-shot, {share['en-fr']:.1f}% in fr)",
     ]
     zero_shot = results["test"]["directions"]["en-fr"]
     assert rows[-1][4:7] == [f"{zero_shot[k]:.2f}" for k in ("bleu", "chrf", "bleu_lc")]
     assert rows[0][4] == f"{results['test']['bleu']:.2f}"
+
+
+def test_the_share_of_output_in_the_target_language_tells_languages_apart():
+    profiles = {lang: trigram_profile(multi30k_lines("val", lang, 40)) for lang in ("en", "fr")}
+    french, english = (multi30k_lines("test_2016_flickr", lang, 40) for lang in ("fr", "en"))
+    assert percent_in(french, "fr", profiles) == 100.0
+    assert percent_in(english, "fr", profiles) == 0.0
+    assert percent_in([*french[:30], *english[:9], ""], "fr", profiles) == pytest.approx(75.0)

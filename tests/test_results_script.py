@@ -143,7 +143,7 @@ def test_the_multilingual_command_compares_one_model_with_four_and_pivoting(
     ours = multi["test"]["directions"]["fr-en"]
     assert rows[2] == (
         f"| fr-en | {fr_en['bleu']:.2f} / {fr_en['chrf']:.2f} | "
-        f"{ours['bleu']:.2f} / {ours['chrf']:.2f} |"
+        f"{ours['bleu']:.2f} / {ours['chrf']:.2f} ({ours['percent_in_target']:.0f}% in en) |"
     )
     labels = [r.split("|")[1].strip() for r in trained.splitlines()[2:]]
     assert labels[-1] == "Transformer, multilingual (`transformer-multilingual`)"

@@ -63,12 +63,15 @@ def row(path: Path) -> list[str]:
 
 def direction_rows(path: Path) -> list[list[str]]:
     """A multilingual run's test scores per direction, one row each under the run's own
-    (none for a single-direction run): "de-fr (zero-shot)" for a direction it never saw."""
+    (none for a single-direction run), labelled "de-fr (zero-shot, 35.0% in fr)": a direction
+    it never saw, and the share of its output that reads as the language asked for."""
     test = json.loads(path.read_text(encoding="utf-8"))["test"]
     found = []
     for name, scores in test.get("directions", {}).items():
-        unseen = " (zero-shot)" if name in test.get("zero_shot", []) else ""
-        cells = [f"{path.parent} {name}{unseen}", "", "", ""]
+        notes = ["zero-shot"] if name in test.get("zero_shot", []) else []
+        if "percent_in_target" in scores:  # results.json files before 12-01 lack it
+            notes.append(f"{scores['percent_in_target']:.1f}% in {name.split('-')[1]}")
+        cells = [f"{path.parent} {name}" + (f" ({', '.join(notes)})" if notes else ""), "", "", ""]
         cells += [f"{scores[key]:.2f}" for key in ("bleu", "chrf", "bleu_lc")]
         found.append(cells + [""] * (len(COLUMNS) - len(cells)))
     return found

@@ -94,11 +94,23 @@ class Reporter:
             scores["chrf"],
             " | new best" if improved else "",
         )
-        for name, each in scores.get("directions", {}).items():
-            log.info("valid %s | BLEU %.2f | chrF %.2f", name, each["bleu"], each["chrf"])
+        for line in direction_lines("valid", scores):
+            log.info(line)
 
     def close(self) -> None:
         self.writer.close()
+
+
+def direction_lines(split: str, scores: dict) -> list[str]:
+    """A multilingual run's scores, a line per direction ("test de-fr (zero-shot) | ...")."""
+    lines = []
+    for name, each in scores.get("directions", {}).items():
+        unseen = " (zero-shot)" if name in scores["zero_shot"] else ""
+        lines.append(
+            f"{split} {name}{unseen} | BLEU {each['bleu']:.2f} | chrF {each['chrf']:.2f} | "
+            f"{each['percent_in_target']:.1f}% in {name.split('-')[1]}"
+        )
+    return lines
 
 
 # A multilingual run's test scores add each direction's and the zero-shot ones' names.
@@ -150,6 +162,8 @@ def write_results(run_dir: Path, results: dict) -> None:
     print(
         f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
     )
+    for line in direction_lines("test", test):
+        print(line, flush=True)
     chosen = results["selection"]
     log.info(
         "reported model: %s (%s, length penalty %g, chosen on valid)",

@@ -7,9 +7,11 @@ import torch
 from torch import nn
 
 from mt.common.runtime import autocast
+from mt.config.checks import parse
 from mt.config.schema import DecodeConfig
 from mt.data.batches import make_batch, token_batches
 from mt.data.corpus import Split
+from mt.data.languages import held_out_profiles, percent_in
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.inference import translate
 from mt.decoding.scoring import corpus_scores
@@ -41,13 +43,22 @@ def decode_split(
 
 
 def direction_scores(split: Split, hyps: list[str]) -> dict:
-    """A multilingual split's scores per direction and, as bleu, chrf and bleu_lc, their mean
-    over the trained directions (zero-shot ones are scored, not averaged)."""
+    """A multilingual split's scores per direction (with the percentage of hypotheses that read
+    as the target language) and, as bleu, chrf and bleu_lc, their mean over the trained
+    directions (zero-shot ones are scored, not averaged)."""
+    chosen = [np.flatnonzero(split.sources == k) for k in range(len(split.directions))]
+    targets = [parse(name)[1] for name in split.directions]
+    references: dict[str, list[str]] = {}  # per target language: what it reads like
+    for lang, indices in zip(targets, chosen, strict=True):
+        references.setdefault(lang, []).extend(split.tgt_text[i] for i in indices)
+    profiles = held_out_profiles(references)
     per = {}
-    for k, name in enumerate(split.directions):
-        chosen = np.flatnonzero(split.sources == k)
-        scores = corpus_scores([hyps[i] for i in chosen], [split.tgt_text[i] for i in chosen])
+    for name, lang, indices in zip(split.directions, targets, chosen, strict=True):
+        found = [hyps[i] for i in indices]
+        scores = corpus_scores(found, [split.tgt_text[i] for i in indices])
         per[name] = {key: scores[key] for key in ("bleu", "chrf", "bleu_lc", "signature")}
+        # Off-target output (English asked for French) is how zero-shot directions fail.
+        per[name]["percent_in_target"] = round(percent_in(found, lang, profiles), 1)
     trained = [per[name] for name in split.directions if name not in split.zero_shot]
     mean = {key: float(np.mean([s[key] for s in trained])) for key in ("bleu", "chrf", "bleu_lc")}
     signature = f"mean of {len(trained)} directions | {trained[0]['signature']}"
