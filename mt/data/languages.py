@@ -75,6 +75,7 @@ def suffix_language(path: str) -> str | None:
 
 
 def one_of(langs: list[str]) -> str:
+    """["de"] -> "de"; ["de", "en", "fr"] -> "de, en or fr"."""
     return langs[0] if len(langs) == 1 else f"{', '.join(langs[:-1])} or {langs[-1]}"
 
 
