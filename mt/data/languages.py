@@ -53,8 +53,8 @@ def similarity(a: dict[str, float], b: dict[str, float]) -> float:
 
 
 def closest_language(line: str, profiles: dict[str, dict[str, float]]) -> str | None:
-    """The language whose profile line's trigrams are most like; None for an empty line. On
-    Multi30k's test lines, each of de, en and fr is told from the others every time."""
+    """The language whose profile line's trigrams are most like; None for an empty line. Each
+    of Multi30k's 1000 test lines of de, en and fr gets its own against profiles of valid."""
     if not line.strip():
         return None
     found = trigram_profile([line])
