@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from helpers import REPO, TINY, assert_clean_failure, make_config, run_in_proces
 from omegaconf import OmegaConf
 
 from mt import train as train_command
+from mt.common.checkpoint import load_checkpoint
 from mt.common.errors import MTError
 
 
@@ -158,8 +160,8 @@ def test_a_second_live_run_in_one_directory_is_refused(memorise_root, tmp_path):
         "+experiment=transformer",
         *TINY,
         *tiny_data(memorise_root, tmp_path),
-        "trainer.max_steps=400",
-        "trainer.valid_every=400",
+        "trainer.max_steps=100000",
+        "trainer.valid_every=100000",
         f"hydra.run.dir={run_dir}",
     ]
     first = subprocess.Popen(
@@ -174,9 +176,16 @@ def test_a_second_live_run_in_one_directory_is_refused(memorise_root, tmp_path):
         time.sleep(0.1)
     second = run_train(*command, cwd=tmp_path)
     assert_clean_failure(second, "another run is training here", f"{first.pid}@")
+    # The refused run took nothing from the live one: it is still training, and stops
+    # as any run does, with its last.pt saved and its lock given back.
+    assert first.poll() is None
+    log, deadline = run_dir / "train.log", time.monotonic() + 120
+    while not (log.exists() and "| loss" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
-    assert "test BLEU" in out
+    assert first.returncode == 128 + signal.SIGTERM, err
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["step"] > 0
     assert not (run_dir / ".lock").exists()
 
 

@@ -162,14 +162,14 @@ def test_a_frozen_rank_ends_the_job_within_the_timeout(memorise_root, tmp_path):
         running.wait_for(r"error: rank 0: rank 1 stopped answering", timeout=120)
         # The timeout and the ranks' roll call (5 s), with some slack for a busy machine.
         assert time.monotonic() - start < timeout + 5 + 10
-        status, output = running.finish(timeout=120)
     finally:
+        # torchrun would wait its own fixed 30 s for the frozen worker before killing it;
+        # that is torchrun's part, so the test kills it at once.
         if Path(f"/proc/{frozen}").exists():
             os.kill(frozen, signal.SIGKILL)
+    status, output = running.finish(timeout=120)
     assert status != 0
     assert f"trainer.ddp_timeout_s={timeout}" in output
-    # torchrun then waits its fixed 30 s for the frozen worker before killing it.
-    assert time.monotonic() - start < timeout + 5 + 30 + 10
 
 
 def in_private_mounts(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:

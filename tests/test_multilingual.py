@@ -12,12 +12,14 @@ from helpers import (
     http_post,
     make_config,
     multi30k_lines,
+    run_in_process,
     run_tool,
     scalars,
     serving,
     write_lines,
 )
 
+from mt import translate
 from mt.common.errors import MTError
 from mt.config.checks import check_data
 from mt.config.schema import DataConfig, TrainSource
@@ -87,7 +89,9 @@ def test_validation_results_and_hypotheses_are_per_direction(multilingual_run):
     assert (run_dir / "test.hyp.en-fr").is_file()
 
 
-def test_a_language_the_model_does_not_produce_fails_in_one_line(multilingual_run, tmp_path):
+def test_a_language_the_model_does_not_produce_fails_in_one_line(
+    multilingual_run, tmp_path, capsys, monkeypatch
+):
     run_dir, results = multilingual_run
     final = run_dir / results["final"]
     for args, message in (
@@ -96,7 +100,7 @@ def test_a_language_the_model_does_not_produce_fails_in_one_line(multilingual_ru
     ):
         out = tmp_path / "out.txt"
         args = [f"checkpoint={final}", f"output={out}", *args]
-        result = run_tool("translate", *args, cwd=tmp_path, stdin="Ein Hund.\n")
+        result = run_in_process(translate.main, *args, capsys=capsys, monkeypatch=monkeypatch)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith(message)
         assert not out.exists()
