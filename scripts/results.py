@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mt.common.errors import MTError
 from mt.common.files import write_text
+from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import read_split
@@ -120,7 +121,8 @@ def multilingual_table(runs: Path, data_root: str | None) -> str:
     for de->fr and fr->de, pivoting through English against zero-shot."""
     multi = finished("transformer-multilingual", runs)["test"]["directions"]
     rows = [
-        (d, cell(finished(n, runs)["test"]), cell(multi[d], d[-2:])) for d, n in BILINGUAL.items()
+        (d, cell(finished(n, runs)["test"]), cell(multi[d], parse(d)[1]))
+        for d, n in BILINGUAL.items()
     ]
     for src, tgt in (("de", "fr"), ("fr", "de")):
         pivot = f"pivot through en: {cell(pivot_scores(runs, data_root, src, tgt))}"

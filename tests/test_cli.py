@@ -182,6 +182,7 @@ def test_a_second_live_run_in_one_directory_is_refused(memorise_root, tmp_path):
     log, deadline = run_dir / "train.log", time.monotonic() + 120
     while not (log.exists() and "| loss" in log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert "| loss" in log.read_text(), "the live run logged no step"
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 128 + signal.SIGTERM, err

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mt.common.errors import MTError
+from mt.config.checks import parse
 
 COLUMNS = (
     "run",
@@ -70,7 +71,7 @@ def direction_rows(path: Path) -> list[list[str]]:
     for name, scores in test.get("directions", {}).items():
         notes = ["zero-shot"] if name in test.get("zero_shot", []) else []
         if "percent_in_target" in scores:  # results.json files before 12-01 lack it
-            notes.append(f"{scores['percent_in_target']:.1f}% in {name.split('-')[1]}")
+            notes.append(f"{scores['percent_in_target']:.1f}% in {parse(name)[1]}")
         cells = [f"{path.parent} {name}" + (f" ({', '.join(notes)})" if notes else ""), "", "", ""]
         cells += [f"{scores[key]:.2f}" for key in ("bleu", "chrf", "bleu_lc")]
         found.append(cells + [""] * (len(COLUMNS) - len(cells)))

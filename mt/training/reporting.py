@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from mt.common.files import write_text
 from mt.common.runtime import describe_device
+from mt.config.checks import parse
 from mt.config.schema import Config
 from mt.config.store import to_plain_dict
 from mt.training import distributed
@@ -108,7 +109,7 @@ def direction_lines(split: str, scores: dict) -> list[str]:
         unseen = " (zero-shot)" if name in scores["zero_shot"] else ""
         lines.append(
             f"{split} {name}{unseen} | BLEU {each['bleu']:.2f} | chrF {each['chrf']:.2f} | "
-            f"{each['percent_in_target']:.1f}% in {name.split('-')[1]}"
+            f"{each['percent_in_target']:.1f}% in {parse(name)[1]}"
         )
     return lines
 
