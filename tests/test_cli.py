@@ -11,7 +11,15 @@ import time
 
 import pytest
 import torch
-from helpers import REPO, TINY, assert_clean_failure, make_config, run_in_process, run_train
+from helpers import (
+    REPO,
+    TINY,
+    assert_clean_failure,
+    free_port,
+    make_config,
+    run_in_process,
+    run_train,
+)
 from omegaconf import OmegaConf
 
 from mt import train as train_command
@@ -67,6 +75,7 @@ def test_a_key_added_with_plus_is_refused_like_a_typo(train_in_process, tmp_path
         ("model.dropout=-0.1", "model.dropout=-0.1: must be in [0, 1)"),
         ("data.max_len=0", "data.max_len=0: must be ≥ 1"),
         ("decode.max_len_a=-1", "decode.max_len_a=-1.0: must be ≥ 0"),
+        ("trainer.seed=12345678901234567890123", "trainer.seed=12345678901234567890123: must be"),
     ],
 )
 def test_each_out_of_range_setting_is_named(memorise_root, cache_dir, setting, message):
@@ -96,17 +105,22 @@ def test_missing_data_names_the_files(train_in_process, tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_failed_download_says_where_to_put_the_files(tmp_path):
-    """No network here; with one, the files would download instead."""
-    result = run_train(
-        "+experiment=transformer",
-        f"data.root={tmp_path}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
+def test_failed_download_says_where_to_put_the_files(train_in_process, tmp_path):
+    """The download fails for real, from a closed port on this machine: with or without a
+    network, no test reaches the internet."""
+    url = f"http://127.0.0.1:{free_port()}/{{file}}"
+    result = train_in_process(
+        "+experiment=transformer", f"data.root={tmp_path}", f'data.download_url="{url}"'
     )
-    if result.returncode == 0:
-        pytest.skip("Multi30k downloaded: this machine has a network")
     assert_clean_failure(result, "download failed", f"in {tmp_path}/multi30k")
+    assert not list((tmp_path / "multi30k").glob("*.part"))  # no half file left behind
+
+
+def test_a_download_url_without_its_file_field_is_refused(train_in_process, tmp_path):
+    result = train_in_process(
+        "+experiment=transformer", f"data.root={tmp_path}", "data.download_url=http://x/a.gz"
+    )
+    assert_clean_failure(result, "error: data.download_url=http://x/a.gz: needs {file}")
 
 
 def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tmp_path):

@@ -116,10 +116,6 @@ def test_every_range_rule_names_a_field_of_its_schema(schema):
     assert set(getattr(schema, "RANGES", {})) <= names
 
 
-# Numbers every value of which means something: a seed is any integer.
-UNBOUNDED = {"seed"}
-
-
 def numeric_fields(schema) -> set[str]:
     hints = typing.get_type_hints(schema)
     numbers = {int, float, int | None, float | None}
@@ -128,7 +124,7 @@ def numeric_fields(schema) -> set[str]:
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
 def test_every_numeric_field_has_a_range(schema):
-    unchecked = numeric_fields(schema) - set(getattr(schema, "RANGES", {})) - UNBOUNDED
+    unchecked = numeric_fields(schema) - set(getattr(schema, "RANGES", {}))
     assert unchecked == set()
 
 

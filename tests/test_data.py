@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from dataclasses import replace
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import datasets
@@ -21,7 +25,7 @@ from mt.config.schema import DataConfig
 from mt.data.batches import make_batch, token_batches, train_batches
 from mt.data.cache import cache_dir
 from mt.data.corpus import load_corpus
-from mt.data.readers import data_root
+from mt.data.readers import data_root, parallel_files
 
 
 def train_source_ids(corpus) -> list[list[int]]:
@@ -165,6 +169,21 @@ def test_undecodable_bytes_name_file_and_line(tmp_path):
 def test_empty_corpus_is_refused(tmp_path):
     with pytest.raises(MTError, match=r"data split 'test' .* is empty"):
         load_corpus(corpus_with(tmp_path, {"test_2016_flickr.de": b"", "test_2016_flickr.en": b""}))
+
+
+def test_missing_multi30k_files_are_downloaded_from_the_url(tmp_path):
+    """The real download code, from a real HTTP server on this machine serving the fixture."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(MULTI30K))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/{{file}}"
+        data = replace(DataConfig(), root=str(tmp_path), download_url=url)
+        files = parallel_files(data, "valid")
+        server.shutdown()
+    assert [f.name for f in files] == ["val.de.gz", "val.en.gz"]
+    for path in files:
+        assert path.read_bytes() == (MULTI30K / path.name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "multi30k").iterdir()) == ["val.de.gz", "val.en.gz"]
 
 
 def test_gzip_and_plain_files_read_the_same(tmp_path, small_root, cache_dir):

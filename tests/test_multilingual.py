@@ -116,7 +116,16 @@ def test_a_language_the_model_does_not_produce_fails_in_one_line(
         ({"directions": ["de-de"]}, "'de-de' is not SRC-TGT"),
         ({"directions": ["de-en", "de-en"]}, "names a direction twice"),
         ({"directions": ["de-xx"]}, "'xx', but Multi30k has"),
-        ({"directions": ["de-en"], "direction_weights": [1, 2]}, "one weight > 0 per direction"),
+        ({"directions": ["de-en"], "direction_weights": [1, 2]}, "one weight per direction"),
+        *(
+            ({"directions": ["de-en", "fr-en"], "direction_weights": [weight, 1.0]}, message)
+            for weight, message in [
+                (1e9, r"^data.direction_weights\[0\]=1000000000.0: must be in \(0, 1000\]$"),
+                (float("nan"), r"direction_weights\[0\]=nan: must be in \(0, 1000\]"),
+                (float("inf"), r"direction_weights\[0\]=inf: must be in \(0, 1000\]"),
+                (0.0, r"direction_weights\[0\]=0.0: must be in \(0, 1000\]"),
+            ]
+        ),
         ({"directions": ["de-en"], "joint_vocab": False}, "needs data.joint_vocab=true"),
         ({"directions": ["de-en"], "train_sources": [TrainSource(name="a")]}, "choose one"),
         ({"direction_weights": [1.0]}, "given without data.directions"),

@@ -48,6 +48,14 @@ def test_restricted_keeps_the_top_k_and_the_nucleus():
     assert torch.isfinite(restricted(logits, None, 1.0)).all()
 
 
+def test_a_nucleus_too_small_for_float32_keeps_the_most_likely_token():
+    logits = torch.tensor([[0.3, 0.6, 0.1], [0.5, 0.2, 0.3]]).log()
+    assert torch.isfinite(restricted(logits, None, 1e-300)).tolist() == [
+        [False, True, False],
+        [True, False, False],
+    ]
+
+
 def test_samples_follow_the_models_distribution():
     first = [tokens[0] for tokens in draw()]
     assert first.count(A) / ROWS == pytest.approx(0.6, abs=0.03)
@@ -116,7 +124,10 @@ def test_top_k_one_through_decode_ids_equals_greedy(trained_model):
         ({"top_k": 0}, "decode.top_k=0: must be ≥ 1"),
         ({"top_p": 0.0}, "decode.top_p=0.0: must be in (0, 1]"),
         ({"top_p": 1.5}, "decode.top_p=1.5: must be in (0, 1]"),
-        ({"temperature": 0.0}, "decode.temperature=0.0: must be > 0"),
+        ({"temperature": 0.0}, "decode.temperature=0.0: must be in [0.01, 100]"),
+        ({"temperature": float("inf")}, "decode.temperature=inf: must be in [0.01, 100]"),
+        ({"seed": 10**22}, f"decode.seed={10**22}: must be in [0, {2**63 - 1}]"),
+        ({"seed": -1}, f"decode.seed=-1: must be in [0, {2**63 - 1}]"),
     ],
 )
 def test_each_bad_sampling_setting_is_named(change, message):

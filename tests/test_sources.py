@@ -61,6 +61,18 @@ def test_each_corpus_is_seen_as_often_as_its_weight_says(two_corpora, tmp_path):
     assert seen(0, [1.0, 1.0]) == seen(0, None)
 
 
+@pytest.mark.parametrize("weight", [1e-9, 0.001])
+def test_a_weight_too_small_for_one_pair_still_gives_one(two_corpora, tmp_path, weight):
+    root, _, _ = two_corpora
+    train_split = load_corpus(make_config(root, "main", tmp_path, SOURCES).data).train
+    for weights in ([weight, 1.0], [weight, weight]):
+        seen = Counter(
+            np.concatenate(train_batches(train_split, 10**4, 128, 1, 0, weights=weights)).tolist()
+        )
+        assert sum(seen[i] for i in range(60)) == 1
+    assert sum(seen[i] for i in range(60, 100)) == 1
+
+
 def test_a_model_trains_from_two_corpora(two_corpora, tmp_path):
     root, _, _ = two_corpora
     config = make_config(root, "main", tmp_path / "cache", SOURCES, "trainer.max_steps=3")

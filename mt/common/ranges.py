@@ -19,7 +19,16 @@ def above(low: float) -> Rule:
     return (lambda value: value > low), f"must be > {low}"
 
 
+def within(low: float, high: float) -> Rule:
+    return (lambda value: low <= value <= high), f"must be in [{low}, {high}]"
+
+
 FRACTION: Rule = (lambda value: 0 <= value < 1), "must be in [0, 1)"
+# torch's generators take a signed 64-bit seed, numpy's a non-negative one.
+SEED: Rule = within(0, 2**63 - 1)
+# Times per epoch a corpus or direction is seen: an epoch holds weight x its pairs, so a
+# huge weight is a huge epoch (and nan or inf none at all).
+EPOCH_WEIGHT: Rule = (lambda value: 0 < value <= 1000), "must be in (0, 1000]"
 
 
 def check_ranges(values: Any, prefix: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mt.common.errors import MTError
-from mt.common.ranges import check_ranges
+from mt.common.ranges import EPOCH_WEIGHT, check_ranges
 from mt.config.schema import (
     LANGUAGES_OF_MULTI30K,
     Config,
@@ -31,6 +31,7 @@ def check_data(data: DataConfig) -> None:
     for k, source in enumerate(data.train_sources):
         check_ranges(source, f"data.train_sources[{k}].")
     check_directions(data)
+    check_download_url(data.download_url)
     if data.src_lang == data.tgt_lang and not data.directions:
         raise MTError(f"data.src_lang and data.tgt_lang are both '{data.src_lang}'")
     if data.format is CorpusFormat.parallel and data.name == "multi30k":
@@ -39,6 +40,16 @@ def check_data(data: DataConfig) -> None:
         for key, lang in named.items():
             if lang not in LANGUAGES_OF_MULTI30K:
                 raise MTError(f"{key}: '{lang}', but Multi30k has {LANGUAGES_OF_MULTI30K}")
+
+
+def check_download_url(url: str) -> None:
+    """A URL template with {file} and no other field, so that no download fails on it."""
+    try:
+        filled = url.format(file="train.de.gz")
+    except (KeyError, IndexError, ValueError):
+        filled = url
+    if filled == url:
+        raise MTError(f"data.download_url={url}: needs {{file}} (and no other {{...}})")
 
 
 def parse(direction: str) -> tuple[str, str]:
@@ -66,11 +77,15 @@ def check_directions(data: DataConfig) -> None:
     if not data.joint_vocab:
         raise MTError("data.directions: a multilingual run needs data.joint_vocab=true")
     weights = data.direction_weights
-    if weights and (len(weights) != len(data.directions) or min(weights) <= 0):
+    if weights and len(weights) != len(data.directions):
         raise MTError(
-            f"data.direction_weights: {weights} needs one weight > 0 per direction "
+            f"data.direction_weights: {weights} needs one weight per direction "
             f"({len(data.directions)})"
         )
+    allowed, rule = EPOCH_WEIGHT
+    for k, weight in enumerate(weights):
+        if not allowed(weight):
+            raise MTError(f"data.direction_weights[{k}]={weight}: {rule}")
 
 
 def check_trainer(trainer: TrainerConfig) -> None:

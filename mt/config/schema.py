@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
-from mt.common.ranges import FRACTION, Rule, above, at_least
+from mt.common.ranges import EPOCH_WEIGHT, FRACTION, SEED, Rule, above, at_least, within
 
 LANGUAGES_OF_MULTI30K = ("de", "en", "fr", "cs")
+MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
 
 
 class CorpusFormat(Enum):
@@ -42,10 +43,7 @@ class TrainSource:
     split: str | None = None  # its training split's name (null: data.train_split)
     weight: float = 1.0  # times per epoch its pairs are seen (0.5: a random half, each epoch)
 
-    # Bounded: an epoch holds weight x the corpus's pairs, so a huge weight is a huge epoch.
-    RANGES: ClassVar[dict[str, Rule]] = {
-        "weight": ((lambda value: 0 < value <= 1000), "must be in (0, 1000]")
-    }
+    RANGES: ClassVar[dict[str, Rule]] = {"weight": EPOCH_WEIGHT}
 
 
 @dataclass
@@ -61,6 +59,8 @@ class DataConfig:
     valid_split: str = "val"
     test_split: str = "test_2016_flickr"
     download: bool = True  # fetch Multi30k into {root}/multi30k when its files are missing
+    # Where from: {file} is a raw file's name (train.de.gz); a mirror, or a local server.
+    download_url: str = MULTI30K_URL
     # Several training corpora, read one after the other into one cache, each sampled by its
     # weight; valid and test still come from data.name. Empty: data.name's train_split only.
     train_sources: list[TrainSource] = field(default_factory=list)
@@ -130,6 +130,7 @@ class TrainerConfig:
     overwrite: bool = False  # train from scratch into a run directory that holds checkpoints
 
     RANGES: ClassVar[dict[str, Rule]] = {
+        "seed": SEED,
         "num_threads": at_least(1),
         **{k: at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps", "accumulate")},
         **{k: above(0) for k in ("max_minutes", "lr", "clip_norm")},
@@ -169,7 +170,9 @@ class DecodeConfig:
         # GNMT's alpha is 0.6 to 2 in practice; past 10, ((5 + |Y|) / 6) ** alpha overflows.
         "length_penalty": ((lambda value: 0 <= value <= 10), "must be in [0, 10]"),
         "top_p": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),
-        "temperature": above(0),
+        # Past these, log-probabilities / temperature leave float32's range (nan, inf).
+        "temperature": within(0.01, 100),
+        "seed": SEED,
     }
 
 

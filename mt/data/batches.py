@@ -74,14 +74,16 @@ def token_batches(
 
 def epoch_pairs(sources: np.ndarray, weights: list[float], rng: np.random.Generator) -> np.ndarray:
     """The training pairs one epoch sees: corpus k's pairs weights[k] times, as whole copies
-    and then a random part (weight 2.5: every pair twice, half of them a third time)."""
+    and then a random part (weight 2.5: every pair twice, half of them a third time); a
+    weight too small for one pair still gives one, so no corpus drops out of an epoch."""
     picked = []
     for k, weight in enumerate(weights):
         pairs = np.flatnonzero(sources == k)
         copies, part = divmod(weight, 1)
         picked += [pairs] * int(copies)
-        if part:
-            picked.append(np.sort(rng.choice(pairs, round(part * len(pairs)), replace=False)))
+        if part and len(pairs):
+            count = min(max(round(part * len(pairs)), 1 - int(copies)), len(pairs))
+            picked.append(np.sort(rng.choice(pairs, count, replace=False)))
     return np.concatenate(picked)
 
 

@@ -18,7 +18,6 @@ from mt.common.errors import MTError
 from mt.config.schema import CorpusFormat, DataConfig
 from mt.data.directions import direction_config, zero_shot
 
-MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
 SPLITS = ("train", "valid", "test")
 
 
@@ -71,13 +70,13 @@ def existing_file(base: Path, split: str) -> Path:
     return path
 
 
-def download_multi30k(directory: Path, files: list[str]) -> None:
-    """Fetch Multi30k task 1 raw files from the dataset's public repository."""
+def download_multi30k(directory: Path, files: list[str], url: str) -> None:
+    """Fetch Multi30k task 1 raw files from url ({file}: each file's name)."""
     directory.mkdir(parents=True, exist_ok=True)
     for file in files:
         target = directory / file
         tmp = target.with_name(target.name + ".part")
-        with urllib.request.urlopen(MULTI30K_URL.format(file=file), timeout=30) as response:
+        with urllib.request.urlopen(url.format(file=file), timeout=30) as response:
             tmp.write_bytes(response.read())
         tmp.replace(target)
 
@@ -89,8 +88,9 @@ def parallel_files(cfg: DataConfig, split: str) -> list[Path]:
     bases = [directory / f"{name}.{lang}" for lang in (cfg.src_lang, cfg.tgt_lang)]
     if cfg.name == "multi30k" and cfg.download and any(find_file(b) is None for b in bases):
         try:
-            download_multi30k(directory, [f"{b.name}.gz" for b in bases if find_file(b) is None])
-        except OSError as e:
+            wanted = [f"{b.name}.gz" for b in bases if find_file(b) is None]
+            download_multi30k(directory, wanted, cfg.download_url)
+        except (OSError, ValueError) as e:  # ValueError: not a URL urllib can open
             missing = ", ".join(f"{b}.gz" for b in bases if find_file(b) is None)
             raise MTError(
                 f"missing {missing} and the download failed ({e}). Put the Multi30k task 1 "

@@ -83,6 +83,7 @@ def restricted(logits: torch.Tensor, top_k: int | None, top_p: float) -> torch.T
         ordered, order = logits.sort(dim=-1, descending=True)
         probs = ordered.softmax(dim=-1)
         above = probs.cumsum(dim=-1) - probs >= top_p  # the better ones already reach top_p
+        above[:, 0] = False  # even when top_p rounds to 0 in float32 (1e-300 does)
         outside = torch.zeros_like(above).scatter(-1, order, above)
         logits = logits.masked_fill(outside, float("-inf"))
     return logits
