@@ -97,3 +97,16 @@ def test_translate_reads_a_prefix_per_input_line(moved_checkpoint, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and lines[0].startswith("Some people") and lines[2].startswith("A small")
+
+
+def test_a_prefix_past_the_models_positions_is_cut_to_fit_with_a_warning(moved_checkpoint, caplog):
+    translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
+    positions = translator.engine.max_length
+    prefix = " ".join(["Two"] * 3000)
+    (text,) = translator.translate(["Ein Hund."], DecodeConfig(beam_size=1), prefixes=[prefix])
+    pieces = translator.tokenizer.encode_tgt([text])[0]
+    assert len(pieces) == positions - 1  # the prefix's first positions - 1 pieces, then EOS
+    assert text.startswith("Two Two")
+    assert f"prefix line 1: {len(translator.tokenizer.encode_tgt([prefix])[0])} subwords" in (
+        caplog.text
+    )

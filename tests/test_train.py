@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sacrebleu
 import torch
-from helpers import leftover_temporaries, make_config, scalars
+from helpers import leftover_temporaries, make_config, multi30k_lines, scalars, write_corpus
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -279,3 +279,20 @@ def test_the_reported_model_is_chosen_on_valid(memorise_root, cache_dir, tmp_pat
     assert changed
     for key in changed:
         torch.testing.assert_close(averaged[key], (first[key] + second[key]) / 2)
+
+
+def test_held_out_pairs_longer_than_the_model_never_end_a_run(tmp_path, caplog):
+    """A valid and test pair of 300 words each against a model of 64 positions: training
+    drops such pairs, validation and test must take them as they come."""
+    train_pairs = (multi30k_lines("train", "de", 30), multi30k_lines("train", "en", 30))
+    long_pair = [" ".join(multi30k_lines("val", lang, 30)) for lang in ("de", "en")]
+    held_out = tuple([long_pair[k], *train_pairs[k][:5]] for k in range(2))
+    root = write_corpus(
+        tmp_path, "long", {"train": train_pairs, "val": held_out, "test_2016_flickr": held_out}
+    )
+    overrides = ["model.max_positions=64", "data.max_len=64", "trainer.max_steps=2"]
+    config = make_config(root, "long", tmp_path / "cache", *overrides, "trainer.valid_every=2")
+    results = train(config, tmp_path / "run")
+    assert results["steps"] == 2 and "bleu" in results["test"]
+    assert "validation loss: 1 pairs longer than the model's 64 positions left out" in caplog.text
+    assert "sources longer than the model's 64 positions: cut to fit" in caplog.text

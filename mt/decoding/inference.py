@@ -97,6 +97,7 @@ class TorchEngine:
 
     def __init__(self, model: nn.Module, device: torch.device):
         self.model, self.device = model, device
+        self.max_length = model.max_length  # positions it can decode (None: no limit)
 
     def __call__(
         self,

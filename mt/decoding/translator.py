@@ -43,7 +43,7 @@ MAX_SOURCE_TOKENS = 512
 
 
 # Source ids, decoding settings and target prefixes (None: none) in, n-best hypotheses per
-# sentence out, in input order.
+# sentence out, in input order; each engine also has max_length, the model's positions.
 EngineFn = Callable[
     [list[torch.Tensor], DecodeConfig, list[torch.Tensor] | None], list[list[Hypothesis]]
 ]
@@ -149,7 +149,7 @@ class Translator:
         tag = self.target_tag(tgt_lang)
         src = self.source_ids(sources, list(range(1, len(sources) + 1)), tag)
         tgt = [torch.tensor(ids, dtype=torch.long) for ids in self.tokenizer.encode_tgt(references)]
-        limit = self.engine.model.max_length
+        limit = self.engine.max_length
         for number, ids in enumerate(tgt, start=1):
             if limit is not None and len(ids) + 1 > limit:
                 raise MTError(
@@ -195,12 +195,29 @@ class Translator:
         src_ids = self.source_ids([sentences[i] for i in todo], [first_line + i for i in todo], tag)
         forced = None
         if prefixes is not None:
-            pieces = self.tokenizer.encode_tgt([prefixes[i] for i in todo])
-            forced = [torch.tensor(ids, dtype=torch.long) for ids in pieces]
+            forced = self.prefix_ids([prefixes[i] for i in todo], [first_line + i for i in todo])
         found = self.engine(src_ids, decode, forced)
         for i, ids, hyps in zip(todo, src_ids, found, strict=True):
             results[i] = (ids, hyps)
         return results
+
+    def prefix_ids(self, prefixes: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
+        """Target prefixes as ids, each cut (with a warning) to leave the model's positions
+        room for one more token: a prefix always fits."""
+        ids = self.tokenizer.encode_tgt(prefixes)
+        limit = self.engine.max_length
+        for k, (row, number) in enumerate(zip(ids, line_numbers, strict=True)):
+            if limit is not None and len(row) >= limit:
+                log.warning(
+                    "prefix line %d: %d subwords, keeping the first %d (the model has %d "
+                    "positions)",
+                    number,
+                    len(row),
+                    limit - 1,
+                    limit,
+                )
+                ids[k] = row[: limit - 1]
+        return [torch.tensor(row, dtype=torch.long) for row in ids]
 
     def translate_nbest(
         self,

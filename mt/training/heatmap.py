@@ -17,6 +17,7 @@ from torch import nn
 from mt.config.schema import DecodeConfig
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.alignment import align
+from mt.decoding.inference import fit_sources
 from mt.decoding.search import greedy_search
 
 CELL = 14  # pixels per attention weight
@@ -82,7 +83,7 @@ def attention_images(
     was_training = model.training
     model.eval()
     images = {}
-    for n, ids in enumerate(src_ids):
+    for n, ids in enumerate(fit_sources(src_ids, model.max_length)):
         hyp = greedy_search(model, ids[None].to(device), decode.max_len_a, decode.max_len_b)[0]
         alignment = align(model, tokenizer, ids, hyp.tokens, device)
         src_pieces = [printable(p) for p in alignment.src_pieces]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
@@ -17,14 +19,35 @@ from mt.decoding.inference import translate
 from mt.decoding.scoring import corpus_scores
 from mt.training.loss import token_loss
 
+log = logging.getLogger("mt")
+
+
+def fitting_pairs(split: Split, max_length: int | None) -> np.ndarray:
+    """The pairs of split whose source and target fit the model's positions (all of them
+    for a model without a limit), with a warning naming how many do not."""
+    src, tgt = split.src_lengths(), split.tgt_lengths()
+    fits = np.ones(len(split), dtype=bool) if max_length is None else (src <= max_length)
+    if max_length is not None:
+        fits &= tgt <= max_length
+    if not fits.all():
+        log.warning(
+            "validation loss: %d pairs longer than the model's %d positions left out",
+            int((~fits).sum()),
+            max_length,
+        )
+    return np.flatnonzero(fits)
+
 
 @torch.no_grad()
 def split_loss(model: nn.Module, split: Split, max_tokens: int, device: torch.device) -> float:
-    """Mean per-token negative log-likelihood (no label smoothing) over a split."""
+    """Mean per-token negative log-likelihood (no label smoothing) over the pairs of a split
+    that fit the model: a long sentence must not end a run that trained for hours."""
     model.eval()
     total, tokens = 0.0, 0
-    for indices in token_batches(split.src_lengths(), split.tgt_lengths(), max_tokens, rng=None):
-        batch = make_batch(split, indices).to(device)
+    kept = fitting_pairs(split, model.max_length)
+    src, tgt = split.src_lengths()[kept], split.tgt_lengths()[kept]
+    for batch_rows in token_batches(src, tgt, max_tokens, rng=None):
+        batch = make_batch(split, kept[batch_rows]).to(device)
         with autocast(device):
             total += token_loss(model, batch, label_smoothing=0.0).item()
         tokens += batch.num_tgt_tokens
