@@ -3,6 +3,7 @@ never over one of the command's own inputs."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -96,3 +97,12 @@ def refuse_overwriting_inputs(outputs: dict[str, Path], inputs: dict[str, Path])
             if same_file(path, given):
                 raise MTError(f"{key}={path} is also {other}=: refusing to overwrite it")
         named.append((key, path))
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

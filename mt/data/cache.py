@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from mt.common.errors import MTError
-from mt.common.files import os_error, temporary_path
+from mt.common.files import os_error, sha256_file, temporary_path
 from mt.config.schema import DataConfig
 from mt.data.readers import (
     SPLITS,
@@ -68,11 +68,7 @@ def file_digest(path: Path, known: dict) -> str:
     stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
     entry = known.get(key)
     if not (isinstance(entry, list) and entry[:4] == stamp and len(entry) == 5):
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        known[key] = stamp + [h.hexdigest()]
+        known[key] = stamp + [sha256_file(path)]
     return known[key][4]
 
 
@@ -137,11 +133,7 @@ def small_part_digests(directory: Path) -> dict[str, str]:
     structure instead (corpus.checked): hashing it would read gigabytes at every start."""
     files = [directory / "src.model", directory / "tgt.model"]
     files += sorted(p for split in ("valid", "test") for p in (directory / split).rglob("*"))
-    return {
-        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in files
-        if path.is_file()
-    }
+    return {str(path.relative_to(directory)): sha256_file(path) for path in files if path.is_file()}
 
 
 TEXT = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})

@@ -18,7 +18,14 @@ from mt.common.special_ids import BOS_ID, EOS_ID, UNK_ID
 from mt.config.store import to_plain_dict
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.translator import trained_from
-from mt.deploy.engine import FORMAT, METADATA, SOURCE_SPM, TARGET_SPM, import_ctranslate2
+from mt.deploy.engine import (
+    FORMAT,
+    METADATA,
+    SOURCE_SPM,
+    TARGET_SPM,
+    export_digests,
+    import_ctranslate2,
+)
 from mt.models import model_name
 from mt.models.transformer import (
     DecoderLayer,
@@ -175,6 +182,7 @@ def export(
             "ctranslate2": import_ctranslate2().__version__,
             "config": to_plain_dict(config),
             "languages": payload.get("languages"),  # for the tools' language check
+            "sha256": export_digests(built),
         }
         (built / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         install(built, out, overwrite)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from mt.common.errors import MTError
+from mt.common.files import sha256_file
 from mt.common.special_ids import EOS_ID
 from mt.config.schema import DecodeConfig, Engine
 from mt.config.store import from_plain_dict
@@ -33,7 +34,9 @@ from mt.decoding.search import Hypothesis, length_limits, length_penalty
 from mt.decoding.translator import Translator
 
 SOURCE_SPM, TARGET_SPM, METADATA = "source.spm", "target.spm", "mt.json"
-FORMAT = "mt-ctranslate2-1"  # written into METADATA
+# Written into METADATA; 2: with the sha256 of every file, checked at each load, since
+# CTranslate2 loads a damaged model.bin without a word and translates wrongly.
+FORMAT = "mt-ctranslate2-2"
 CT2_ATTENTION = "last layer/cross_attention, head 1 (CTranslate2)"
 
 
@@ -47,17 +50,43 @@ def import_ctranslate2():
 
 
 def read_export(model_dir: Path) -> tuple[dict, Tokenizer]:
-    """The metadata and the sentencepiece models that mt.export wrote beside the model."""
+    """The metadata and the sentencepiece models that mt.export wrote beside the model, each
+    file checked against the sha256 it was written with."""
     try:
         metadata = json.loads((model_dir / METADATA).read_text(encoding="utf-8"))
-        tokenizer = Tokenizer(
-            (model_dir / SOURCE_SPM).read_bytes(), (model_dir / TARGET_SPM).read_bytes()
-        )
     except (OSError, ValueError) as e:
         raise MTError(f"{model_dir}: not a model directory written by mt.export ({e})") from None
-    if metadata.get("format") != FORMAT:
-        raise MTError(f"{model_dir}/{METADATA}: not written by this mt.export ({FORMAT})")
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise MTError(
+            f"{model_dir}/{METADATA}: not written by this mt.export ({FORMAT}); export the "
+            f"checkpoint again"
+        )
+    check_digests(model_dir, metadata.get("sha256", {}))
+    try:
+        spm = [(model_dir / name).read_bytes() for name in (SOURCE_SPM, TARGET_SPM)]
+        tokenizer = Tokenizer(*spm)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise MTError(f"{model_dir}: not a model directory written by mt.export ({e})") from None
     return metadata, tokenizer
+
+
+def export_digests(model_dir: Path) -> dict[str, str]:
+    """sha256 of every file of an export but its metadata, by name."""
+    files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name != METADATA)
+    return {path.name: sha256_file(path) for path in files}
+
+
+def check_digests(model_dir: Path, expected: dict[str, str]) -> None:
+    """Every file mt.export wrote is there with the bytes it wrote, or one line naming it."""
+    for name, digest in expected.items():
+        path = model_dir / name
+        if not path.is_file():
+            raise MTError(f"{path}: missing from the export; export the checkpoint again")
+        if sha256_file(path) != digest:
+            raise MTError(
+                f"{path}: damaged (not the bytes mt.export wrote: its sha256 differs); export "
+                f"the checkpoint again"
+            )
 
 
 def their_penalty(alpha: float) -> float:
