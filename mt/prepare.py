@@ -4,9 +4,7 @@ run this first for a large corpus, or before torchrun, with the same data settin
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import datasets
 import hydra
@@ -19,15 +17,14 @@ from mt.config.schema import DataConfig
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import PrepareConfig
 from mt.data.batches import dropped_by
-from mt.data.cache import COUNTS
 from mt.data.corpus import Corpus, cache_path, load_corpus
 
 register_configs()
 
 
-def describe(corpus: Corpus, cfg: DataConfig, directory: Path) -> list[str]:
+def describe(corpus: Corpus, cfg: DataConfig) -> list[str]:
     """The corpus in a few lines: pairs per split, what training drops and why, vocabulary."""
-    counts = json.loads((directory / COUNTS).read_text())
+    counts = corpus.counts
     train = corpus.train
     reasons = dropped_by(train, cfg.max_len, cfg.max_length_ratio)
     kept = len(train) - int(np.logical_or.reduce(list(reasons.values())).sum())
@@ -54,13 +51,14 @@ def main(cfg: DictConfig) -> None:
         config: PrepareConfig = to_object(cfg)
         check_data(config.data)
         directory = cache_path(config.data)
-        found = directory.is_dir()
         datasets.enable_progress_bars()  # encoding a large corpus takes a while: show it
         start = time.monotonic()
         corpus = load_corpus(config.data)
-        how = "found" if found else f"built in {time.monotonic() - start:.1f} s"
+        how = corpus.origin
+        if how != "found":  # rebuilt: the cache was damaged (named in a warning above)
+            how += f" in {time.monotonic() - start:.1f} s"
         print(f"cache: {directory} ({how})")
-        print("\n".join(describe(corpus, config.data, directory)))
+        print("\n".join(describe(corpus, config.data)))
 
 
 if __name__ == "__main__":

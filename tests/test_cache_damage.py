@@ -13,7 +13,7 @@ import pytest
 from helpers import make_config, multi30k_lines, run_tool, write_corpus
 
 from mt.common.errors import MTError
-from mt.data.cache import DIGESTS
+from mt.data.cache import CHECKSUMS, COUNTS, DIGESTS
 from mt.data.corpus import cache_path, load_corpus
 
 
@@ -61,13 +61,30 @@ def test_mt_prepare_names_a_damaged_file_and_rebuilds_the_cache(corpus, tmp_path
     prepare(args, tmp_path)
     directory = cache_path(data)
     before = datasets.load_from_disk(str(directory / "train")).to_dict()
-    DAMAGE["4 KB overwritten"](arrow_file(directory / "train"))
+    DAMAGE["zeroed header"](arrow_file(directory / "train"))
     result = prepare(args, tmp_path)
     (warning,) = [line for line in result.stderr.splitlines() if "damaged cache (" in line]
     assert f"{directory / 'train'}" in warning and warning.endswith("; rebuilding the cache")
+    assert f"cache: {directory} (rebuilt in " in result.stdout  # never "(found)"
     assert datasets.load_from_disk(str(directory / "train")).to_dict() == before
     again = prepare(args, tmp_path)
     assert "(found)" in again.stdout and "damaged" not in again.stderr
+    assert "read 120 training pairs" in again.stdout
+
+
+@pytest.mark.parametrize("garbage", ["{not json", '{"train_pairs_read": "many"}', "[]"])
+def test_damaged_counts_are_named_and_rebuilt_not_a_traceback(corpus, garbage, caplog):
+    data, _ = corpus
+    load_corpus(data)
+    directory = cache_path(data)
+    (directory / COUNTS).write_text(garbage)
+    with caplog.at_level(logging.WARNING, logger="mt"):
+        corpus = load_corpus(data)
+    assert f"{directory / COUNTS}: damaged cache (" in caplog.text
+    assert corpus.origin == "rebuilt" and corpus.counts["train_pairs_read"] == 120
+    (directory / CHECKSUMS).unlink()  # as a cache built before counts were checked
+    (directory / COUNTS).write_text(garbage)
+    assert load_corpus(data).origin == "rebuilt"
 
 
 @pytest.mark.parametrize("split", ["train", "valid"])

@@ -131,7 +131,7 @@ def small_part_digests(directory: Path) -> dict[str, str]:
     """sha256 of every file of the parts read whole at each start (the subword models, the
     held-out splits), by path within directory. The large training split is checked by
     structure instead (corpus.checked): hashing it would read gigabytes at every start."""
-    files = [directory / "src.model", directory / "tgt.model"]
+    files = [directory / "src.model", directory / "tgt.model", directory / COUNTS]
     files += sorted(p for split in ("valid", "test") for p in (directory / split).rglob("*"))
     return {str(path.relative_to(directory)): sha256_file(path) for path in files if path.is_file()}
 

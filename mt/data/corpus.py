@@ -26,7 +26,14 @@ from mt.common.files import remove_stale_temporaries, temporary_path
 from mt.common.special_ids import UNK_ID
 from mt.config.checks import parse
 from mt.config.schema import DataConfig
-from mt.data.cache import CHECKSUMS, build_cache, cache_dir, fingerprint, small_part_digests
+from mt.data.cache import (
+    CHECKSUMS,
+    COUNTS,
+    build_cache,
+    cache_dir,
+    fingerprint,
+    small_part_digests,
+)
 from mt.data.readers import split_directions
 from mt.data.tokenizer import Tokenizer
 
@@ -114,6 +121,8 @@ class Corpus:
     train: MappedSplit
     valid: Split
     test: Split
+    counts: dict  # what the build read and dropped (cache.COUNTS)
+    origin: str = "found"  # how load_corpus came by the cache: found, built or rebuilt
 
 
 def load_split(path: Path) -> Split:
@@ -153,8 +162,10 @@ def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
     directory.parent.mkdir(parents=True, exist_ok=True)
     if build:
         remove_stale_temporaries(directory.parent)  # caches whose builder was killed
+    origin = "found"
     if not directory.is_dir():
         build_cache(cfg, directory) if build else wait_for(directory)
+        origin = "built" if build else origin
     try:
         corpus = open_cache(directory)
     except DamagedCache as damage:
@@ -164,7 +175,8 @@ def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
         log.warning("%s; rebuilding the cache", damage)
         discard(directory)
         build_cache(cfg, directory)
-        corpus = open_cache(directory)
+        corpus, origin = open_cache(directory), "rebuilt"
+    corpus.origin = origin
     if cfg.directions:
         corpus.valid.directions = split_directions(cfg, "valid")
         corpus.test.directions = split_directions(cfg, "test")
@@ -186,7 +198,18 @@ def open_cache(directory: Path) -> Corpus:
         raise DamagedCache(f"{directory}/src.model or tgt.model: damaged cache ({e})") from None
     train = read_part(directory / "train", lambda path: checked(map_split(path), tokenizer))
     valid, test = (read_part(directory / name, load_split) for name in ("valid", "test"))
-    return Corpus(tokenizer, train, valid, test)
+    return Corpus(tokenizer, train, valid, test, read_part(directory / COUNTS, read_counts))
+
+
+def read_counts(path: Path) -> dict:
+    """The build's counts (cache.COUNTS), or ValueError when they are not what it writes."""
+    counts = json.loads(path.read_text(encoding="utf-8"))
+    keys = {"train_pairs_read", "duplicates_dropped"}
+    if not (isinstance(counts, dict) and keys <= set(counts)):
+        raise ValueError(f"not the counts a build writes ({', '.join(sorted(keys))})")
+    if not all(isinstance(counts[key], int) and counts[key] >= 0 for key in keys):
+        raise ValueError("counts that are not whole numbers")
+    return counts
 
 
 def verify_checksums(directory: Path) -> None:
