@@ -18,6 +18,7 @@ from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import PrepareConfig
 from mt.data.batches import dropped_by
 from mt.data.corpus import Corpus, cache_path, load_corpus
+from mt.data.directions import source_marks
 
 register_configs()
 
@@ -26,7 +27,7 @@ def describe(corpus: Corpus, cfg: DataConfig) -> list[str]:
     """The corpus in a few lines: pairs per split, what training drops and why, vocabulary."""
     counts = corpus.counts
     train = corpus.train
-    reasons = dropped_by(train, cfg.max_len, cfg.max_length_ratio)
+    reasons = dropped_by(train, cfg.max_len, cfg.max_length_ratio, source_marks(cfg))
     kept = len(train) - int(np.logical_or.reduce(list(reasons.values())).sum())
     why = ", ".join(f"{int(mask.sum())} {reason}" for reason, mask in reasons.items())
     tokenizer = corpus.tokenizer

@@ -4,6 +4,7 @@ per-direction validation and results, zero-shot test, and the tools' tgt_lang.""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -19,12 +20,13 @@ from helpers import (
     write_lines,
 )
 
-from mt import translate
+from mt import evaluate, translate
 from mt.common.errors import MTError
 from mt.config.checks import check_data
 from mt.config.schema import DataConfig, TrainSource
+from mt.data.batches import dropped_by, train_batches
 from mt.data.corpus import load_corpus
-from mt.data.directions import epoch_weights, sampling_weights, tag
+from mt.data.directions import epoch_weights, sampling_weights, source_marks, tag
 from mt.data.languages import percent_in, trigram_profile
 from mt.decoding.translator import Translator
 from mt.deploy.engine import ctranslate2_translator
@@ -250,3 +252,69 @@ def test_the_share_of_output_in_the_target_language_tells_languages_apart():
     assert percent_in(french, "fr", profiles) == 100.0
     assert percent_in(english, "fr", profiles) == 0.0
     assert percent_in([*french[:30], *english[:9], ""], "fr", profiles) == pytest.approx(75.0)
+
+
+def evaluate_in_process(run_dir, *args: str, capsys, monkeypatch):
+    checkpoint = run_dir / "checkpoints" / "final.pt"
+    hyps = f"hyps={run_dir.parent / 'eval.hyp'}"
+    return run_in_process(
+        evaluate.main,
+        f"checkpoint={checkpoint}",
+        hyps,
+        *args,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
+
+
+def test_evaluate_warns_when_the_split_is_in_a_language_the_model_never_read(
+    multilingual_run, capsys, monkeypatch, caplog
+):
+    run_dir, _ = multilingual_run
+    warned = "test_2016_flickr.fr: named as fr text, but the model's source is de or en"
+    for src_lang in ("de", "fr"):
+        args = [f"src_lang={src_lang}", "tgt_lang=en"]
+        caplog.clear()
+        result = evaluate_in_process(run_dir, *args, capsys=capsys, monkeypatch=monkeypatch)
+        assert result.returncode == 0, result.stderr
+        assert (warned in caplog.text) == (src_lang == "fr"), caplog.text
+
+
+@pytest.mark.parametrize(
+    ("args", "direction"),
+    [(["tgt_lang=de"], "en-de"), (["tgt_lang=en"], "de-en"), (["tgt_lang=fr"], "de-fr")],
+)
+def test_evaluate_without_src_lang_reads_a_direction_the_model_has(
+    multilingual_run, capsys, monkeypatch, args, direction
+):
+    run_dir, _ = multilingual_run
+    result = evaluate_in_process(run_dir, *args, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run_dir.parent / "eval.hyp.metrics.json").read_text())
+    assert metrics["direction"] == f"test.{direction}"
+
+
+def test_evaluate_refuses_one_language_on_both_sides(multilingual_run, capsys, monkeypatch):
+    run_dir, _ = multilingual_run
+    args = ["src_lang=de", "tgt_lang=de"]
+    result = evaluate_in_process(run_dir, *args, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: src_lang=de and tgt_lang=de: choose two languages"
+
+
+def test_a_multilingual_run_drops_empty_sources_despite_their_tag(multilingual_root, tmp_path):
+    directory = tmp_path / "multi"
+    shutil.copytree(multilingual_root / "multi", directory)
+    lines = (directory / "train.de").read_text(encoding="utf-8").splitlines()
+    write_lines(directory / "train.de", ["", *lines[1:]])
+    config = make_config(
+        tmp_path, "multi", tmp_path / "cache", f"data.directions=[{','.join(DIRECTIONS)}]"
+    )
+    train_split = load_corpus(config.data).train
+    marks = source_marks(config.data)
+    empty = dropped_by(train_split, 128, None, marks)["empty"]
+    # The sources of de-en and de-fr (a tag and EOS), and en-de's target.
+    assert int(empty.sum()) == 3
+    assert int(dropped_by(train_split, 128, None)["empty"].sum()) == 1  # the tag counted
+    kept = np.concatenate(train_batches(train_split, 10**4, 128, 1, 0, src_marks=marks))
+    assert not empty[kept].any() and len(kept) == len(train_split) - 3

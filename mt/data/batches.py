@@ -87,11 +87,14 @@ def epoch_pairs(sources: np.ndarray, weights: list[float], rng: np.random.Genera
     return np.concatenate(picked)
 
 
-def dropped_by(split: Split | MappedSplit, max_len: int, max_ratio: float | None) -> dict:
-    """Per filter, a mask of the training pairs it drops (lengths count the end marker)."""
+def dropped_by(
+    split: Split | MappedSplit, max_len: int, max_ratio: float | None, src_marks: int = 0
+) -> dict:
+    """Per filter, a mask of the training pairs it drops (lengths count the end marker, and
+    a source's src_marks pieces before its own: a multilingual run's target tag)."""
     src, tgt = split.src_lengths(), split.tgt_lengths()
     reasons = {
-        "empty": (src <= 1) | (tgt <= 1),
+        "empty": (src <= 1 + src_marks) | (tgt <= 1),
         "too long": (src > max_len) | (tgt > max_len),
     }
     if max_ratio is not None:
@@ -107,11 +110,13 @@ def train_batches(
     epoch: int,
     max_ratio: float | None = None,
     weights: list[float] | None = None,
+    src_marks: int = 0,
 ) -> list[np.ndarray]:
-    """This epoch's training batches: filtered pairs dropped, each corpus sampled by its
-    weight (data.train_sources; a MappedSplit's), shuffled by seed+epoch."""
+    """This epoch's training batches: filtered pairs dropped (dropped_by), each corpus
+    sampled by its weight (data.train_sources; a MappedSplit's), shuffled by seed+epoch."""
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
-    dropped = np.logical_or.reduce(list(dropped_by(split, max_len, max_ratio).values()))
+    reasons = dropped_by(split, max_len, max_ratio, src_marks)
+    dropped = np.logical_or.reduce(list(reasons.values()))
     rng = np.random.default_rng([seed, epoch])
     pairs = np.arange(len(split)) if weights is None else epoch_pairs(split.sources, weights, rng)
     keep = pairs[~dropped[pairs]]

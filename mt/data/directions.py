@@ -19,6 +19,11 @@ def tag(lang: str) -> str:
     return f"<2{lang}>"
 
 
+def source_marks(data: DataConfig) -> int:
+    """Pieces before each source sentence's own: a multilingual run's target tag, or none."""
+    return 1 if data.directions else 0
+
+
 def source_languages(data: DataConfig) -> list[str]:
     """The languages a run's model reads, in the order of data.directions."""
     return list(dict.fromkeys(parse(d)[0] for d in data.directions))

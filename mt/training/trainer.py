@@ -22,7 +22,7 @@ from mt.common.runtime import autocast, pick_device, set_cpu_threads, source_com
 from mt.config.schema import Config, DecodeConfig
 from mt.data.batches import train_batches
 from mt.data.corpus import Corpus, load_corpus
-from mt.data.directions import epoch_weights
+from mt.data.directions import epoch_weights, source_marks
 from mt.data.feed import updates
 from mt.data.languages import held_out_profiles
 from mt.models import build_model, count_parameters
@@ -176,6 +176,7 @@ class Trainer:
                         p.epoch,
                         data.max_length_ratio,
                         epoch_weights(data, self.corpus.train.sources),
+                        src_marks=source_marks(data),
                     )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks
