@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import sacrebleu
 import torch
-from helpers import leftover_temporaries, make_config, multi30k_lines, scalars, write_corpus
+from helpers import REPO, leftover_temporaries, make_config, multi30k_lines, scalars, write_corpus
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -296,3 +297,30 @@ def test_held_out_pairs_longer_than_the_model_never_end_a_run(tmp_path, caplog):
     assert results["steps"] == 2 and "bleu" in results["test"]
     assert "validation loss: 1 pairs longer than the model's 64 positions left out" in caplog.text
     assert "sources longer than the model's 64 positions: cut to fit" in caplog.text
+
+
+def test_mt_installed_inside_another_repository_records_no_commit_of_that_repository(tmp_path):
+    """A virtualenv inside a user's own project: git would walk up from site-packages and
+    answer with the project's commit, which results.json would then call mt's."""
+    project = tmp_path / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=u", "-c", "user.email=u@example.com", "-C", str(project)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (project / "notes.txt").write_text("the user's own work\n")
+    subprocess.run([*git, "add", "notes.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "theirs"], check=True)
+    site = project / ".venv" / "lib" / "site-packages"
+    install = ["install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+    command = [sys.executable, "-m", "pip", *install, "--target", str(site), str(REPO)]
+    subprocess.run(command, check=True, capture_output=True)
+    probe = "import mt.common.runtime as r; print(r.__file__); print(r.source_commit())"
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert found == [str(site / "mt" / "common" / "runtime.py"), "None"]
+    assert source_commit() is not None  # this checkout is mt's own

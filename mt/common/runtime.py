@@ -63,19 +63,21 @@ def autocast(device: torch.device):
 
 def source_commit() -> str | None:
     """The git commit of this code, with "-dirty" when tracked files differ from it; None
-    outside a git checkout (an installed package)."""
+    outside mt's own checkout (an installed package, even one inside another repository)."""
     repo = Path(__file__).resolve().parents[2]  # mt/common/runtime.py -> the checkout
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        top, head = git("rev-parse", "--show-toplevel", "HEAD").splitlines()
+        # git walks up from site-packages into any repository that holds a virtualenv:
+        # only a checkout whose top is ours, and that tracks this file, is mt's.
+        if Path(top).resolve() != repo or not git("ls-files", "mt/common/runtime.py"):
+            return None
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, ValueError, subprocess.CalledProcessError):
         return None
     return head + ("-dirty" if changed else "")
