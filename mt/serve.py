@@ -21,12 +21,12 @@ def import_server():
     try:
         import uvicorn
 
-        from mt.serving import app, loading
+        from mt.serving import app, connections, loading
     except ImportError as e:
         raise MTError(
             f'mt.serve needs the serve extra ({e.name} is missing): pip install "mt-toolkit[serve]"'
         ) from None
-    return uvicorn, app, loading
+    return uvicorn, app, connections, loading
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="serve")
@@ -34,15 +34,20 @@ def main(cfg: DictConfig) -> None:
     with reported():
         config: ServeConfig = to_object(cfg)
         check_ranges(config, "")
-        uvicorn, app, loading = import_server()
+        uvicorn, app, connections, loading = import_server()
         models = loading.load_models(config)
-        limits = app.Limits(
-            config.max_sentences, config.max_chars, config.max_beam_size, config.max_body_bytes
-        )
-        served = app.create_app(models, limits)
+        served = app.create_app(models, config)
+        protocol = connections.bounded_protocol(config.read_timeout_s)
     names = ", ".join(m.name for m in models)
     print(f"serving {names} on http://{config.host}:{config.port}/", flush=True)
-    uvicorn.run(served, host=config.host, port=config.port, log_level="warning")
+    uvicorn.run(
+        served,
+        host=config.host,
+        port=config.port,
+        http=protocol,
+        limit_concurrency=config.max_connections,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -182,3 +183,59 @@ def test_the_page_shows_every_models_translation_and_heatmap_in_chromium(
     # Hovering the first target piece lit up the source pieces it attended to.
     assert any(shown["highlighted_sources"] > 0 for shown in page.values())
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def open_held(url: str, count: int, request: bytes) -> list[socket.socket]:
+    """count connections that each send request (less than it announces) and then stall."""
+    host, port = url.removeprefix("http://").split(":")
+    held = []
+    for _ in range(count):
+        connection = socket.create_connection((host, int(port)), timeout=10)
+        connection.sendall(request)
+        held.append(connection)
+    return held
+
+
+def closed_by_server(connection: socket.socket, within_s: float) -> bool:
+    """Whether the server closes connection within within_s (after any answer it sends)."""
+    connection.settimeout(within_s)
+    try:
+        while connection.recv(4096):
+            pass
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        connection.close()
+
+
+# Headers that announce a 100-byte body, and one byte of it; headers cut off half-way.
+STALLED_BODY = (
+    b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n{"
+)
+STALLED_HEADERS = b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Ty"
+
+
+def test_slow_clients_are_bounded_in_time_and_number_and_health_keeps_answering(
+    moved_checkpoint,
+):
+    limits = ["read_timeout_s=3", "max_connections=100"]
+    with serving(f"checkpoint={moved_checkpoint}", *limits) as url:
+        held = open_held(url, 60, STALLED_BODY) + open_held(url, 20, STALLED_HEADERS)
+        assert http_get(url + "/health")["status"] == "ok"  # 81 of 100 connections open
+        past = open_held(url, 30, STALLED_BODY)
+        answers = []
+        for connection in past:  # past the limit: 503 at once, not held
+            connection.settimeout(1)
+            try:
+                answers.append(connection.recv(12))
+            except TimeoutError:
+                answers.append(b"")
+        assert sum(a == b"HTTP/1.1 503" for a in answers) >= 10, answers
+        assert set(answers) <= {b"", b"HTTP/1.1 503"}
+        # Every stalled connection is closed by the server once its 3 s have passed.
+        assert all(closed_by_server(c, within_s=6) for c in held + past)
+        assert http_get(url + "/health")["status"] == "ok"
+        status, answer = http_post(url + "/translate", {"sentences": SENTENCES[:1]})
+        assert status == 200 and answer["translations"][0]["text"]

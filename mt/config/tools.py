@@ -110,10 +110,17 @@ class ServeConfig:
     batching: bool = True  # false: one whole request at a time, as before batching
     batch_tokens: int = 1024
     max_queued: int = 1024  # sentences waiting per model; past it a request gets 503
+    # Slow or stalled clients: a connection whose request (headers and body) has not all
+    # arrived this many seconds after it opened, or after its previous answer, is closed;
+    # and a request arriving while max_connections are open gets 503 at once.
+    read_timeout_s: float = 30.0
+    max_connections: int = 1000
 
     RANGES: ClassVar[dict[str, Rule]] = {
         **{k: at_least(1) for k in ("max_sentences", "max_chars", "max_beam_size")},
         **{k: at_least(1) for k in ("max_body_bytes", "batch_tokens", "max_queued")},
+        "read_timeout_s": ((lambda value: 0 < value <= 3600), "must be in (0, 3600]"),
+        "max_connections": at_least(1),
         "port": ((lambda value: 0 <= value <= 65535), "must be in [0, 65535]"),
     }
 

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mt.common.errors import MTError
 from mt.config.schema import DecodeConfig
+from mt.config.tools import ServeConfig
 from mt.decoding.alignment import labelled
 from mt.decoding.translator import Translator
 from mt.models import build_model, count_parameters, model_name
@@ -68,14 +69,6 @@ class Served:
         }
 
 
-@dataclass
-class Limits:
-    max_sentences: int = 64
-    max_chars: int = 2000
-    max_beam_size: int = 16
-    max_body_bytes: int = 1_000_000
-
-
 class TranslateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -103,7 +96,7 @@ def first_problem(error: RequestValidationError) -> str:
     return f"{where or 'body'}: {problem['msg']}"
 
 
-def decode_settings(served: Served, request: TranslateRequest, limits: Limits) -> DecodeConfig:
+def decode_settings(served: Served, request: TranslateRequest, limits: ServeConfig) -> DecodeConfig:
     """The model's decode config with the request's options; refuses what the limits forbid."""
     decode = served.translator.config.decode
     beam = request.beam_size or decode.beam_size
@@ -119,7 +112,7 @@ def decode_settings(served: Served, request: TranslateRequest, limits: Limits) -
     )
 
 
-def check_sentences(sentences: list[str], limits: Limits) -> None:
+def check_sentences(sentences: list[str], limits: ServeConfig) -> None:
     if len(sentences) > limits.max_sentences:
         raise BadRequest(
             413, f"sentences: {len(sentences)} sentences, this server takes {limits.max_sentences}"
@@ -159,7 +152,7 @@ def translation_json(served: Served, result, attention: bool) -> dict:
     return entry
 
 
-def queue_request(served: Served, request: TranslateRequest, limits: Limits) -> Future:
+def queue_request(served: Served, request: TranslateRequest, limits: ServeConfig) -> Future:
     """The request checked and queued: the future holds its JSON answer, built on the
     model's worker thread (which alone runs the model)."""
     check_sentences(request.sentences, limits)
@@ -179,7 +172,7 @@ def queue_request(served: Served, request: TranslateRequest, limits: Limits) -> 
         raise BadRequest(503, f"model {served.name!r}: {busy}") from None
 
 
-def create_app(models: list[Served], limits: Limits) -> FastAPI:
+def create_app(models: list[Served], limits: ServeConfig) -> FastAPI:
     """The FastAPI application serving models (names unique) within limits."""
     by_name = {served.name: served for served in models}
     app = FastAPI(title="mt translation server")
