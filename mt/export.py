@@ -1,6 +1,6 @@
 """`python -m mt.export checkpoint=PATH out=DIR`: a Transformer as a CTranslate2 model.
 
-CTranslate2 (`pip install "mt-toolkit[deploy]"`) is the inference engine that fairseq, OpenNMT and
+CTranslate2 (the `deploy` extra) is the inference engine that fairseq, OpenNMT and
 Marian models are deployed with; it runs the same network several times faster on a CPU,
 faster still with int8 weights. The exported directory holds CTranslate2's model.bin and
 vocabularies, the sentencepiece models (source.spm, target.spm) and mt.json (the training

@@ -1,14 +1,14 @@
 """`python -m mt.serve checkpoints=[rnn.pt,bahdanau.pt,transformer.pt] [host=] [port=]`:
 load the models once and serve the JSON API and the attention explorer (mt/serving/).
 
-Needs the `serve` extra: pip install "mt-toolkit[serve]" (FastAPI and uvicorn)."""
+Needs the `serve` extra, FastAPI and uvicorn (from a clone: pip install -e ".[serve]")."""
 
 from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig
 
-from mt.common.errors import MTError, reported
+from mt.common.errors import missing_extra, reported
 from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import ServeConfig
@@ -23,9 +23,7 @@ def import_server():
 
         from mt.serving import app, connections, loading
     except ImportError as e:
-        raise MTError(
-            f'mt.serve needs the serve extra ({e.name} is missing): pip install "mt-toolkit[serve]"'
-        ) from None
+        raise missing_extra("mt.serve", "serve", e.name) from None
     return uvicorn, app, connections, loading
 
 

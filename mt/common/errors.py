@@ -1,9 +1,12 @@
 """The one exception type for problems the user can fix (bad files, bad settings), and how
 every command line reports it."""
 
+import importlib.metadata
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+DISTRIBUTION = "mt-toolkit"  # the name pip knows mt by (pyproject.toml)
 
 
 class MTError(Exception):
@@ -35,3 +38,17 @@ def reported() -> Iterator[None]:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         sys.exit(1)
+
+
+def missing_extra(what: str, extra: str, missing: str) -> MTError:
+    """One line saying that what needs an optional extra, with the packages it adds as this
+    installation's own metadata lists them (mt-toolkit is not on PyPI: pip install
+    "mt-toolkit[...]" would find nothing)."""
+    try:
+        requires = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    marker = f'extra == "{extra}"'
+    packages = [r.partition(";")[0].strip() for r in requires if marker in r]
+    how = " ".join(f'"{p}"' for p in packages) or f'-e ".[{extra}]" (from a clone)'
+    return MTError(f"{what} needs the {extra} extra ({missing} is missing): pip install {how}")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from mt.common.errors import MTError
+from mt.common.errors import MTError, missing_extra
 from mt.common.files import sha256_file
 from mt.common.special_ids import EOS_ID
 from mt.config.schema import DecodeConfig, Engine
@@ -45,7 +45,7 @@ def import_ctranslate2():
     try:
         import ctranslate2
     except ImportError:
-        raise MTError('CTranslate2 is not installed: pip install "mt-toolkit[deploy]"') from None
+        raise missing_extra("CTranslate2 decoding and export", "deploy", "ctranslate2") from None
     return ctranslate2
 
 
