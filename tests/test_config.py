@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import CONFIGS
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -16,8 +17,9 @@ from omegaconf import OmegaConf
 from mt.common.errors import MTError
 from mt.common.ranges import at_least, check_ranges
 from mt.config.schema import Config, DecodeConfig, DecodeOverrides, TrainSource
+from mt.config.store import to_config
 from mt.config.tools import TOOL_SCHEMAS
-from mt.models import ARCHITECTURES
+from mt.models import ARCHITECTURES, build_model, count_parameters
 
 SCHEMAS = [
     Config,
@@ -100,7 +102,10 @@ def test_the_restatement_check_catches_a_restated_default(tmp_path):
     assert restated(experiment, tmp_path) == ["experiment/transformer_fast.yaml: trainer.lr=0.001"]
 
 
-@pytest.mark.parametrize("experiment", ["transformer", "transformer_fast", "rnn", "bahdanau"])
+EXPERIMENTS = sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_its_deltas_arrive(experiment):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         composed = compose("config", [f"+experiment={experiment}"])
@@ -163,3 +168,22 @@ def test_decode_overrides_has_every_decode_setting_and_only_those():
 def test_a_source_weight_must_be_finite_and_bounded(weight):
     with pytest.raises(MTError, match=r"weight=.*: must be in \(0, 1000\]"):
         check_ranges(TrainSource(name="x", weight=weight), "data.train_sources[0].")
+
+
+@pytest.mark.parametrize(
+    ("experiment", "vocabulary", "low", "high"),
+    [
+        ("transformer_base", 1000, 44e6, 48e6),
+        ("transformer_big", 1000, 176e6, 182e6),
+        # The paper's 65M and 213M count a 37k vocabulary; at 32k:
+        ("transformer_base", 32000, 60e6, 62e6),
+        ("transformer_big", 32000, 208e6, 211e6),
+    ],
+)
+def test_the_papers_recipes_build_the_papers_model_sizes(experiment, vocabulary, low, high):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        config = to_config(compose("config", [f"+experiment={experiment}"]))
+    with torch.device("meta"):  # the shape alone: no memory for 200M weights
+        model = build_model(config.model, vocabulary, vocabulary, joint=True)
+    assert low <= count_parameters(model) <= high
+    assert config.data.max_tokens * config.trainer.accumulate == 25000  # tokens per update

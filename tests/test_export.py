@@ -13,8 +13,16 @@ from pathlib import Path
 import ctranslate2
 import pytest
 import torch
-from helpers import assert_clean_failure, make_config, multi30k_lines, run_tool, write_lines
+from helpers import (
+    assert_clean_failure,
+    make_config,
+    multi30k_lines,
+    run_in_process,
+    run_tool,
+    write_lines,
+)
 
+from mt import translate
 from mt.common.checkpoint import save_checkpoint
 from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.schema import DecodeConfig
@@ -248,23 +256,19 @@ def test_without_ctranslate2_the_error_says_which_extra_to_install(exported, tmp
 
 
 @pytest.mark.parametrize("damaged", ["model.bin", "source.spm"])
-def test_a_damaged_export_is_refused_in_one_line(exported, tmp_path, damaged):
+def test_a_damaged_export_is_refused_in_one_line(exported, tmp_path, damaged, capsys, monkeypatch):
     """4 KB of random bytes inside a file: CTranslate2 itself would load the model and
     translate every line differently, saying nothing."""
     copy = shutil.copytree(exported, tmp_path / "ct2")
+    noise = torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0))
     with open(copy / damaged, "r+b") as f:
         f.seek((copy / damaged).stat().st_size // 2 - 2048)
-        f.write(
-            torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0))
-            .to(torch.uint8)
-            .numpy()
-            .tobytes()
-        )
+        f.write(noise.to(torch.uint8).numpy().tobytes())
     source = write_lines(tmp_path / "in.de", multi30k_lines("train", "de", 3))
     args = ["engine=ctranslate2", f"model_dir={copy}", f"input={source}", "output=out.en"]
-    result = run_tool("translate", *args, cwd=tmp_path)
-    assert_clean_failure(result, f"error: {copy / damaged}: damaged")
-    assert result.stderr.count("\n") == 1 and not (tmp_path / "out.en").exists()
-    (copy / damaged).unlink()
-    result = run_tool("translate", *args, cwd=tmp_path)
-    assert_clean_failure(result, f"error: {copy / damaged}: missing from the export")
+    monkeypatch.chdir(tmp_path)
+    for expected in ("damaged", "missing from the export"):
+        result = run_in_process(translate.main, *args, capsys=capsys, monkeypatch=monkeypatch)
+        assert_clean_failure(result, f"error: {copy / damaged}: {expected}")
+        assert result.stderr.count("\n") == 1 and not (tmp_path / "out.en").exists()
+        (copy / damaged).unlink(missing_ok=True)  # then the same with the file gone
