@@ -1,13 +1,18 @@
 """Runs side by side: every results.json as one row of a markdown table (mt.compare and
-scripts/results.py)."""
+scripts/results.py), and, on request, whether their test scores differ significantly."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from sacrebleu import __version__ as sacrebleu_version
+
 from mt.common.errors import MTError
 from mt.config.checks import parse
+from mt.config.store import from_plain_dict
+from mt.data.readers import iter_lines, read_split
+from mt.decoding.significance import RESAMPLES, TRIALS, Tested, significance
 
 COLUMNS = (
     "run",
@@ -89,3 +94,74 @@ def markdown_table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
+
+
+def test_lines(path: Path, data_root: str | None) -> tuple[list[str], list[str]]:
+    """A run's test hypotheses (test.hyp.<tgt_lang> beside its results.json) and the
+    references of its test split, read from its corpus (under data_root if it has moved)."""
+    try:
+        config = from_plain_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise MTError(f"{path}: not an mt results file ({e!r})") from None
+    data = config.data
+    if data.directions:
+        raise MTError(f"{path.parent}: a multilingual run; test its directions with sacrebleu")
+    hyps_path = path.parent / f"test.hyp.{data.tgt_lang}"
+    if not hyps_path.is_file():
+        raise MTError(f"{hyps_path}: missing (the run's test hypotheses, written as it ends)")
+    if data_root is not None:
+        data.root = data_root
+    _, references = read_split(data, "test")
+    return list(iter_lines(hyps_path)), references
+
+
+def tested_runs(paths: list[Path], baseline: int, data_root: str | None, seed: int):
+    """Every run's significance against paths[baseline] (first in the list), and the number
+    of test sentences; runs scored against other references are refused by name."""
+    order = [baseline] + [k for k in range(len(paths)) if k != baseline]
+    systems, references = [], None
+    for k in order:
+        hyps, refs = test_lines(paths[k], data_root)
+        if references is not None and refs != references:
+            raise MTError(
+                f"{paths[k].parent}: scored against other references than the baseline "
+                f"{paths[baseline].parent}; significance needs the same test set"
+            )
+        if len(hyps) != len(refs):
+            raise MTError(f"{paths[k].parent}: {len(hyps)} hypotheses, {len(refs)} references")
+        references = refs
+        systems.append((str(paths[k].parent), hyps))
+    return significance(systems, references, seed), len(references)
+
+
+SIGNIFICANCE_COLUMNS = ("run", "test BLEU (95% CI)", "test chrF (95% CI)", "p BLEU", "p chrF")
+
+
+def significance_table(tested: list[Tested], sentences: int, seed: int) -> str:
+    """Markdown: score (bootstrap mean ± 95% half-interval) and p-values (paired bootstrap /
+    approximate randomization) per run, the baseline first; then how they were computed."""
+    lines = ["| " + " | ".join(SIGNIFICANCE_COLUMNS) + " |", "|" + "---|" * 5]
+    for t in tested:
+        cells = [t.name + (" (baseline)" if t is tested[0] else "")]
+        cells += [f"{t.score[m]:.2f} ({t.mean[m]:.2f} ± {t.ci[m]:.2f})" for m in ("bleu", "chrf")]
+        for m in ("bleu", "chrf"):
+            p = t.p_bootstrap
+            cells.append("" if p is None else f"{p[m]:.4f} / {t.p_randomization[m]:.4f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        f"\np: paired bootstrap ({RESAMPLES} resamples) / approximate randomization ({TRIALS} "
+        f"trials) against the baseline; sacreBLEU {sacrebleu_version}, seed {seed}, "
+        f"{sentences} test sentences, one run per row (training seeds are not resampled)."
+    )
+    return "\n".join(lines)
+
+
+def baseline_index(paths: list[Path], baseline: str | None) -> int:
+    """Which of the runs (results.json paths) the baseline run directory names (None: 0)."""
+    if baseline is None:
+        return 0
+    wanted = Path(baseline).resolve()
+    for k, path in enumerate(paths):
+        if path.parent.resolve() == wanted:
+            return k
+    raise MTError(f"--baseline {baseline}: not one of the runs compared")

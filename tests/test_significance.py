@@ -1,0 +1,138 @@
+"""Significance as sacreBLEU computes it: mt.compare's intervals and p-values against the
+sacrebleu command line on the same files, and the cases whose answer is known."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import assert_clean_failure, multi30k_lines, run_in_process, write_lines
+
+from mt import compare
+from mt.decoding.significance import significance
+
+REFERENCES = multi30k_lines("train", "en", 300)
+
+
+def shortened(lines: list[str], every: int) -> list[str]:
+    """Every every-th line without its last word: a slightly worse system."""
+    return [" ".join(s.split()[:-1]) if k % every == 0 else s for k, s in enumerate(lines)]
+
+
+def swapped_third(lines: list[str]) -> list[str]:
+    """A third of the lines replaced by another sentence's translation."""
+    return [lines[(k + 7) % len(lines)] if k % 3 == 0 else s for k, s in enumerate(lines)]
+
+
+def command_line(tmp_path, systems: dict[str, list[str]], test: str) -> dict[str, list[str]]:
+    """sacrebleu REF -i SYSTEMS... --paired-TEST: each system's printed cells, in order."""
+    ref = write_lines(tmp_path / "ref.en", REFERENCES)
+    files = [str(write_lines(tmp_path / name, lines)) for name, lines in systems.items()]
+    command = [sys.executable, "-m", "sacrebleu", str(ref), "-i", *files, "-m", "bleu", "chrf"]
+    command += [f"--paired-{test}", "--format", "text"]
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cells = {}
+    for name, path in zip(systems, files, strict=True):
+        (line,) = [row for row in text.splitlines() if re.search(rf"│ +(Baseline: )?{path} │", row)]
+        following = text.splitlines()[text.splitlines().index(line) + 1]
+        cells[name] = re.findall(r"[\d.]+", line.split("│", 2)[2])
+        cells[name] += re.findall(r"p = ([\d.]+)", following)
+    return cells
+
+
+def test_intervals_and_p_values_equal_the_sacrebleu_command_line(tmp_path):
+    systems = {"base": shortened(REFERENCES, 3), "other": shortened(REFERENCES, 5)}
+    tested = significance(list(systems.items()), REFERENCES)
+    bootstrap = command_line(tmp_path, systems, "bs")
+    randomized = command_line(tmp_path, systems, "ar")
+    for t in tested:
+        # BLEU score (mean ± ci), chrF score (mean ± ci), then p BLEU, p chrF: as printed
+        ours = [f"{x:.1f}" for m in ("bleu", "chrf") for x in (t.score[m], t.mean[m], t.ci[m])]
+        if t.p_bootstrap is not None:
+            ours += [f"{t.p_bootstrap[m]:.4f}" for m in ("bleu", "chrf")]
+        assert ours == bootstrap[t.name]
+        expected = [f"{t.score[m]:.1f}" for m in ("bleu", "chrf")]
+        if t.p_randomization is not None:
+            expected += [f"{t.p_randomization[m]:.4f}" for m in ("bleu", "chrf")]
+        assert expected == randomized[t.name]
+
+
+def test_identical_outputs_are_not_significant():
+    output = shortened(REFERENCES, 3)
+    _, same = significance([("a", output), ("b", list(output))], REFERENCES)
+    assert same.p_bootstrap == same.p_randomization == {"bleu": 1.0, "chrf": 1.0}
+
+
+def test_a_third_of_the_lines_swapped_is_significantly_worse():
+    base, worse = significance([("a", REFERENCES), ("b", swapped_third(REFERENCES))], REFERENCES)
+    assert worse.score["bleu"] < base.score["bleu"] - 20
+    assert max(worse.p_bootstrap.values()) < 0.01 and max(worse.p_randomization.values()) < 0.01
+
+
+@pytest.fixture
+def two_runs(memorised_run, tmp_path):
+    """The memorised run as it is, and a copy whose test output has a third of its lines
+    swapped."""
+    run_dir, _ = memorised_run
+    runs = {}
+    for name in ("good", "worse"):
+        runs[name] = shutil.copytree(
+            run_dir, tmp_path / name, ignore=shutil.ignore_patterns("*.pt")
+        )
+    hyps = (runs["worse"] / "test.hyp.en").read_text(encoding="utf-8").splitlines()
+    write_lines(runs["worse"] / "test.hyp.en", swapped_third(hyps))
+    return runs
+
+
+def compare_in_process(*args: str, capsys, monkeypatch):
+    return run_in_process(compare.main, *args, capsys=capsys, monkeypatch=monkeypatch)
+
+
+def test_compare_tests_every_run_against_the_baseline(two_runs, capsys, monkeypatch):
+    good, worse = str(two_runs["good"]), str(two_runs["worse"])
+    args = [good, worse, "--significance", "--baseline", worse]
+    result = compare_in_process(*args, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stderr
+    rows = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith(f"| {worse}") or line.startswith(f"| {good}")
+    ]
+    table = rows[2:]  # after the two rows of the results table
+    assert table[0].startswith(f"| {worse} (baseline) |")
+    p_bleu = float(table[1].split("|")[4].split("/")[0])
+    assert table[1].startswith(f"| {good} |") and p_bleu < 0.05
+    assert "1000 resamples" in result.stdout and "10000 trials" in result.stdout
+
+
+def test_runs_that_cannot_be_tested_together_are_refused_in_one_line(
+    two_runs, memorise_root, tmp_path, capsys, monkeypatch
+):
+    good, worse = two_runs["good"], two_runs["worse"]
+    other = tmp_path / "other-data" / "tiny"
+    shutil.copytree(memorise_root / "tiny", other)
+    write_lines(other / "test_2016_flickr.en", multi30k_lines("val", "en", 30))
+    results = json.loads((worse / "results.json").read_text())
+    results["config"]["data"]["root"] = str(other.parent)
+    (worse / "results.json").write_text(json.dumps(results))
+    result = compare_in_process(
+        str(good), str(worse), "--significance", capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert_clean_failure(result, f"error: {worse}: scored against other references than")
+    (good / "test.hyp.en").unlink()
+    result = compare_in_process(str(good), "--significance", capsys=capsys, monkeypatch=monkeypatch)
+    assert_clean_failure(result, f"error: {good / 'test.hyp.en'}: missing")
+    result = compare_in_process(
+        str(good),
+        str(worse),
+        "--significance",
+        "--baseline",
+        str(tmp_path),
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
+    assert_clean_failure(result, f"error: --baseline {tmp_path}: not one of the runs compared")
