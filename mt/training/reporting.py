@@ -138,6 +138,7 @@ def run_results(
         "test": {k: scores["test"][k] for k in TEST_KEYS if k in scores["test"]},
         "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
         "final": scores["final"],  # that choice as one file, for every tool (run-relative)
+        "leaks": scores["leaks"],  # held-out pairs and sources also in training (mt.data.leaks)
         "best_valid_bleu_greedy": p.best_bleu,
         "steps": p.step,
         "epochs": p.epoch,
@@ -165,6 +166,16 @@ def write_results(run_dir: Path, results: dict) -> None:
     )
     for line in direction_lines("test", test):
         print(line, flush=True)
+    leaks = results["leaks"]["test"]
+    log.info(
+        "test pairs also in training: %d of %d (%d after normalising case, punctuation and "
+        "spaces); sources alone: %d (%d)",
+        leaks["pairs"],
+        leaks["sentences"],
+        leaks["pairs_normalised"],
+        leaks["sources"],
+        leaks["sources_normalised"],
+    )
     chosen = results["selection"]
     log.info(
         "reported model: %s (%s, length penalty %g, chosen on valid)",

@@ -18,6 +18,7 @@ from mt.common.files import write_text
 from mt.config.schema import Config
 from mt.config.store import to_plain_dict
 from mt.data.corpus import Corpus, Split
+from mt.data.leaks import leak_audit
 from mt.data.tokenizer import Tokenizer
 from mt.training.averaging import average
 from mt.training.validation import decode_split
@@ -104,15 +105,18 @@ def final_test(
 ) -> dict:
     """Choose the reported model on valid, save it as final.pt, then decode valid and test
     with it (beam search): their scores, the choice, and {valid,test}.hyp.<lang> beside the
-    checkpoints directory."""
+    checkpoints directory; and how much of valid and test the training data holds."""
     choice = choose(model, corpus.tokenizer, corpus.valid, config, checkpoints, device)
     final = save_final(model, config, checkpoints, choice)
     decode = replace(config.decode, length_penalty=choice.length_penalty)
     results = {"selection": asdict(choice), "final": str(final.relative_to(checkpoints.parent))}
-    for name, split in (("valid", corpus.valid), ("test", corpus.test)):
+    splits = (("valid", corpus.valid), ("test", corpus.test))
+    for name, split in splits:
         scores, hyps = decode_split(model, corpus.tokenizer, split, decode, device)
         for suffix, lines in hypothesis_files(split, hyps, config.data.tgt_lang).items():
             text = "".join(h + "\n" for h in lines)
             write_text(checkpoints.parent / f"{name}.hyp.{suffix}", text)
         results[name] = scores
+    held_out = {name: list(zip(s.src_text, s.tgt_text, strict=True)) for name, s in splits}
+    results["leaks"] = leak_audit(config.data, held_out)
     return results
