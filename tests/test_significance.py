@@ -1,5 +1,6 @@
-"""Significance as sacreBLEU computes it: mt.compare's intervals and p-values against the
-sacrebleu command line on the same files, and the cases whose answer is known."""
+"""Where and how much runs differ, as sacreBLEU computes it: mt.compare's intervals and
+p-values against the sacrebleu command line on the same files, the cases whose answer is
+known, and scores by source length."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 
 import pytest
 from helpers import assert_clean_failure, multi30k_lines, run_in_process, write_lines
+from sacrebleu.metrics import BLEU, CHRF
 
 from mt import compare
+from mt.decoding.scoring import by_source_length
 from mt.decoding.significance import significance
 
 REFERENCES = multi30k_lines("train", "en", 300)
@@ -136,3 +139,37 @@ def test_runs_that_cannot_be_tested_together_are_refused_in_one_line(
         monkeypatch=monkeypatch,
     )
     assert_clean_failure(result, f"error: --baseline {tmp_path}: not one of the runs compared")
+
+
+def test_scores_by_source_length_equal_sacrebleu_on_each_buckets_lines():
+    sources = multi30k_lines("train", "de", 300)
+    hyps = shortened(REFERENCES, 4)
+    buckets = by_source_length(sources, hyps, REFERENCES)
+    assert [b["words"] for b in buckets] == [
+        "1-5",
+        "6-10",
+        "11-15",
+        "16-20",
+        "21-25",
+        "26-30",
+        "31+",
+    ]
+    assert sum(b["sentences"] for b in buckets) == 300
+    for bucket in buckets:
+        low, _, high = bucket["words"].partition("-")
+        high = int(high) if high else 10**9
+        chosen = [
+            k for k, s in enumerate(sources) if int(low.rstrip("+")) <= len(s.split()) <= high
+        ]
+        assert bucket["sentences"] == len(chosen)
+        if chosen:
+            refs = [[REFERENCES[k] for k in chosen]]
+            assert bucket["bleu"] == BLEU().corpus_score([hyps[k] for k in chosen], refs).score
+            assert bucket["chrf"] == CHRF().corpus_score([hyps[k] for k in chosen], refs).score
+        else:
+            assert bucket["bleu"] is None
+
+
+def test_a_finished_run_reports_its_test_scores_by_source_length(memorised_run):
+    _, results = memorised_run
+    assert sum(b["sentences"] for b in results["test"]["by_length"]) == 30

@@ -115,7 +115,7 @@ def direction_lines(split: str, scores: dict) -> list[str]:
 
 
 # A multilingual run's test scores add each direction's and the zero-shot ones' names.
-TEST_KEYS = ("bleu", "chrf", "bleu_lc", "signature", "directions", "zero_shot")
+TEST_KEYS = ("bleu", "chrf", "bleu_lc", "signature", "directions", "zero_shot", "by_length")
 
 
 def direction_curves(scores: dict) -> list[tuple[str, float]]:

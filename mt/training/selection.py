@@ -20,6 +20,7 @@ from mt.config.store import to_plain_dict
 from mt.data.corpus import Corpus, Split
 from mt.data.leaks import leak_audit
 from mt.data.tokenizer import Tokenizer
+from mt.decoding.scoring import by_source_length
 from mt.training.averaging import average
 from mt.training.validation import decode_split
 
@@ -116,6 +117,8 @@ def final_test(
         for suffix, lines in hypothesis_files(split, hyps, config.data.tgt_lang).items():
             text = "".join(h + "\n" for h in lines)
             write_text(checkpoints.parent / f"{name}.hyp.{suffix}", text)
+        if not split.directions:  # what Bahdanau et al.'s Fig. 2 plots
+            scores["by_length"] = by_source_length(split.src_text, hyps, split.tgt_text)
         results[name] = scores
     held_out = {name: list(zip(s.src_text, s.tgt_text, strict=True)) for name, s in splits}
     results["leaks"] = leak_audit(config.data, held_out)
