@@ -9,13 +9,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from helpers import assert_clean_failure, multi30k_lines, run_in_process, write_lines
 from sacrebleu.metrics import BLEU, CHRF
 
 from mt import compare
-from mt.decoding.scoring import by_source_length
+from mt.decoding.scoring import by_source_length, word_f_by_frequency, words
 from mt.decoding.significance import significance
 
 REFERENCES = multi30k_lines("train", "en", 300)
@@ -173,3 +174,24 @@ def test_scores_by_source_length_equal_sacrebleu_on_each_buckets_lines():
 def test_a_finished_run_reports_its_test_scores_by_source_length(memorised_run):
     _, results = memorised_run
     assert sum(b["sentences"] for b in results["test"]["by_length"]) == 30
+
+
+def test_word_f_by_training_frequency_counts_each_word_in_its_bucket():
+    counts = Counter({"the": 150, "dog": 1, "cat": 3})
+    buckets = {
+        b["train_count"]: b for b in word_f_by_frequency(["the dog runs"], ["the cat runs"], counts)
+    }
+    assert list(buckets) == ["0", "1", "2-4", "5-9", "10-99", "100+"]
+    assert buckets["100+"]["f"] == 1.0 and buckets["0"]["f"] == 1.0  # "the", "runs": right
+    assert (buckets["1"]["precision"], buckets["1"]["ref_words"]) == (0.0, 0)  # "dog": wrong
+    assert (buckets["2-4"]["recall"], buckets["2-4"]["ref_words"]) == (0.0, 1)  # "cat": missed
+    assert buckets["5-9"]["ref_words"] == 0
+
+
+def test_a_finished_run_reports_word_f_by_training_frequency(memorised_run, memorise_root):
+    _, results = memorised_run
+    buckets = results["test"]["word_f_by_frequency"]
+    references = multi30k_lines("train", "en", 30)  # the memorisation corpus's test side
+    assert sum(b["ref_words"] for b in buckets) == sum(len(words(r)) for r in references)
+    # Every test word is a training word (the corpus is its own test set): none is unseen.
+    assert buckets[0]["ref_words"] == 0

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -258,3 +259,13 @@ def read_split(cfg: DataConfig, split: str) -> tuple[list[str], list[str]]:
 def empty_split(cfg: DataConfig, split: str) -> MTError:
     where = f"{split_name(cfg, split)} in {data_root(cfg) / cfg.name}"
     return MTError(f"data split '{split}' ({where}) is empty")
+
+
+def training_target_words(cfg: DataConfig, split_words) -> Counter:
+    """How often each word (as split_words splits a line) occurs in the targets of every
+    training corpus of cfg, streamed."""
+    counts: Counter = Counter()
+    for source in split_sources(cfg, "train"):
+        for _, target in iter_split(source, "train"):
+            counts.update(split_words(target))
+    return counts

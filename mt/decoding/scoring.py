@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+TOKENIZE_13A = Tokenizer13a()
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
@@ -48,4 +53,52 @@ def by_source_length(
             scores = corpus_scores(hyps, refs)
             entry.update(bleu=scores["bleu"], chrf=scores["chrf"])
         found.append(entry)
+    return found
+
+
+# How often a word occurs in the training targets: never, once, 2-4, 5-9, 10-99, 100 or more
+# (compare-mt's buckets): rare words are where a model's vocabulary handling shows.
+FREQUENCY_BUCKETS = ((0, 0), (1, 1), (2, 4), (5, 9), (10, 99), (100, None))
+
+
+def words(text: str) -> list[str]:
+    """text as sacreBLEU's 13a tokenisation splits it, the words BLEU counts."""
+    return TOKENIZE_13A(text).split()
+
+
+def frequency_bucket(count: int) -> int:
+    return next(
+        k for k, (low, high) in enumerate(FREQUENCY_BUCKETS) if high is None or count <= high
+    )
+
+
+def word_f_by_frequency(
+    hypotheses: list[str], references: list[str], train_counts: Counter
+) -> list[dict]:
+    """Target-word precision, recall and F-measure per bucket of training frequency (of the
+    reference or hypothesis word; a word matches as often as it occurs in both the hypothesis
+    and its reference), with the bucket's reference word count."""
+    matched, in_hyp, in_ref = ([0] * len(FREQUENCY_BUCKETS) for _ in range(3))
+    for hypothesis, reference in zip(hypotheses, references, strict=True):
+        hyp, ref = Counter(words(hypothesis)), Counter(words(reference))
+        for word in hyp.keys() | ref.keys():
+            k = frequency_bucket(train_counts[word])
+            matched[k] += min(hyp[word], ref[word])
+            in_hyp[k] += hyp[word]
+            in_ref[k] += ref[word]
+    found = []
+    for k, (low, high) in enumerate(FREQUENCY_BUCKETS):
+        name = f"{low}+" if high is None else (str(low) if low == high else f"{low}-{high}")
+        precision = matched[k] / in_hyp[k] if in_hyp[k] else 0.0
+        recall = matched[k] / in_ref[k] if in_ref[k] else 0.0
+        f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        found.append(
+            {
+                "train_count": name,
+                "ref_words": in_ref[k],
+                "precision": precision,
+                "recall": recall,
+                "f": f,
+            }
+        )
     return found

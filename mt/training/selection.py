@@ -15,12 +15,13 @@ from torch import nn
 
 from mt.common.checkpoint import load_checkpoint, save_checkpoint, snapshots
 from mt.common.files import write_text
-from mt.config.schema import Config
+from mt.config.schema import Config, DataConfig
 from mt.config.store import to_plain_dict
 from mt.data.corpus import Corpus, Split
 from mt.data.leaks import leak_audit
+from mt.data.readers import training_target_words
 from mt.data.tokenizer import Tokenizer
-from mt.decoding.scoring import by_source_length
+from mt.decoding.scoring import by_source_length, word_f_by_frequency, words
 from mt.training.averaging import average
 from mt.training.validation import decode_split
 
@@ -101,6 +102,16 @@ def hypothesis_files(split: Split, hyps: list[str], tgt_lang: str) -> dict[str, 
     }
 
 
+def test_details(split: Split, hyps: list[str], data: DataConfig) -> dict:
+    """Where the test score comes from: by source length (what Bahdanau et al.'s Fig. 2
+    plots) and target-word F-measure by the word's frequency in the training targets."""
+    counts = training_target_words(data, words)
+    return {
+        "by_length": by_source_length(split.src_text, hyps, split.tgt_text),
+        "word_f_by_frequency": word_f_by_frequency(hyps, split.tgt_text, counts),
+    }
+
+
 def final_test(
     model: nn.Module, corpus: Corpus, config: Config, checkpoints: Path, device: torch.device
 ) -> dict:
@@ -117,8 +128,8 @@ def final_test(
         for suffix, lines in hypothesis_files(split, hyps, config.data.tgt_lang).items():
             text = "".join(h + "\n" for h in lines)
             write_text(checkpoints.parent / f"{name}.hyp.{suffix}", text)
-        if not split.directions:  # what Bahdanau et al.'s Fig. 2 plots
-            scores["by_length"] = by_source_length(split.src_text, hyps, split.tgt_text)
+        if not split.directions and name == "test":
+            scores.update(test_details(split, hyps, config.data))
         results[name] = scores
     held_out = {name: list(zip(s.src_text, s.tgt_text, strict=True)) for name, s in splits}
     results["leaks"] = leak_audit(config.data, held_out)
