@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import argparse
 
-from mt.common.errors import reported
-from mt.decoding.significance import SEED
+from mt.common.errors import MTError, reported
+from mt.decoding.significance import SEED, significance
 from mt.training.comparison import (
     baseline_index,
     direction_rows,
     find_results,
+    largest_differences,
     markdown_table,
     row,
+    same_test_set,
     significance_table,
-    tested_runs,
 )
 
 
@@ -29,15 +30,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", help="the run the others are tested against (the first)")
     parser.add_argument("--data-root", help="where the runs' corpus lies now, if it has moved")
     parser.add_argument("--seed", type=int, default=SEED, help="sacreBLEU's resampling seed")
+    parser.add_argument(
+        "--examples", type=int, default=0, help="the N sentences each run differs most in"
+    )
     args = parser.parse_args(argv)
     with reported():
         paths = find_results(args.runs)
         rows = [r for path in paths for r in [row(path), *direction_rows(path)]]
         print(markdown_table(rows))
-        if args.significance:
+        if args.examples < 0:
+            raise MTError(f"--examples {args.examples}: must be ≥ 0")
+        if args.significance or args.examples:
             baseline = baseline_index(paths, args.baseline)
-            tested, sentences = tested_runs(paths, baseline, args.data_root, args.seed)
-            print("\n" + significance_table(tested, sentences, args.seed))
+            test_set = same_test_set(paths, baseline, args.data_root)
+        if args.significance:
+            tested = significance(test_set.systems, test_set.references, args.seed)
+            print("\n" + significance_table(tested, len(test_set.references), args.seed))
+        if args.examples:
+            print("\n" + largest_differences(test_set, args.examples))
 
 
 if __name__ == "__main__":

@@ -195,3 +195,16 @@ def test_a_finished_run_reports_word_f_by_training_frequency(memorised_run, memo
     assert sum(b["ref_words"] for b in buckets) == sum(len(words(r)) for r in references)
     # Every test word is a training word (the corpus is its own test set): none is unseen.
     assert buckets[0]["ref_words"] == 0
+
+
+def test_compare_shows_the_sentences_two_runs_differ_most_in(two_runs, capsys, monkeypatch):
+    good, worse = str(two_runs["good"]), str(two_runs["worse"])
+    args = [good, worse, "--examples", "3"]
+    result = compare_in_process(*args, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 0, result.stderr
+    header = f"{worse} against {good}: the 3 test sentences whose chrF differs most"
+    rows = result.stdout.split(header)[1].strip().splitlines()[2:]
+    assert len(rows) == 3
+    hyps = (two_runs["worse"] / "test.hyp.en").read_text().splitlines()
+    swapped = {hyps[k] for k in range(0, len(hyps), 3)}  # the lines that were replaced
+    assert all(row.split(" | ")[-1].removesuffix(" |") in swapped for row in rows)

@@ -4,15 +4,17 @@ scripts/results.py), and, on request, whether their test scores differ significa
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from sacrebleu import __version__ as sacrebleu_version
+from sacrebleu.metrics import CHRF
 
 from mt.common.errors import MTError
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.readers import iter_lines, read_split
-from mt.decoding.significance import RESAMPLES, TRIALS, Tested, significance
+from mt.decoding.significance import RESAMPLES, TRIALS, Tested
 
 COLUMNS = (
     "run",
@@ -96,9 +98,18 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def test_lines(path: Path, data_root: str | None) -> tuple[list[str], list[str]]:
-    """A run's test hypotheses (test.hyp.<tgt_lang> beside its results.json) and the
-    references of its test split, read from its corpus (under data_root if it has moved)."""
+@dataclass
+class TestSet:
+    """The test split several runs were scored on, and each run's output (baseline first)."""
+
+    sources: list[str]
+    references: list[str]
+    systems: list[tuple[str, list[str]]]  # (run directory, test hypotheses)
+
+
+def test_lines(path: Path, data_root: str | None) -> tuple[list[str], list[str], list[str]]:
+    """A run's test hypotheses (test.hyp.<tgt_lang> beside its results.json), and the sources
+    and references of its test split, read from its corpus (under data_root if it has moved)."""
     try:
         config = from_plain_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
@@ -111,27 +122,52 @@ def test_lines(path: Path, data_root: str | None) -> tuple[list[str], list[str]]
         raise MTError(f"{hyps_path}: missing (the run's test hypotheses, written as it ends)")
     if data_root is not None:
         data.root = data_root
-    _, references = read_split(data, "test")
-    return list(iter_lines(hyps_path)), references
+    sources, references = read_split(data, "test")
+    return list(iter_lines(hyps_path)), sources, references
 
 
-def tested_runs(paths: list[Path], baseline: int, data_root: str | None, seed: int):
-    """Every run's significance against paths[baseline] (first in the list), and the number
-    of test sentences; runs scored against other references are refused by name."""
+def same_test_set(paths: list[Path], baseline: int, data_root: str | None) -> TestSet:
+    """The runs' common test set, paths[baseline]'s output first; a run scored against other
+    references, or with another number of hypotheses, is refused by name."""
     order = [baseline] + [k for k in range(len(paths)) if k != baseline]
-    systems, references = [], None
+    found: TestSet | None = None
     for k in order:
-        hyps, refs = test_lines(paths[k], data_root)
-        if references is not None and refs != references:
+        hyps, sources, refs = test_lines(paths[k], data_root)
+        if found is not None and refs != found.references:
             raise MTError(
                 f"{paths[k].parent}: scored against other references than the baseline "
-                f"{paths[baseline].parent}; significance needs the same test set"
+                f"{paths[baseline].parent}; comparing them needs the same test set"
             )
         if len(hyps) != len(refs):
             raise MTError(f"{paths[k].parent}: {len(hyps)} hypotheses, {len(refs)} references")
-        references = refs
-        systems.append((str(paths[k].parent), hyps))
-    return significance(systems, references, seed), len(references)
+        found = found or TestSet(sources, refs, [])
+        found.systems.append((str(paths[k].parent), hyps))
+    return found
+
+
+def largest_differences(test_set: TestSet, count: int) -> str:
+    """Markdown: for each run against the baseline, the count test sentences whose sentence
+    chrF differs most, with source, reference and both outputs."""
+    chrf = CHRF()
+    (base_name, base), *others = test_set.systems
+    refs = test_set.references
+    base_scores = [chrf.sentence_score(h, [r]).score for h, r in zip(base, refs, strict=True)]
+    sections = []
+    for name, hyps in others:
+        scores = [chrf.sentence_score(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
+        order = sorted(range(len(refs)), key=lambda i: -abs(scores[i] - base_scores[i]))
+        lines = [f"{name} against {base_name}: the {count} test sentences whose chrF differs most"]
+        lines += [
+            "",
+            "| chrF base / run | source | reference | baseline | run |",
+            "|---|---|---|---|---|",
+        ]
+        for i in order[:count]:
+            cells = [f"{base_scores[i]:.1f} / {scores[i]:.1f}", test_set.sources[i], refs[i]]
+            cells += [base[i], hyps[i]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections)
 
 
 SIGNIFICANCE_COLUMNS = ("run", "test BLEU (95% CI)", "test chrF (95% CI)", "p BLEU", "p chrF")
