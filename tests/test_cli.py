@@ -76,6 +76,9 @@ def test_a_key_added_with_plus_is_refused_like_a_typo(train_in_process, tmp_path
         ("data.max_len=0", "data.max_len=0: must be ≥ 1"),
         ("decode.max_len_a=-1", "decode.max_len_a=-1.0: must be ≥ 0"),
         ("trainer.seed=12345678901234567890123", "trainer.seed=12345678901234567890123: must be"),
+        ("trainer.lr=inf", "trainer.lr=inf: must be a finite number"),
+        ("trainer.lr=nan", "trainer.lr=nan: must be > 0"),
+        ("decode.max_len_a=inf", "decode.max_len_a=inf: must be a finite number"),
     ],
 )
 def test_each_out_of_range_setting_is_named(memorise_root, cache_dir, setting, message):

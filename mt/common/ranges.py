@@ -3,6 +3,7 @@ rule can only name a field the schema has (check_ranges fails on any other name)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -32,9 +33,14 @@ EPOCH_WEIGHT: Rule = (lambda value: 0 < value <= 1000), "must be in (0, 1000]"
 
 
 def check_ranges(values: Any, prefix: str) -> None:
-    """Refuse a value outside its schema's RANGES, naming the key: `trainer.warmup_steps=0:
-    must be ≥ 1`. None, where a field allows it, means "no limit" and is not checked."""
+    """Refuse a value outside its schema's RANGES, or an infinite one that a one-sided rule
+    lets through, naming the key: `trainer.warmup_steps=0: must be ≥ 1`, `trainer.lr=inf: must
+    be a finite number`. None, where a field allows it, means "no limit" and is not checked."""
     for name, (allowed, rule) in getattr(type(values), "RANGES", {}).items():
         value = getattr(values, name)  # no default: a rule naming no field fails loudly
-        if value is not None and not allowed(value):
+        if value is None:
+            continue
+        if not allowed(value):  # nan fails every rule: no comparison with it holds
             raise MTError(f"{prefix}{name}={value}: {rule}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MTError(f"{prefix}{name}={value}: must be a finite number")
