@@ -8,6 +8,8 @@ mt.data.cache.train_tokenizer, so it cannot leak held-out text either.)
 
 from __future__ import annotations
 
+import functools
+import sys
 import unicodedata
 from collections.abc import Iterable
 
@@ -15,29 +17,44 @@ from mt.config.schema import DataConfig
 from mt.data.readers import iter_split, split_sources
 
 
+@functools.cache
+def punctuation() -> dict[int, None]:
+    """str.translate's table deleting every Unicode punctuation character (made once)."""
+    return {
+        code: None
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)).startswith("P")
+    }
+
+
 def normalised(text: str) -> str:
     """text lowercased, without punctuation, its whitespace collapsed."""
-    kept = "".join(ch for ch in text.lower() if not unicodedata.category(ch).startswith("P"))
-    return " ".join(kept.split())
+    return " ".join(text.lower().translate(punctuation()).split())
+
+
+def keys(source: str, target: str) -> dict:
+    """What a pair is matched by: itself, its source, and both normalised."""
+    source_normalised = normalised(source)
+    return {
+        "pairs": (source, target),
+        "sources": source,
+        "pairs_normalised": (source_normalised, normalised(target)),
+        "sources_normalised": source_normalised,
+    }
 
 
 def overlap(train_pairs: Iterable[tuple[str, str]], held_out: list[tuple[str, str]]) -> dict:
     """Counts of held_out's pairs and sources that occur among train_pairs, exactly and
     normalised, and held_out's size."""
-    keys = {
-        "pairs": lambda s, t: (s, t),
-        "sources": lambda s, t: s,
-        "pairs_normalised": lambda s, t: (normalised(s), normalised(t)),
-        "sources_normalised": lambda s, t: normalised(s),
-    }
-    wanted = {name: {key(s, t) for s, t in held_out} for name, key in keys.items()}
-    found: dict[str, set] = {name: set() for name in keys}
+    held_keys = [keys(s, t) for s, t in held_out]
+    names = ("pairs", "sources", "pairs_normalised", "sources_normalised")
+    wanted = {name: {k[name] for k in held_keys} for name in names}
+    found: dict[str, set] = {name: set() for name in wanted}
     for s, t in train_pairs:
-        for name, key in keys.items():
-            value = key(s, t)
+        for name, value in keys(s, t).items():
             if value in wanted[name]:
                 found[name].add(value)
-    counts = {name: sum(keys[name](s, t) in found[name] for s, t in held_out) for name in keys}
+    counts = {name: sum(k[name] in found[name] for k in held_keys) for name in wanted}
     return {"sentences": len(held_out), **counts}
 
 
