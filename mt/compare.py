@@ -35,11 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     with reported():
+        if args.examples < 0:
+            raise MTError(f"--examples {args.examples}: must be ≥ 0")
         paths = find_results(args.runs)
         rows = [r for path in paths for r in [row(path), *direction_rows(path)]]
         print(markdown_table(rows))
-        if args.examples < 0:
-            raise MTError(f"--examples {args.examples}: must be ≥ 0")
         if args.significance or args.examples:
             baseline = baseline_index(paths, args.baseline)
             test_set = same_test_set(paths, baseline, args.data_root)

@@ -8,8 +8,8 @@ from dataclasses import replace
 from helpers import multi30k_lines, write_corpus
 
 from mt.config.schema import DataConfig
-from mt.data.leaks import leak_audit, normalised, overlap
-from mt.data.readers import read_split
+from mt.data.leaks import leak_audit, normalised
+from mt.data.readers import read_split, training_pairs
 
 
 def audit(tmp_path, copied: int) -> dict:
@@ -24,7 +24,7 @@ def audit(tmp_path, copied: int) -> dict:
     )
     data = replace(DataConfig(), root=str(root), name="c")
     held_out = {split: list(zip(*read_split(data, split), strict=True)) for split in ("test",)}
-    return leak_audit(data, held_out)["test"]
+    return leak_audit(training_pairs(data), held_out)["test"]
 
 
 def test_three_test_pairs_copied_into_train_are_three_leaks(tmp_path):
@@ -41,7 +41,7 @@ def test_three_test_pairs_copied_into_train_are_three_leaks(tmp_path):
 def test_normalising_finds_what_differs_only_in_case_punctuation_and_spaces():
     held_out = [("Ein Hund rennt.", "A dog runs."), ("Zwei Männer.", "Two men.")]
     train = [("ein  Hund rennt", "a dog, runs!"), ("Zwei Männer.", "Two other men.")]
-    assert overlap(train, held_out) == {
+    assert leak_audit(train, {"test": held_out})["test"] == {
         "sentences": 2,
         "pairs": 0,
         "sources": 1,  # "Zwei Männer." exactly

@@ -115,8 +115,7 @@ def train_batches(
     """This epoch's training batches: filtered pairs dropped (dropped_by), each corpus
     sampled by its weight (data.train_sources; a MappedSplit's), shuffled by seed+epoch."""
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
-    reasons = dropped_by(split, max_len, max_ratio, src_marks)
-    dropped = np.logical_or.reduce(list(reasons.values()))
+    dropped = np.logical_or.reduce(list(dropped_by(split, max_len, max_ratio, src_marks).values()))
     rng = np.random.default_rng([seed, epoch])
     pairs = np.arange(len(split)) if weights is None else epoch_pairs(split.sources, weights, rng)
     keep = pairs[~dropped[pairs]]

@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import urllib.request
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -261,11 +260,7 @@ def empty_split(cfg: DataConfig, split: str) -> MTError:
     return MTError(f"data split '{split}' ({where}) is empty")
 
 
-def training_target_words(cfg: DataConfig, split_words) -> Counter:
-    """How often each word (as split_words splits a line) occurs in the targets of every
-    training corpus of cfg, streamed."""
-    counts: Counter = Counter()
+def training_pairs(cfg: DataConfig) -> Iterator[tuple[str, str]]:
+    """Every (source, target) pair of every training corpus of cfg, streamed."""
     for source in split_sources(cfg, "train"):
-        for _, target in iter_split(source, "train"):
-            counts.update(split_words(target))
-    return counts
+        yield from iter_split(source, "train")

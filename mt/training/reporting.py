@@ -115,8 +115,12 @@ def direction_lines(split: str, scores: dict) -> list[str]:
 
 
 # A multilingual run's test scores add each direction's and the zero-shot ones' names.
-TEST_KEYS = ("bleu", "chrf", "bleu_lc", "signature", "directions", "zero_shot")
-TEST_KEYS += ("by_length", "word_f_by_frequency")
+# A single-direction run adds its test score by source length and its word F-measure by
+# training frequency.
+TEST_KEYS = (
+    *("bleu", "chrf", "bleu_lc", "signature", "directions", "zero_shot"),
+    *("by_length", "word_f_by_frequency"),
+)
 
 
 def direction_curves(scores: dict) -> list[tuple[str, float]]:

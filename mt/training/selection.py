@@ -6,6 +6,7 @@ with the chosen length penalty in its config, so every tool decodes it as the ru
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from mt.config.schema import Config, DataConfig
 from mt.config.store import to_plain_dict
 from mt.data.corpus import Corpus, Split
 from mt.data.leaks import leak_audit
-from mt.data.readers import training_target_words
+from mt.data.readers import training_pairs
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.scoring import by_source_length, word_f_by_frequency, words
 from mt.training.averaging import average
@@ -102,14 +103,21 @@ def hypothesis_files(split: Split, hyps: list[str], tgt_lang: str) -> dict[str, 
     }
 
 
-def test_details(split: Split, hyps: list[str], data: DataConfig) -> dict:
-    """Where the test score comes from: by source length (what Bahdanau et al.'s Fig. 2
-    plots) and target-word F-measure by the word's frequency in the training targets."""
-    counts = training_target_words(data, words)
-    return {
-        "by_length": by_source_length(split.src_text, hyps, split.tgt_text),
-        "word_f_by_frequency": word_f_by_frequency(hyps, split.tgt_text, counts),
+def training_text_audit(data: DataConfig, corpus: Corpus) -> tuple[dict, Counter]:
+    """One pass over the training text: the leak audit of valid and test, and how often
+    each target word (13a) occurs."""
+    counts: Counter = Counter()
+
+    def counted():
+        for source, target in training_pairs(data):
+            counts.update(words(target))
+            yield source, target
+
+    held_out = {
+        name: list(zip(split.src_text, split.tgt_text, strict=True))
+        for name, split in (("valid", corpus.valid), ("test", corpus.test))
     }
+    return leak_audit(counted(), held_out), counts
 
 
 def final_test(
@@ -122,15 +130,14 @@ def final_test(
     final = save_final(model, config, checkpoints, choice)
     decode = replace(config.decode, length_penalty=choice.length_penalty)
     results = {"selection": asdict(choice), "final": str(final.relative_to(checkpoints.parent))}
-    splits = (("valid", corpus.valid), ("test", corpus.test))
-    for name, split in splits:
+    results["leaks"], counts = training_text_audit(config.data, corpus)
+    for name, split in (("valid", corpus.valid), ("test", corpus.test)):
         scores, hyps = decode_split(model, corpus.tokenizer, split, decode, device)
         for suffix, lines in hypothesis_files(split, hyps, config.data.tgt_lang).items():
             text = "".join(h + "\n" for h in lines)
             write_text(checkpoints.parent / f"{name}.hyp.{suffix}", text)
-        if not split.directions and name == "test":
-            scores.update(test_details(split, hyps, config.data))
+        if name == "test" and not split.directions:  # where the test score comes from
+            scores["by_length"] = by_source_length(split.src_text, hyps, split.tgt_text)
+            scores["word_f_by_frequency"] = word_f_by_frequency(hyps, split.tgt_text, counts)
         results[name] = scores
-    held_out = {name: list(zip(s.src_text, s.tgt_text, strict=True)) for name, s in splits}
-    results["leaks"] = leak_audit(config.data, held_out)
     return results
