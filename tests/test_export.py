@@ -92,11 +92,22 @@ def test_ctranslate2_finds_the_hypotheses_our_search_finds(moved_checkpoint, exp
     sentences = multi30k_lines("train", "de", 30)
     ours = Translator.from_checkpoint(moved_checkpoint, "cpu").translate_nbest(sentences, decode)
     theirs = ctranslate2_translator(exported, "cpu").translate_nbest(sentences, decode)
-    assert [[text for text, _ in n] for n in theirs] == [[text for text, _ in n] for n in ours]
-    # CTranslate2's CPU log-softmax gives confident tokens up to ~4e-5 more log-probability
-    # than torch's: scores agree to 1e-3 relative, not to float precision.
+    # The best hypotheses are the same. Past the first, CTranslate2 stops once it has nbest
+    # finished hypotheses, while ours goes on while a live beam could still enter the n-best:
+    # a lower entry may differ, and then ours scores at least as well.
+    assert [n[0][0] for n in theirs] == [n[0][0] for n in ours]
+    differing = 0
     for a, b in zip(theirs, ours, strict=True):
+        if [text for text, _ in a] != [text for text, _ in b]:
+            differing += 1
+            assert all(
+                ours_k >= theirs_k - 1e-3 for (_, theirs_k), (_, ours_k) in zip(a, b, strict=True)
+            )
+            continue
+        # CTranslate2's CPU log-softmax gives confident tokens up to ~4e-5 more log-probability
+        # than torch's: scores agree to 1e-3 relative, not to float precision.
         assert [score for _, score in a] == pytest.approx([score for _, score in b], rel=1e-3)
+    assert differing <= len(sentences) // 10
 
 
 def test_ctranslate2_samples_as_asked(exported):

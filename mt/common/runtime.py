@@ -54,11 +54,27 @@ def describe_device(device: torch.device) -> str:
     return f"{model}, {torch.get_num_threads()} threads"
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op context on CPU, where bf16 matmuls are not faster."""
-    return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
-    )
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 matmuls beat fp32 here: on CUDA, and on CPUs with bf16 dot products
+    (AVX512-BF16, AMX). Elsewhere the CPU converts and computes in fp32, only slower."""
+    if device.type == "cuda":
+        return True
+    capabilities = torch.cpu.get_capabilities() if device.type == "cpu" else {}
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def training_precision(device: torch.device, setting: str) -> str:
+    """trainer.precision resolved for this device: "bf16" or "fp32"."""
+    if setting == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return setting
+
+
+def autocast(device: torch.device, precision: str | None = None):
+    """bf16 autocast when precision is "bf16"; without one, on CUDA only: decoding and
+    validation on a CPU stay fp32, as every earlier score was measured."""
+    enabled = device.type == "cuda" if precision is None else precision == "bf16"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def source_commit() -> str | None:

@@ -96,6 +96,12 @@ class DataConfig:
     }
 
 
+class Precision(Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 @dataclass
 class TrainerConfig:
     seed: int = 1
@@ -124,6 +130,9 @@ class TrainerConfig:
     save_every: int | None = None  # also write last.pt every N steps between validations
     ddp_timeout_s: int = 1800  # torchrun: a rank that waits longer for another ends the job
     compile: bool = False  # torch.compile the training forward/backward (opt-in: slow start)
+    # Training arithmetic: auto = bf16 autocast where bf16 matmuls are faster (CUDA; CPUs with
+    # AVX512-BF16 or AMX), else fp32. Weights, optimizer and loss stay fp32 either way.
+    precision: Precision = Precision.auto
     num_samples: int = 3  # sample translations logged at each validation
     attention_maps: int = 2  # first validation sentences whose attention is drawn
     resume: bool = False  # continue from {run dir}/checkpoints/last.pt

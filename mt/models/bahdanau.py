@@ -21,6 +21,7 @@ from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
 from mt.common.special_ids import PAD_ID
 from mt.models.attention import Attention, AttentionScore
 from mt.models.contract import State, select_rows
+from mt.models.dropout import Dropout
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Bahdanau(nn.Module):
         # Deep output: the next word depends on state, context and previous word.
         self.pre_output = nn.Linear(hidden + hidden + cfg.emb_dim, cfg.emb_dim)
         self.output = nn.Linear(cfg.emb_dim, tgt_vocab)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def encode(self, src: torch.Tensor) -> State:
         """src (B, S) -> encoder states (B, S, H), their attention keys, mask and s_0."""

@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
 from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
+from mt.models.dropout import Dropout
 
 
 class RNNCell(Enum):
@@ -93,7 +94,7 @@ class RNNSeq2Seq(nn.Module):
             dropout=between_layers,
         )
         self.output = nn.Linear(cfg.hidden_dim, tgt_vocab)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.reverse_source = cfg.reverse_source
 
     def encode(self, src: torch.Tensor) -> State:

@@ -20,6 +20,7 @@ from mt.common.errors import MTError
 from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
 from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
+from mt.models.dropout import Dropout, dropout
 
 
 @dataclass
@@ -68,7 +69,9 @@ def sinusoidal_positions(max_positions: int, d_model: int) -> torch.Tensor:
 
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention over num_heads subspaces. Keys/values are projected
-    separately (project_kv) so a decoder can cache them."""
+    separately (project_kv) so a decoder can cache them. The projections run as one matmul
+    over the concatenated weights (q, k, v for self-attention; k, v for the encoder's memory),
+    while the parameters stay four Linear layers, as checkpoints and exports keep them."""
 
     def __init__(self, d_model: int, num_heads: int, dropout: float):
         super().__init__()
@@ -83,9 +86,21 @@ class MultiHeadAttention(nn.Module):
         batch, length, d_model = x.shape
         return x.view(batch, length, self.num_heads, d_model // self.num_heads).transpose(1, 2)
 
+    def project(self, x: torch.Tensor, *layers: nn.Linear) -> list[torch.Tensor]:
+        """x (B, T, D) through `layers` in one matmul -> one (B, H, T, D/H) tensor each."""
+        weight = torch.cat([layer.weight for layer in layers])
+        bias = torch.cat([layer.bias for layer in layers])
+        return [self.split_heads(y) for y in F.linear(x, weight, bias).chunk(len(layers), -1)]
+
     def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) -> keys and values, each (B, H, T, D/H)."""
-        return self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+        k, v = self.project(x, self.k_proj, self.v_proj)
+        return k, v
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention's queries, keys and values of x, each (B, H, T, D/H)."""
+        q, k, v = self.project(x, self.q_proj, self.k_proj, self.v_proj)
+        return q, k, v
 
     def forward(
         self,
@@ -95,17 +110,19 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,  # bool, True = may attend; broadcast to (B, H, Tq, Tk)
         is_causal: bool = False,
     ) -> torch.Tensor:
-        q = self.split_heads(self.q_proj(query))  # (B, H, Tq, D/H)
-        with sdpa_kernel(ANY_SHAPE_BACKENDS):
-            out = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=mask,
-                is_causal=is_causal,
-                dropout_p=self.dropout if self.training else 0.0,
-            )
-        return self.out_proj(out.transpose(1, 2).flatten(2))  # (B, Tq, D)
+        return self.combine(self.split_heads(self.q_proj(query)), k, v, mask, is_causal)
+
+    def combine(
+        self,
+        q: torch.Tensor,  # (B, H, Tq, D/H), projected
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        """Attend with projected queries and merge the heads: (B, Tq, D)."""
+        out = attend(q, k, v, mask, is_causal, self.dropout if self.training else 0.0)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def weights(self, query: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The attention distribution that forward applies, (B, H, Tq, Tk), for inspection:
@@ -115,9 +132,34 @@ class MultiHeadAttention(nn.Module):
         return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
 
 
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    dropout_p: float,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over heads, (B, H, Tq, D/H): F.scaled_dot_product_attention,
+    but on the CPU with dropout the same arithmetic written out with our dropout. SDPA's CPU
+    kernels draw that dropout with bernoulli_, and its fused CPU kernel, which it takes without
+    dropout, was 10 times slower than this for Multi30k's short sentences (profile_step.py)."""
+    if dropout_p == 0.0 or q.device.type != "cpu":
+        with sdpa_kernel(ANY_SHAPE_BACKENDS):
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p
+            )
+    scores = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5
+    if is_causal:
+        mask = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return dropout(torch.softmax(scores, dim=-1), dropout_p, training=True) @ v
+
+
 def feed_forward(d_model: int, ff_dim: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+        nn.Linear(d_model, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, d_model)
     )
 
 
@@ -128,7 +170,7 @@ class Sublayers(nn.Module):
         super().__init__()
         self.pre_norm = cfg.pre_norm
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(count))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def before(self, x: torch.Tensor, i: int) -> torch.Tensor:
         return self.norms[i](x) if self.pre_norm else x
@@ -146,7 +188,7 @@ class EncoderLayer(Sublayers):
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         h = self.before(x, 0)
-        x = self.after(x, self.self_attn(h, *self.self_attn.project_kv(h), mask=src_mask), 0)
+        x = self.after(x, self.self_attn.combine(*self.self_attn.project_qkv(h), src_mask), 0)
         return self.after(x, self.ff(self.before(x, 1)), 1)
 
 
@@ -173,10 +215,11 @@ class DecoderLayer(Sublayers):
         self, x: torch.Tensor, past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         h = self.before(x, 0)
-        k, v = self.self_attn.project_kv(h)
+        q, k, v = self.self_attn.project_qkv(h)
         if past_kv is not None:  # one new position attends to every earlier one: no mask
             k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
-        return self.after(x, self.self_attn(h, k, v, is_causal=past_kv is None), 0), (k, v)
+        out = self.self_attn.combine(q, k, v, is_causal=past_kv is None)
+        return self.after(x, out, 0), (k, v)
 
     def cross_attention_weights(
         self, x: torch.Tensor, cross_kv: tuple[torch.Tensor, torch.Tensor], src_mask: torch.Tensor
@@ -201,7 +244,7 @@ class Transformer(nn.Module):
         self.register_buffer(
             "positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         # Pre-norm leaves the residual stream unnormalised: normalise each stack's output.

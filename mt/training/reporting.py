@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from mt.common.files import write_text
-from mt.common.runtime import describe_device
+from mt.common.runtime import describe_device, training_precision
 from mt.config.checks import parse
 from mt.config.schema import Config
 from mt.config.store import to_plain_dict
@@ -22,6 +23,16 @@ from mt.training import distributed
 from mt.training.state import Progress
 
 log = logging.getLogger("mt")
+
+
+@dataclass
+class Window:
+    """Loss, tokens and seconds of the steps since the last log line."""
+
+    loss: torch.Tensor | float = 0.0  # this rank's summed loss, on the device
+    tokens: int = 0  # all ranks'
+    seconds: float = 0.0
+    steps: int = 0
 
 
 class Reporter:
@@ -44,13 +55,16 @@ class Reporter:
         grad_norm: float,
         tps: float,
         eta: float,
+        tokens: int,
     ) -> None:
-        """One training log line and its curves (loss, lr, gradient norm, tokens/s)."""
+        """One training log line and its curves (loss, lr, gradient norm, tokens/s, and the
+        target tokens trained so far: with its events' wall times, the loop's throughput)."""
         for tag, value in (
             ("train/loss", loss),
             ("train/lr", lr),
             ("train/grad_norm", grad_norm),
             ("train/tokens_per_sec", tps),
+            ("train/target_tokens", tokens),
         ):
             self.writer.add_scalar(tag, value, step)
         log.info(
@@ -151,6 +165,7 @@ def run_results(
         "tgt_tokens_per_sec": round(p.train_tokens / max(p.train_seconds, 1e-9), 1),
         "params": params,
         "device": str(device),
+        "precision": training_precision(device, config.trainer.precision.value),
         "hardware": describe_device(device),
         "world_size": distributed.world_size(),
         "threads": torch.get_num_threads(),

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +18,13 @@ from torch.nn.parallel import DistributedDataParallel
 from mt.common.checkpoint import keep_snapshot, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
-from mt.common.runtime import autocast, pick_device, set_cpu_threads, source_commit
+from mt.common.runtime import (
+    autocast,
+    pick_device,
+    set_cpu_threads,
+    source_commit,
+    training_precision,
+)
 from mt.config.schema import Config, DecodeConfig
 from mt.data.batches import train_batches
 from mt.data.corpus import Corpus, load_corpus
@@ -29,7 +35,7 @@ from mt.models import build_model, count_parameters
 from mt.training import distributed
 from mt.training.heatmap import attention_images
 from mt.training.loss import token_loss
-from mt.training.reporting import Reporter, run_results, write_results
+from mt.training.reporting import Reporter, Window, run_results, write_results
 from mt.training.schedule import eta_seconds, inverse_sqrt_schedule, limit_reached
 from mt.training.selection import final_test
 from mt.training.signals import StopRequests
@@ -37,16 +43,6 @@ from mt.training.state import Progress, TrainState, checkpoint_payload, random_s
 from mt.training.validation import decode_split, samples_markdown, split_loss
 
 log = logging.getLogger("mt")
-
-
-@dataclass
-class Window:
-    """Loss, tokens and seconds of the steps since the last log line."""
-
-    loss: torch.Tensor | float = 0.0  # this rank's summed loss, on the device
-    tokens: int = 0  # all ranks'
-    seconds: float = 0.0
-    steps: int = 0
 
 
 class Trainer:
@@ -57,6 +53,7 @@ class Trainer:
         set_cpu_threads(t.num_threads)
         timeout = timedelta(seconds=t.ddp_timeout_s)
         self.device = distributed.init(pick_device(t.device), timeout)
+        self.precision = training_precision(self.device, t.precision.value)
         # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.
         torch.manual_seed(t.seed + distributed.rank())
         # Each machine's first process builds a missing data cache while the others wait for
@@ -131,7 +128,7 @@ class Trainer:
             last = i == len(batches) - 1
             # All-reduce gradients once per update, on its last micro-batch.
             with nullcontext() if last or not distributed.active() else self.trained.no_sync():
-                with autocast(self.device):
+                with autocast(self.device, self.precision):
                     loss = token_loss(self.trained, batch, self.config.trainer.label_smoothing)
                 (loss * scale).backward()
             total += loss.detach().float()
@@ -237,6 +234,7 @@ class Trainer:
             float(self.last_grad_norm),
             window.tokens / window.seconds,
             eta_seconds(self.config.trainer, p, batches_per_epoch, done, seconds_per_step),
+            p.train_tokens,
         )
 
     def checkpoint_if_due(self) -> None:
@@ -328,10 +326,11 @@ def train_and_test(trainer: Trainer) -> dict | None:
         log.setLevel(logging.WARNING)  # one rank reports; the others only warn
     params = count_parameters(trainer.model)
     log.info(
-        "model %s: %d parameters | device %s | run dir %s",
+        "model %s: %d parameters | device %s, %s | run dir %s",
         type(trainer.model).__name__,
         params,
         trainer.device,
+        trainer.precision,
         trainer.run_dir,
     )
     trainer.fit()

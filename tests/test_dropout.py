@@ -1,0 +1,101 @@
+"""The CPU dropout: F.dropout's contract (rate, scale, gradient, eval), and the Transformer's
+written-out attention equal to torch's where it replaces SDPA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mt.models.dropout import Dropout, dropout, keep_mask
+from mt.models.transformer import MultiHeadAttention
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9])
+def test_drop_rate_is_p_and_neighbours_are_independent(p):
+    torch.manual_seed(0)
+    n = 400_000
+    keep = keep_mask(torch.Size([n]), p, torch.device("cpu")).float()
+    # 5 standard deviations of a binomial proportion over n elements.
+    bound = 5 * (p * (1 - p) / n) ** 0.5
+    assert abs((1 - keep.mean().item()) - p) < bound
+    # The 4 lanes of one draw, and neighbouring draws: no correlation beyond noise.
+    for shift in (1, 2, 3, 4, 5):
+        both = (keep[:-shift] * keep[shift:]).mean().item()
+        assert abs(both - (1 - p) ** 2) < 5 * bound
+
+
+def test_kept_elements_scale_and_the_gradient_follows_the_mask():
+    torch.manual_seed(1)
+    x = torch.randn(64, 33, requires_grad=True)
+    out = dropout(x, 0.25, training=True)
+    kept = out != 0
+    assert 0.15 < 1 - kept.float().mean().item() < 0.35
+    torch.testing.assert_close(out[kept], x[kept] / 0.75)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+
+
+def test_eval_mode_and_zero_rate_change_nothing_and_one_drops_everything():
+    x = torch.randn(8, 5)
+    module = Dropout(0.3).eval()
+    assert torch.equal(module(x), x)
+    assert torch.equal(dropout(x, 0.0, training=True), x)
+    assert torch.equal(dropout(x, 1.0, training=True), torch.zeros_like(x))
+
+
+def test_same_seed_same_mask_and_another_seed_another():
+    def masks(seed):
+        torch.manual_seed(seed)
+        return dropout(torch.ones(1000), 0.2, training=True)
+
+    assert torch.equal(masks(3), masks(3))
+    assert not torch.equal(masks(3), masks(4))
+
+
+def test_bf16_input_keeps_its_dtype():
+    x = torch.randn(16, 8, dtype=torch.bfloat16)
+    assert dropout(x, 0.2, training=True).dtype == torch.bfloat16
+
+
+def test_written_out_attention_equals_torch_attention():
+    """A rate that rounds to 0 of 65536 keeps every weight, so the CPU training path (scores,
+    masks, softmax, dropout) must equal torch.nn.MultiheadAttention's output exactly."""
+    torch.manual_seed(0)
+    d_model, heads = 32, 4
+    ours = MultiHeadAttention(d_model, heads, dropout=1e-9).train()
+    reference = nn.MultiheadAttention(d_model, heads, batch_first=True).eval()
+    with torch.no_grad():
+        for proj, w, b in zip(
+            (ours.q_proj, ours.k_proj, ours.v_proj),
+            reference.in_proj_weight.chunk(3),
+            reference.in_proj_bias.chunk(3),
+            strict=True,
+        ):
+            proj.weight.copy_(w)
+            proj.bias.copy_(b)
+        ours.out_proj.weight.copy_(reference.out_proj.weight)
+        ours.out_proj.bias.copy_(reference.out_proj.bias)
+    query, memory = torch.randn(3, 5, d_model), torch.randn(3, 7, d_model)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[1, 4:] = True
+    expected, _ = reference(query, memory, memory, key_padding_mask=padding)
+    got = ours(query, *ours.project_kv(memory), mask=~padding[:, None, None, :])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    causal = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
+    expected, _ = reference(query, query, query, attn_mask=causal)
+    got = ours(query, *ours.project_kv(query), is_causal=True)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_dropout_drops_weights_in_training_only():
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 2, dropout=0.5)
+    query = torch.randn(2, 6, 16)
+    kv = attention.project_kv(query)
+    attention.eval()
+    evaluated = attention(query, *kv, is_causal=True)
+    attention.train()
+    trained = [attention(query, *kv, is_causal=True) for _ in range(2)]
+    assert not torch.allclose(trained[0], evaluated)
+    assert not torch.allclose(trained[0], trained[1])
