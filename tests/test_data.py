@@ -22,7 +22,13 @@ from helpers import MULTI30K, make_config, multi30k_lines, write_corpus
 from mt.common.errors import MTError
 from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.config.schema import DataConfig
-from mt.data.batches import make_batch, token_batches, train_batches
+from mt.data.batches import (
+    fixed_length,
+    fixed_shape_batches,
+    make_batch,
+    token_batches,
+    train_batches,
+)
 from mt.data.cache import cache_dir
 from mt.data.corpus import load_corpus
 from mt.data.readers import data_root, parallel_files
@@ -91,6 +97,61 @@ def test_token_batches_cover_each_sentence_once_within_budget(small):
         assert len(b) * max(src[b].max(), tgt[b].max()) <= 400
     padded = sum(len(b) * tgt[b].max() for b in batches)
     assert tgt.sum() / padded > 0.85  # length sorting keeps padding low
+
+
+def test_fixed_shape_batches_cover_each_pair_once_in_few_shapes(small):
+    src, tgt = small.train.src_lengths(), small.train.tgt_lengths()
+    batches = train_batches(small.train, 400, 128, seed=1, epoch=0, fixed_shapes=True)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
+    shapes, real, padded = set(), 0, 0
+    for b in batches:
+        batch = make_batch(small.train, b, fixed=True)
+        shape = (len(b), batch.src.size(1), batch.tgt_in.size(1))
+        # Every pair of a batch has the same fixed lengths, the batch's own.
+        assert set(fixed_length(src[b]).tolist()) == {shape[1]}
+        assert set(fixed_length(tgt[b]).tolist()) == {shape[2]}
+        assert batch.tgt_out.shape == batch.tgt_in.shape
+        assert len(b) * max(shape[1:]) <= 400
+        shapes.add(shape)
+        real += int(src[b].sum() + tgt[b].sum())
+        padded += batch.src.numel() + batch.tgt_in.numel()
+    assert real / padded >= 0.9
+    # One full size per pair of lengths, and at most one smaller batch beside it.
+    assert len(shapes) <= 2 * len({shape[1:] for shape in shapes})
+
+
+def test_fixed_shapes_stop_growing_with_the_corpus(small):
+    """The fixture's lengths 30 and 90 times over (2048 tokens a batch): exact lengths give
+    more shapes the more batches there are; fixed ones the same bounded set, with padding
+    still under a tenth."""
+
+    def shapes(copies: int, fixed: bool) -> set:
+        src = np.tile(small.train.src_lengths(), copies)
+        tgt = np.tile(small.train.tgt_lengths(), copies)
+        rng = np.random.default_rng(0)
+        if not fixed:
+            return {
+                (len(b), src[b].max(), tgt[b].max()) for b in token_batches(src, tgt, 2048, rng)
+            }
+        batches = fixed_shape_batches(src, tgt, 2048, rng)
+        found = {(len(b), *fixed_length(np.array([src[b].max(), tgt[b].max()]))) for b in batches}
+        padded = sum(
+            len(b) * int(fixed_length(src[b]).max() + fixed_length(tgt[b]).max()) for b in batches
+        )
+        assert (src.sum() + tgt.sum()) / padded >= 0.9
+        return found
+
+    few, more = shapes(30, fixed=True), shapes(90, fixed=True)
+    lengths = {shape[1:] for shape in few}
+    assert lengths == {shape[1:] for shape in more}
+    # Per pair of lengths: its full batch, and a smaller last one.
+    assert len(few) <= 2 * len(lengths) and len(more) <= 2 * len(lengths)
+    assert len(few) < len(shapes(30, fixed=False)) < len(shapes(90, fixed=False))
+
+
+def test_fixed_lengths_are_multiples_of_4_then_8_then_16():
+    lengths = np.array([1, 4, 5, 32, 33, 64, 65, 80, 81, 128])
+    assert fixed_length(lengths).tolist() == [4, 4, 8, 32, 40, 64, 80, 80, 96, 128]
 
 
 def test_epochs_shuffle_deterministically_by_seed(small):

@@ -85,6 +85,9 @@ class DataConfig:
     joint_vocab: bool = True
     cache_dir: str | None = None  # None: $MT_CACHE_DIR, else ~/.cache/mt (mt/data/cache.py)
     loader_workers: int | None = None  # processes padding batches ahead; None: 1 on a GPU, else 0
+    # Training batches of a few fixed shapes (mt.data.batches.fixed_shape_batches), so a
+    # compiled step compiles a handful of graphs; None: when the step is compiled.
+    fixed_shapes: bool | None = None
 
     RANGES: ClassVar[dict[str, Rule]] = {
         **{k: at_least(1) for k in ("train_limit", "max_len", "max_tokens", "num_proc")},
@@ -129,7 +132,9 @@ class TrainerConfig:
     length_penalties: list[float] = field(default_factory=list)
     save_every: int | None = None  # also write last.pt every N steps between validations
     ddp_timeout_s: int = 1800  # torchrun: a rank that waits longer for another ends the job
-    compile: bool = False  # torch.compile the training forward/backward (opt-in: slow start)
+    # torch.compile the training forward/backward; None: on CUDA (on a CPU the eager step was
+    # faster, docs/performance.md). Minutes of compiling at the start.
+    compile: bool | None = None
     # Training arithmetic: auto = bf16 autocast where bf16 matmuls are faster (CUDA; CPUs with
     # AVX512-BF16 or AMX), else fp32. Weights, optimizer and loss stay fp32 either way.
     precision: Precision = Precision.auto

@@ -72,6 +72,33 @@ def token_batches(
     return batches
 
 
+def fixed_length(lengths: np.ndarray) -> np.ndarray:
+    """Lengths rounded up onto a few fixed values: multiples of 4 up to 32, of 8 up to 64, of
+    16 beyond. Steps of 8 throughout would waste a fifth of Multi30k's short sentences (about
+    16 pieces) in padding; these keep it under a tenth and still give few distinct lengths."""
+    step = np.where(lengths > 64, 16, np.where(lengths > 32, 8, 4))
+    return -(-lengths // step) * step
+
+
+def fixed_shape_batches(
+    src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Batches of a few fixed shapes, for compiled steps and CUDA graphs: the pairs grouped by
+    their fixed (source, target) lengths, each group cut into batches of as many pairs as
+    max_tokens allows at its longer side (the group's last batch may hold fewer)."""
+    src_fixed, tgt_fixed = fixed_length(src_lens), fixed_length(tgt_lens)
+    order = rng.permutation(len(src_lens))
+    order = order[np.lexsort((src_fixed[order], tgt_fixed[order]))]
+    keys = np.stack([src_fixed[order], tgt_fixed[order]], axis=1)
+    starts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+    batches = []
+    for group in np.split(order, starts):
+        size = max(1, max_tokens // int(max(src_fixed[group[0]], tgt_fixed[group[0]])))
+        batches += np.split(group, range(size, len(group), size))
+    rng.shuffle(batches)
+    return batches
+
+
 def epoch_pairs(sources: np.ndarray, weights: list[float], rng: np.random.Generator) -> np.ndarray:
     """The training pairs one epoch sees: corpus k's pairs weights[k] times, as whole copies
     and then a random part (weight 2.5: every pair twice, half of them a third time); a
@@ -111,21 +138,33 @@ def train_batches(
     max_ratio: float | None = None,
     weights: list[float] | None = None,
     src_marks: int = 0,
+    fixed_shapes: bool = False,
 ) -> list[np.ndarray]:
     """This epoch's training batches: filtered pairs dropped (dropped_by), each corpus
-    sampled by its weight (data.train_sources; a MappedSplit's), shuffled by seed+epoch."""
+    sampled by its weight (data.train_sources; a MappedSplit's), shuffled by seed+epoch;
+    of a few fixed shapes when asked (fixed_shape_batches)."""
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
     dropped = np.logical_or.reduce(list(dropped_by(split, max_len, max_ratio, src_marks).values()))
     rng = np.random.default_rng([seed, epoch])
     pairs = np.arange(len(split)) if weights is None else epoch_pairs(split.sources, weights, rng)
     keep = pairs[~dropped[pairs]]
-    return [keep[b] for b in token_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)]
+    batching = fixed_shape_batches if fixed_shapes else token_batches
+    return [keep[b] for b in batching(src_lens[keep], tgt_lens[keep], max_tokens, rng)]
 
 
-def padded(rows: list[np.ndarray], before: int | None = None, after: int | None = None):
-    """(B, longest) long tensor of the rows, each with an optional id before and after."""
+def padded(
+    rows: list[np.ndarray],
+    before: int | None = None,
+    after: int | None = None,
+    fixed: bool = False,
+):
+    """(B, longest) long tensor of the rows, each with an optional id before and after; with
+    fixed, as long as fixed_length makes the longest."""
     extra = (before is not None) + (after is not None)
-    out = np.full((len(rows), max(len(r) for r in rows) + extra), PAD_ID, dtype=np.int64)
+    length = max(len(r) for r in rows) + extra
+    if fixed:
+        length = int(fixed_length(np.array(length)))
+    out = np.full((len(rows), length), PAD_ID, dtype=np.int64)
     for k, row in enumerate(rows):
         start = 0 if before is None else 1
         if before is not None:
@@ -136,12 +175,12 @@ def padded(rows: list[np.ndarray], before: int | None = None, after: int | None 
     return torch.from_numpy(out)
 
 
-def make_batch(split: Split | MappedSplit, indices: np.ndarray) -> Batch:
-    """Pad the chosen sentences into tensors (on the CPU)."""
+def make_batch(split: Split | MappedSplit, indices: np.ndarray, fixed: bool = False) -> Batch:
+    """Pad the chosen sentences into tensors (on the CPU), to fixed lengths when asked."""
     src, tgt = split.pair_ids(indices)
     return Batch(
-        src=padded(src),
-        tgt_in=padded(tgt, before=BOS_ID),
-        tgt_out=padded(tgt, after=EOS_ID),
+        src=padded(src, fixed=fixed),
+        tgt_in=padded(tgt, before=BOS_ID, fixed=fixed),
+        tgt_out=padded(tgt, after=EOS_ID, fixed=fixed),
         num_tgt_tokens=sum(len(t) + 1 for t in tgt),
     )

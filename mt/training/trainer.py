@@ -68,8 +68,11 @@ class Trainer:
             if distributed.active()
             else self.model
         )
-        if t.compile:  # the same module underneath: checkpoints and decoding are unchanged
+        self.compiled = self.device.type == "cuda" if t.compile is None else t.compile
+        if self.compiled:  # the same module underneath: checkpoints and decoding are unchanged
             self.trained = torch.compile(self.trained)
+        fixed = config.data.fixed_shapes
+        self.fixed_shapes = self.compiled if fixed is None else fixed
         optimizer = torch.optim.Adam(
             self.model.parameters(),
             lr=t.lr,
@@ -174,6 +177,7 @@ class Trainer:
                         data.max_length_ratio,
                         epoch_weights(data, self.corpus.train.sources),
                         src_marks=source_marks(data),
+                        fixed_shapes=self.fixed_shapes,
                     )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks
@@ -203,7 +207,8 @@ class Trainer:
         workers = self.config.data.loader_workers
         if workers is None:
             workers = 1 if self.device.type == "cuda" else 0  # on a CPU it would steal a core
-        return updates(self.corpus.train, chunks, workers, pin=self.device.type == "cuda")
+        pin = self.device.type == "cuda"
+        return updates(self.corpus.train, chunks, workers, pin, self.fixed_shapes)
 
     def run_step(self, update: list, window: Window) -> None:
         """One update on its padded batches, counted in progress and the log window."""
