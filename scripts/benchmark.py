@@ -11,11 +11,11 @@ real Multi30k token batches, the padding efficiency of those batches (real token
 slots), peak memory (RSS on CPU, max allocated on CUDA), and decoding speed on
 test_2016_flickr (sentences/s, target tokens/s) greedy and with beam 5. Each model runs in its
 own process, so peak memory is its own. Warm-up steps are excluded; figures are medians over
---repeats. With --ctranslate2, the trained checkpoint is also exported (float32 and int8) and
-decoded by CTranslate2 with the same threads, sentences and batch size, in the same process;
-its rows count the test lines whose beam-5 output differs from PyTorch's and score both with
-sacrebleu. Prints markdown tables; writes JSON with the command, git commit, device, torch
-version and date.
+--repeats. With --ctranslate2, the trained checkpoint is also exported (float32 and int8 on a
+CPU, float16 and int8 on CUDA) and decoded by CTranslate2 with the same threads, sentences and
+batch size, in the same process; its rows count the test lines whose beam-5 output differs from
+PyTorch's and score both with sacrebleu. Prints markdown tables; writes JSON with the command,
+git commit, device, torch version and date.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mt.common.checkpoint import check_vocabulary, load_checkpoint, load_weights
-from mt.common.runtime import describe_device
+from mt.common.runtime import describe_device, pick_device
 from mt.config.schema import DecodeConfig
 from mt.config.store import register_configs, to_config
 from mt.data.batches import make_batch, train_batches
@@ -316,7 +316,10 @@ def main() -> None:
     for name in args.models.split(","):
         results.append(measure_in_child(name))
         if name in args.ctranslate2.split(","):
-            engines = [measure_in_child(f"{name}@{q}") for q in ("float32", "int8")]
+            # float16 where CTranslate2 has it (CUDA), float32 on a CPU; int8 on both.
+            cuda = pick_device(args.device).type == "cuda"
+            types = ("float16", "int8") if cuda else ("float32", "int8")
+            engines = [measure_in_child(f"{name}@{q}") for q in types]
             compare_engines(results[-1], engines)
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO

@@ -88,6 +88,12 @@ def check_directions(data: DataConfig) -> None:
             raise MTError(f"data.direction_weights[{k}]={weight}: {rule}")
 
 
+# What a run started from another (trainer.init_from) may keep of it besides the weights,
+# and the groups of parameters trainer.freeze can name (mt.training.parent.FREEZABLE).
+INIT_KEEPABLE = ("optimizer", "schedule")
+FREEZABLE = ("embeddings", "encoder", "decoder")
+
+
 def check_trainer(trainer: TrainerConfig) -> None:
     """Ranges, a stopping rule, and the choice on valid's snapshots and penalties."""
     check_ranges(trainer, "trainer.")
@@ -101,6 +107,19 @@ def check_trainer(trainer: TrainerConfig) -> None:
             raise MTError(f"trainer.length_penalties: {penalty} must be ≥ 0")
     if trainer.max_steps is None and trainer.max_epochs is None and trainer.max_minutes is None:
         raise MTError("set one of trainer.max_steps, trainer.max_epochs, trainer.max_minutes")
+    if trainer.resume and trainer.init_from:
+        raise MTError(
+            "trainer.resume=true continues this run; trainer.init_from starts a new one from "
+            "another: give one of them"
+        )
+    for kept in trainer.init_keep:
+        if kept not in INIT_KEEPABLE:
+            raise MTError(f"trainer.init_keep: {kept!r} is not one of {', '.join(INIT_KEEPABLE)}")
+    for group in trainer.freeze:
+        if group not in FREEZABLE:
+            raise MTError(f"trainer.freeze: {group!r} is not one of {', '.join(FREEZABLE)}")
+    if trainer.init_keep and not trainer.init_from:
+        raise MTError("trainer.init_keep needs trainer.init_from (the run whose state it keeps)")
 
 
 def check_decode(decode: DecodeConfig) -> None:

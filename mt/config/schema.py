@@ -141,6 +141,13 @@ class TrainerConfig:
     num_samples: int = 3  # sample translations logged at each validation
     attention_maps: int = 2  # first validation sentences whose attention is drawn
     resume: bool = False  # continue from {run dir}/checkpoints/last.pt
+    # Start a new run from a trained model: a checkpoint, or a run directory (its final.pt,
+    # else best.pt, else last.pt), with its shape and subword models. Step count, best score
+    # and early stopping start afresh; init_keep may also keep "optimizer" (Adam's moments)
+    # and "schedule" (the learning rate's place in its warm-up and decay).
+    init_from: str | None = None
+    init_keep: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list)  # embeddings, encoder, decoder: not trained
     overwrite: bool = False  # train from scratch into a run directory that holds checkpoints
 
     RANGES: ClassVar[dict[str, Rule]] = {

@@ -1,5 +1,5 @@
 """Typed configuration schemas of the command-line tools that use a trained model:
-mt.prepare, mt.evaluate, mt.translate, mt.export and mt.serve (registered by
+mt.prepare, mt.evaluate, mt.translate, mt.distill, mt.export and mt.serve (registered by
 mt.config.store.register_configs)."""
 
 from __future__ import annotations
@@ -64,6 +64,23 @@ class TranslateConfig:
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
     RANGES: ClassVar[dict[str, Rule]] = {"lines_per_batch": at_least(1)}
+
+
+@dataclass
+class DistillConfig:
+    """`python -m mt.distill checkpoint=PATH out=DIR [input=FILE] [decode.*]` (mt/distill.py)."""
+
+    checkpoint: Any = None  # engine=torch: the teacher, or [A.pt,B.pt,C.pt] as an ensemble
+    engine: Engine = Engine.torch
+    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
+    out: str = MISSING  # the distilled corpus's directory
+    input: str | None = None  # default: the teacher's own training sources
+    data_root: str | None = None  # where the teacher's corpus lies now, if it has moved
+    shard_lines: int = 5000  # lines decoded and written whole at a time: what a kill loses
+    device: str = "auto"
+    decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the teacher's
+
+    RANGES: ClassVar[dict[str, Rule]] = {"shard_lines": at_least(1)}
 
 
 @dataclass
@@ -136,6 +153,7 @@ TOOL_SCHEMAS = {
     "prepare": PrepareConfig,
     "evaluate": EvaluateConfig,
     "translate": TranslateConfig,
+    "distill": DistillConfig,
     "score": ScoreConfig,
     "export": ExportConfig,
     "serve": ServeConfig,

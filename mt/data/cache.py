@@ -98,9 +98,10 @@ def remember_digests(directory: Path, known: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def fingerprint(cfg: DataConfig) -> str:
+def fingerprint(cfg: DataConfig, tokenizer: Tokenizer | None = None) -> str:
     """Hash of the split files' bytes (a Hub dataset's own fingerprint) and of every setting
-    that changes the subword model or the encoding: no text is decoded to compute it."""
+    that changes the subword model or the encoding (a given tokenizer's models among them):
+    no text is decoded to compute it."""
     directory = cache_dir(cfg)
     known = known_digests(directory)
     before = json.dumps(known)
@@ -108,6 +109,9 @@ def fingerprint(cfg: DataConfig) -> str:
     settings = [CACHE_VERSION, cfg.src_lang, cfg.tgt_lang, cfg.train_limit]
     settings += [cfg.vocab_size, cfg.subword_type.value, cfg.joint_vocab, cfg.spm_sample]
     settings += [cfg.dedup]
+    if tokenizer is not None:  # a parent model's, not one trained on this text
+        models = tokenizer.to_dict()
+        settings.append([hashlib.sha256(models[side]).hexdigest() for side in ("src", "tgt")])
     if cfg.directions:  # only then: a single direction's caches keep their names
         settings.append(cfg.directions)
         if cfg.dedup:  # told apart from the caches whose dedup dropped other directions' pairs
@@ -278,9 +282,9 @@ def id_type(tokenizer: Tokenizer) -> str:
     return "uint16" if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 65536 else "int32"
 
 
-def build_cache(cfg: DataConfig, directory: Path) -> None:
-    """Read every split, train the tokenizer, encode, and write it all atomically into
-    directory; on the way everything is on disk, not in memory."""
+def build_cache(cfg: DataConfig, directory: Path, tokenizer: Tokenizer | None = None) -> None:
+    """Read every split, train the tokenizer (unless one is given), encode, and write it all
+    atomically into directory; on the way everything is on disk, not in memory."""
     tmp = temporary_path(directory)
     scratch = tmp / "scratch"
     try:
@@ -292,7 +296,7 @@ def build_cache(cfg: DataConfig, directory: Path) -> None:
             text["train"] = unique_pairs(text["train"], scratch, tags)
         counts = {"train_pairs_read": read, "duplicates_dropped": read - len(text["train"])}
         (tmp / COUNTS).write_text(json.dumps(counts) + "\n")
-        tokenizer = train_tokenizer(cfg, text["train"])
+        tokenizer = tokenizer or train_tokenizer(cfg, text["train"])
         (tmp / "src.model").write_bytes(tokenizer.src_model)
         (tmp / "tgt.model").write_bytes(tokenizer.tgt_model)
         for split in SPLITS:

@@ -142,9 +142,9 @@ def map_split(path: Path) -> MappedSplit:
     return MappedSplit(datasets.load_from_disk(str(path)).data.table)
 
 
-def cache_path(cfg: DataConfig) -> Path:
+def cache_path(cfg: DataConfig, tokenizer: Tokenizer | None = None) -> Path:
     """Where the corpus's cache lies (or will): named by the language pair and fingerprint."""
-    return cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg)}"
+    return cache_dir(cfg) / f"{cfg.src_lang}-{cfg.tgt_lang}-{fingerprint(cfg, tokenizer)}"
 
 
 def wait_for(directory: Path) -> None:
@@ -154,17 +154,18 @@ def wait_for(directory: Path) -> None:
         time.sleep(1)
 
 
-def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
+def load_corpus(cfg: DataConfig, build: bool = True, tokenizer: Tokenizer | None = None) -> Corpus:
     """The encoded corpus from the cache. When no cache matches the files and settings, it is
-    built first (reading, tokenising, encoding), or, with build=False, waited for. A damaged
-    cache is named and, with build, rebuilt."""
-    directory = cache_path(cfg)
+    built first (reading, tokenising, encoding; with a given tokenizer, a parent model's, none
+    is trained), or, with build=False, waited for. A damaged cache is named and, with build,
+    rebuilt."""
+    directory = cache_path(cfg, tokenizer)
     directory.parent.mkdir(parents=True, exist_ok=True)
     if build:
         remove_stale_temporaries(directory.parent)  # caches whose builder was killed
     origin = "found"
     if not directory.is_dir():
-        build_cache(cfg, directory) if build else wait_for(directory)
+        build_cache(cfg, directory, tokenizer) if build else wait_for(directory)
         origin = "built" if build else origin
     try:
         corpus = open_cache(directory)
@@ -174,7 +175,7 @@ def load_corpus(cfg: DataConfig, build: bool = True) -> Corpus:
             raise MTError(f"{damage}; {how}") from None
         log.warning("%s; rebuilding the cache", damage)
         discard(directory)
-        build_cache(cfg, directory)
+        build_cache(cfg, directory, tokenizer)
         corpus, origin = open_cache(directory), "rebuilt"
     corpus.origin = origin
     if cfg.directions:

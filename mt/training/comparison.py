@@ -30,6 +30,7 @@ COLUMNS = (
     "tgt tok/s",
     "device",
     "commit",
+    "started from",
 )
 
 
@@ -64,9 +65,19 @@ def row(path: Path) -> list[str]:
             f"{r['tgt_tokens_per_sec']:.0f}",
             r.get("hardware", r["device"]),
             (r.get("commit") or "")[:10],  # short, with its -dirty mark cut; see results.json
+            started_from(r.get("parent")),
         ]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None
+
+
+def started_from(parent: dict | None) -> str:
+    """A run started from another (trainer.init_from): the parent's run and file, and the
+    first digits of its sha256 (results.json has the whole path and digest)."""
+    if not parent:
+        return ""
+    path = Path(parent["path"])
+    return f"{path.parent.parent.name}/{path.name} ({parent['sha256'][:8]})"
 
 
 def direction_rows(path: Path) -> list[list[str]]:
@@ -93,7 +104,11 @@ def chosen(selection: dict | None) -> str:
 
 
 def markdown_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    """The rows under COLUMNS; "started from" only when a run was started from another."""
+    columns = list(COLUMNS)
+    if not any(cells[-1] for cells in rows):
+        columns, rows = columns[:-1], [cells[:-1] for cells in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
 

@@ -147,12 +147,20 @@ def direction_curves(scores: dict) -> list[tuple[str, float]]:
 
 
 def run_results(
-    config: Config, model: str, scores: dict, p: Progress, params: int, device, wall: float
+    config: Config,
+    model: str,
+    scores: dict,
+    p: Progress,
+    params: int,
+    device,
+    wall: float,
+    parent: dict | None = None,
 ) -> dict:
     """What results.json holds: scores, training progress, and what made them (the commit,
-    the resolved config, torch, the hardware and its threads)."""
+    the resolved config, torch, the hardware and its threads, the parent it started from)."""
     return {
         "model": model,
+        "parent": parent,  # trainer.init_from's checkpoint: path, sha256, its run's commit
         "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
         "test": {k: scores["test"][k] for k in TEST_KEYS if k in scores["test"]},
         "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid

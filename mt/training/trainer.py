@@ -5,26 +5,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mt.common.checkpoint import keep_snapshot, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
-from mt.common.runtime import (
-    autocast,
-    pick_device,
-    set_cpu_threads,
-    source_commit,
-    training_precision,
-)
+from mt.common.runtime import pick_device, set_cpu_threads, source_commit, training_precision
 from mt.config.schema import Config, DecodeConfig
 from mt.data.batches import train_batches
 from mt.data.corpus import Corpus, load_corpus
@@ -34,12 +26,13 @@ from mt.data.languages import held_out_profiles
 from mt.models import build_model, count_parameters
 from mt.training import distributed
 from mt.training.heatmap import attention_images
-from mt.training.loss import token_loss
+from mt.training.parent import Parent, fitted, freeze, start_from
 from mt.training.reporting import Reporter, Window, run_results, write_results
-from mt.training.schedule import eta_seconds, inverse_sqrt_schedule, limit_reached
+from mt.training.schedule import eta_seconds, limit_reached
 from mt.training.selection import final_test
 from mt.training.signals import StopRequests
 from mt.training.state import Progress, TrainState, checkpoint_payload, random_state, restore
+from mt.training.update import Update, optimizer_and_schedule
 from mt.training.validation import decode_split, samples_markdown, split_loss
 
 log = logging.getLogger("mt")
@@ -47,9 +40,12 @@ log = logging.getLogger("mt")
 
 class Trainer:
     def __init__(self, config: Config, run_dir: Path):
-        self.config, self.run_dir = config, run_dir
         self.started = time.monotonic()
         t = config.trainer
+        # A run started from another takes its model shape and subword models.
+        self.parent = Parent.open(t.init_from) if t.init_from else None
+        config = fitted(config, self.parent) if self.parent else config
+        self.config, self.run_dir = config, run_dir
         set_cpu_threads(t.num_threads)
         timeout = timedelta(seconds=t.ddp_timeout_s)
         self.device = distributed.init(pick_device(t.device), timeout)
@@ -58,7 +54,9 @@ class Trainer:
         torch.manual_seed(t.seed + distributed.rank())
         # Each machine's first process builds a missing data cache while the others wait for
         # it on the file system, not in a collective that could time out.
-        self.corpus: Corpus = load_corpus(config.data, build=distributed.local_rank() == 0)
+        tokenizer = self.parent.tokenizer if self.parent else None
+        build = distributed.local_rank() == 0
+        self.corpus: Corpus = load_corpus(config.data, build, tokenizer)
         self.model = build_model(config.model, *self.corpus.tokenizer.sizes()).to(self.device)
         # The model that training steps run through: DDP averages gradients across ranks.
         self.trained = (
@@ -73,16 +71,9 @@ class Trainer:
             self.trained = torch.compile(self.trained)
         fixed = config.data.fixed_shapes
         self.fixed_shapes = self.compiled if fixed is None else fixed
-        optimizer = torch.optim.Adam(
-            self.model.parameters(),
-            lr=t.lr,
-            betas=tuple(t.adam_betas),
-            weight_decay=t.weight_decay,
-            fused=self.device.type == "cuda" or None,
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, inverse_sqrt_schedule(t.warmup_steps)
-        )
+        optimizer, scheduler = optimizer_and_schedule(self.model, t, self.device)
+        args = (optimizer, scheduler, t, self.device, self.precision)
+        self.update = Update(self.model, self.trained, *args)
         progress = Progress(commits=[source_commit()])  # read now: the code that runs
         self.state = TrainState(self.model, optimizer, scheduler, progress)
         self.checkpoints = run_dir / "checkpoints"
@@ -91,6 +82,9 @@ class Trainer:
         if t.resume:
             last = self.checkpoints / "last.pt"
             restore(last, self.tokenizer_models, self.state, self.device, config)
+        elif self.parent:
+            start_from(self.parent, self.state, config)
+        freeze(self.model, t.freeze)
         # Rank 0 alone writes TensorBoard, checkpoints and results.
         first_step = self.progress.step + 1
         self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
@@ -115,31 +109,8 @@ class Trainer:
     # ------------------------------------------------------------ training
 
     def train_step(self, batches: list) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """One optimizer update over this rank's len(batches) accumulated batches.
-
-        Returns this rank's summed loss and the target tokens of all ranks, and the gradient
-        norm; the tensors stay on the device (read at log time: no host sync per batch)."""
-        local_tokens = sum(b.num_tgt_tokens for b in batches)
-        (num_tokens,) = distributed.sum_all([local_tokens], self.device)
-        # Normalise by the tokens of the whole update (all micro-batches, all ranks), so
-        # accumulation and data parallelism equal one big batch. DDP averages gradients over
-        # ranks, hence the world size.
-        scale = distributed.world_size() / num_tokens
-        total = torch.zeros((), device=self.device)
-        for i, batch in enumerate(batches):
-            batch = batch.to(self.device)
-            last = i == len(batches) - 1
-            # All-reduce gradients once per update, on its last micro-batch.
-            with nullcontext() if last or not distributed.active() else self.trained.no_sync():
-                with autocast(self.device, self.precision):
-                    loss = token_loss(self.trained, batch, self.config.trainer.label_smoothing)
-                (loss * scale).backward()
-            total += loss.detach().float()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.trainer.clip_norm)
-        self.state.optimizer.step()
-        self.state.scheduler.step()
-        self.state.optimizer.zero_grad(set_to_none=True)
-        return total, int(num_tokens), grad_norm.detach()
+        """One optimizer update (mt.training.update.Update)."""
+        return self.update(batches)
 
     def agreed_stop(self) -> str | None:
         """The same decision on every rank: rank 0's limits (their clocks differ, their steps
@@ -346,8 +317,9 @@ def train_and_test(trainer: Trainer) -> dict | None:
     )
     name = type(trainer.model).__name__.lower()
     wall = time.monotonic() - trainer.started
+    parent = trainer.parent.record() if trainer.parent else None
     results = run_results(
-        trainer.config, name, scores, trainer.progress, params, trainer.device, wall
+        trainer.config, name, scores, trainer.progress, params, trainer.device, wall, parent
     )
     write_results(trainer.run_dir, results)
     return results

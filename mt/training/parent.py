@@ -1,0 +1,129 @@
+"""Starting a new run from a trained model (trainer.init_from): the parent's weights, model
+shape and subword models; its optimizer moments and schedule only when asked (trainer.init_keep).
+Step count, best score and early stopping always start afresh: it is a new run. Also
+trainer.freeze, for adaptation studies: groups of parameters left untrained."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from torch import nn
+
+from mt.common.checkpoint import load_checkpoint, load_weights
+from mt.common.errors import MTError
+from mt.common.files import sha256_file
+from mt.config.checks import parse
+from mt.config.schema import Config, DataConfig
+from mt.config.store import from_plain_dict
+from mt.data.tokenizer import Tokenizer
+from mt.models import model_name
+from mt.training.state import TrainState, reapply
+
+log = logging.getLogger("mt")
+# What a run directory offers, in order of preference: the reported model, then the others.
+RUN_CHECKPOINTS = ("final.pt", "best.pt", "last.pt")
+
+
+def parent_path(init_from: str) -> Path:
+    """A checkpoint file, or a run directory's (or its checkpoints/ folder's) best choice."""
+    path = Path(init_from)
+    if path.is_dir():
+        for folder in (path / "checkpoints", path):
+            found = [folder / name for name in RUN_CHECKPOINTS if (folder / name).is_file()]
+            if found:
+                return found[0]
+        raise MTError(f"trainer.init_from={init_from}: no {', '.join(RUN_CHECKPOINTS)} in it")
+    return path
+
+
+@dataclass
+class Parent:
+    path: Path
+    payload: dict
+
+    @classmethod
+    def open(cls, init_from: str) -> Parent:
+        path = parent_path(init_from)
+        return cls(path, load_checkpoint(path))
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer.from_dict(self.payload["tokenizer"])
+
+    @property
+    def config(self) -> Config:
+        return from_plain_dict(self.payload["config"])
+
+    def record(self) -> dict:
+        """What results.json says of the parent: where it was, its bytes, its run's code."""
+        commits = self.payload.get("progress", {}).get("commits") or [None]
+        path = str(self.path.resolve())
+        return {"path": path, "sha256": sha256_file(self.path), "commit": commits[-1]}
+
+
+def languages(data: DataConfig) -> set[str]:
+    """Every language a run reads or writes."""
+    if data.directions:
+        return {lang for direction in data.directions for lang in parse(direction)}
+    return {data.src_lang, data.tgt_lang}
+
+
+def fitted(config: Config, parent: Parent) -> Config:
+    """config with the parent's model shape. A shape key the run left at its default takes the
+    parent's value; one set to something else is refused, naming it. Dropout is a training
+    choice, the run's own. The data must be in languages the parent's subword model knows."""
+    where = f"trainer.init_from={parent.path}"
+    theirs = parent.config
+    if type(theirs.model) is not type(config.model):
+        raise MTError(
+            f"{where}: a {model_name(theirs.model)} checkpoint, and this run's model is "
+            f"{model_name(config.model)}: choose the parent's experiment"
+        )
+    default = type(config.model)()
+    for key in (f.name for f in fields(config.model) if f.name != "dropout"):
+        mine, parents = getattr(config.model, key), getattr(theirs.model, key)
+        if mine != parents and mine != getattr(default, key):
+            raise MTError(f"model.{key}={mine} contradicts {where}, whose model has {parents}")
+    unknown = sorted(languages(config.data) - languages(theirs.data))
+    if unknown:
+        known = ", ".join(sorted(languages(theirs.data)))
+        raise MTError(
+            f"data: {', '.join(unknown)} is not among the languages of {where} ({known}): "
+            f"its subword model and vocabulary were built for those"
+        )
+    return replace(config, model=replace(theirs.model, dropout=config.model.dropout))
+
+
+def start_from(parent: Parent, state: TrainState, config: Config) -> None:
+    """The parent's weights into state's model; its optimizer moments and its schedule's
+    position too when trainer.init_keep names them; this run's settings over what they bring
+    (learning rate, betas, weight decay)."""
+    keep = config.trainer.init_keep
+    load_weights(state.model, parent.payload["model"], parent.path)
+    if "optimizer" in keep:
+        state.optimizer.load_state_dict(parent.payload["optimizer"])
+    if "schedule" in keep:
+        state.scheduler.load_state_dict(parent.payload["scheduler"])
+    reapply(state, config)
+    log.info("started from %s (kept: %s)", parent.path, ", ".join(["weights", *keep]))
+
+
+# trainer.freeze's groups: the parameters whose names they match.
+FREEZABLE = {
+    "embeddings": lambda name: "embed" in name,
+    "encoder": lambda name: name.startswith("encoder"),
+    "decoder": lambda name: name.startswith("decoder"),
+}
+
+
+def freeze(model: nn.Module, groups: list[str]) -> None:
+    """Leave the named groups of parameters untrained (a tied output projection is the target
+    embedding, so freezing embeddings freezes it too)."""
+    for group in groups:
+        matched = [p for name, p in model.named_parameters() if FREEZABLE[group](name)]
+        if not matched:
+            raise MTError(f"trainer.freeze: {type(model).__name__} has no {group} parameters")
+        for parameter in matched:
+            parameter.requires_grad_(False)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Wheels for scripts/gpu_check.sh: the packages mt needs that a GPU machine's image may lack
+# (its own torch, sentencepiece, sacrebleu, tensorboard and pytest are used as they are), for
+# Python 3.12 on x86-64 Linux, into .whl/ (ignored by git; carry it with the working tree).
+#
+#   bash scripts/gpu_wheels.sh            # PYTHON_VERSION=3.12 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON_VERSION=${PYTHON_VERSION:-3.12}
+# The versions installed here, where the tests pass; --no-deps: each needed one is named.
+NAMES=(hydra-core omegaconf antlr4-python3-runtime datasets dill multiprocess ctranslate2)
+mapfile -t PACKAGES < <(python3 -c '
+import sys
+from importlib.metadata import version
+for name in sys.argv[1:]:
+    print(f"{name}=={version(name)}")' "${NAMES[@]}")
+platforms=()
+for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+         manylinux2014_x86_64 manylinux1_x86_64; do
+  platforms+=(--platform "$p")
+done
+mkdir -p .whl
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+for package in "${PACKAGES[@]}"; do
+  # A package published as source only (antlr4's runtime) is built into a wheel here.
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYTHON_VERSION" \
+    --implementation cp "${platforms[@]}" -d .whl "$package" 2>/dev/null \
+  || python3 -m pip wheel -q --no-deps -w .whl "$package"
+done
+du -sh .whl
+ls .whl

@@ -1,0 +1,85 @@
+"""Sequence-level distillation (mt.distill): a memorising teacher's translations become a
+corpus that a student learns to reproduce; a killed distillation resumes into the same
+corpus; a finished one is not redone."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import make_config, multi30k_lines, write_lines
+
+from mt.decoding.translator import Translator
+from mt.training.trainer import train
+
+SOURCES = multi30k_lines("train", "de", 30)
+
+
+def distil(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mt.distill", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def corpus(directory: Path) -> tuple[list[str], list[str]]:
+    return tuple(
+        gzip.open(directory / f"train.{lang}.gz", "rt", encoding="utf-8").read().splitlines()
+        for lang in ("de", "en")
+    )
+
+
+def test_a_student_of_a_memorising_teacher_translates_as_it_does(
+    memorised_run, memorise_root, cache_dir, tmp_path
+):
+    teacher = memorised_run[0] / "checkpoints" / "final.pt"
+    result = distil(f"checkpoint={teacher}", f"out={tmp_path / 'kd'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sources, targets = corpus(tmp_path / "kd")
+    teacher_says = [
+        n[0][0] for n in Translator.from_checkpoint(teacher, "cpu").translate_nbest(SOURCES)
+    ]
+    assert sources == SOURCES and targets == teacher_says
+    # The student learns the teacher's outputs, not the references.
+    kd = [f"data.train_sources=[{{name: kd, root: {tmp_path}}}]"]
+    student_run = tmp_path / "student"
+    overrides = ["trainer.max_steps=150", "trainer.valid_every=150", *kd]
+    train(make_config(memorise_root, "tiny", cache_dir, *overrides), student_run)
+    student = Translator.from_checkpoint(student_run / "checkpoints" / "final.pt", "cpu")
+    assert [n[0][0] for n in student.translate_nbest(SOURCES)] == teacher_says
+    # Run again: nothing is redone.
+    again = distil(f"checkpoint={teacher}", f"out={tmp_path / 'kd'}", cwd=tmp_path)
+    assert again.returncode == 0 and "already distilled" in again.stderr
+
+
+def test_a_killed_distillation_resumes_into_the_same_corpus(memorised_run, tmp_path):
+    teacher = memorised_run[0] / "checkpoints" / "final.pt"
+    lines = write_lines(tmp_path / "in.de", SOURCES * 20)  # 600 lines, 30 shards of 20
+    common = [f"checkpoint={teacher}", f"input={lines}", "shard_lines=20", "decode.beam_size=4"]
+    whole = distil(*common, f"out={tmp_path / 'whole'}", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mt.distill", *common, f"out={out}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while len(list((out / "shards").glob("*.en"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    shards = len(list((out / "shards").glob("*.en")))
+    assert 3 <= shards < 30 and not (out / "distill.json").exists()
+    resumed = distil(*common, f"out={out}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    # Only the missing shards were decoded.
+    assert resumed.stderr.count("shard ") == 30 - shards
+    assert corpus(out) == corpus(tmp_path / "whole")
+    finished = json.loads((out / "distill.json").read_text())
+    assert finished["pairs"] == 600 and finished["shards"] == 30
