@@ -21,7 +21,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
-import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,8 +44,12 @@ from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
 
 register_configs()
-log = logging.getLogger("mt")
 DONE = "distill.json"
+
+
+def say(line: str) -> None:
+    """Progress on stderr (the tools set up no logging: stdout may carry results)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def sources(translator: Translator, cfg: DistillConfig) -> tuple[Iterator[str], str, str]:
@@ -77,7 +81,7 @@ def distil_shards(translator: Translator, cfg: DistillConfig, lines: Iterator[st
             with replaced_on_success(path) as tmp:
                 tmp.write_text("".join(nbest[0][0] + "\n" for nbest in outputs), "utf-8")
             seconds = time.monotonic() - started
-            log.info("shard %d: %d lines in %.1f s", index, len(shard), seconds)
+            say(f"shard {index}: {len(shard)} lines in {seconds:.1f} s")
         index += 1
     return index
 
@@ -119,7 +123,7 @@ def distil(cfg: DistillConfig) -> dict:
         finished = json.loads(done.read_text("utf-8"))
         if {k: finished.get(k) for k in record} != record:
             raise MTError(f"out={out}: distilled by another teacher or other settings ({done})")
-        log.info("%s: already distilled (%d pairs); nothing to do", out, finished["pairs"])
+        say(f"{out}: already distilled ({finished['pairs']} pairs); nothing to do")
         return finished
     translator = open_translator(cfg.engine, models, cfg.device)
     started = time.monotonic()

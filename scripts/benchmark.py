@@ -201,6 +201,7 @@ def compose_config(name: str, args):
         overrides.append(f"trainer.num_threads={args.threads}")
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
+    overrides += args.set
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return to_config(compose("config", overrides))
 
@@ -291,6 +292,13 @@ def main() -> None:
         help="models (only transformer) whose --checkpoint is also decoded with CTranslate2",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every model (repeatable): the shape of a checkpoint",
+    )
     parser.add_argument(
         "--checkpoint",
         action="append",

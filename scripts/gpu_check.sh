@@ -11,8 +11,12 @@
 #   3. scripts/bench_gpu.py: base, big and Multi30k's step: tokens/s, ms, memory, MFU;
 #   4. the Multi30k transformer recipe for STEPS updates (8000) from DATA_ROOT/multi30k/, timed;
 #   5. scripts/benchmark.py on its checkpoint: our beam search and CTranslate2's speed.
-# Without CUDA, steps 2 and 5's CTranslate2 float16 say they are skipped. Each step's figures
-# land in OUT even when a later step fails; the exit status is the first failure's.
+# Without CUDA, step 2 is skipped (check.log says so) and step 5 decodes CTranslate2 float32
+# instead of float16. Each step's figures
+# land in OUT even when a later step fails; the exit status is the first failure's. OUT holds
+# six files (a device machine returns at most eight): check.log (what ran, how long, the
+# training throughput), steps.log (every step's own output), env.json, bench_gpu.json,
+# results.json (the Multi30k run's) and decode.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check}
@@ -21,10 +25,11 @@ TINY=${TINY:-0}
 mkdir -p "$OUT"
 log() { echo "[gpu_check $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/check.log"; }
 status=0
-step() {  # name command...: run it, its output into OUT/name.log, remember a failure
+step() {  # name command...: run it, its output into OUT/steps.log, remember a failure
   local name=$1; shift
   log "$name: $*"
-  "$@" >"$OUT/$name.log" 2>&1
+  echo "===== $name: $*" >>"$OUT/steps.log"
+  "$@" >>"$OUT/steps.log" 2>&1
   local rc=$?
   log "$name: exit $rc"
   [[ $rc -eq 0 || $status -ne 0 ]] || status=$rc
@@ -39,9 +44,9 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export MT_CACHE_DIR=${MT_CACHE_DIR:-/tmp/mt-cache}
 CUDA=$(python3 -c "import torch; print(int(torch.cuda.is_available()))")
 python3 - >"$OUT/env.json" <<'EOF'
-import json, platform, subprocess, torch
-from mt.common.runtime import source_commit
-name = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()
+import json, platform, torch
+from mt.common.runtime import describe_device, pick_device, source_commit
+name = describe_device(pick_device("auto"))
 print(json.dumps({"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
                   "python": platform.python_version(), "commit": source_commit()}, indent=2))
 EOF
@@ -54,11 +59,12 @@ else
 fi
 
 if [[ $TINY == 1 ]]; then
+  shape=(model.d_model=32 model.num_heads=2 model.num_layers=1 model.ff_dim=64 data.vocab_size=300)
   bench=(--tiny --steps 3 --warmup 1)
   recipe=(data.root=tests/data trainer.max_steps=${STEPS:-20} trainer.valid_every=10
-          trainer.log_every=5 model.d_model=32 model.num_heads=2 model.num_layers=1
-          model.ff_dim=64 data.vocab_size=300 "trainer.length_penalties=[]")
+          trainer.log_every=5 "trainer.length_penalties=[]" "${shape[@]}")
   decode=(--sentences 8 --steps 2 --repeats 1 --data-root tests/data)
+  for key in "${shape[@]}"; do decode+=(--set "$key"); done
 else
   bench=()
   recipe=(data.root=$DATA_ROOT trainer.max_steps=${STEPS:-8000})

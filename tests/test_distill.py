@@ -5,7 +5,6 @@ corpus; a finished one is not redone."""
 from __future__ import annotations
 
 import gzip
-import json
 import signal
 import subprocess
 import sys
@@ -14,7 +13,10 @@ from pathlib import Path
 
 from helpers import make_config, multi30k_lines, write_lines
 
+from mt.config.schema import DecodeOverrides
+from mt.config.tools import DistillConfig
 from mt.decoding.translator import Translator
+from mt.distill import distil as distil_corpus
 from mt.training.trainer import train
 
 SOURCES = multi30k_lines("train", "de", 30)
@@ -56,15 +58,25 @@ def test_a_student_of_a_memorising_teacher_translates_as_it_does(
     assert again.returncode == 0 and "already distilled" in again.stderr
 
 
-def test_a_killed_distillation_resumes_into_the_same_corpus(memorised_run, tmp_path):
+def test_a_killed_distillation_resumes_into_the_same_corpus(memorised_run, tmp_path, capsys):
     teacher = memorised_run[0] / "checkpoints" / "final.pt"
-    lines = write_lines(tmp_path / "in.de", SOURCES * 20)  # 600 lines, 30 shards of 20
-    common = [f"checkpoint={teacher}", f"input={lines}", "shard_lines=20", "decode.beam_size=4"]
-    whole = distil(*common, f"out={tmp_path / 'whole'}", cwd=tmp_path)
-    assert whole.returncode == 0, whole.stderr
+    lines = write_lines(tmp_path / "in.de", SOURCES * 8)  # 240 lines, 24 shards of 10
+
+    def settings(out: Path) -> DistillConfig:
+        return DistillConfig(
+            checkpoint=str(teacher),
+            out=str(out),
+            input=str(lines),
+            shard_lines=10,
+            device="cpu",
+            decode=DecodeOverrides(beam_size=2),
+        )
+
+    distil_corpus(settings(tmp_path / "whole"))
     out = tmp_path / "killed"
+    args = [f"checkpoint={teacher}", f"input={lines}", "shard_lines=10", "decode.beam_size=2"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "mt.distill", *common, f"out={out}"],
+        [sys.executable, "-m", "mt.distill", *args, "device=cpu", f"out={out}"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -75,11 +87,10 @@ def test_a_killed_distillation_resumes_into_the_same_corpus(memorised_run, tmp_p
     process.send_signal(signal.SIGKILL)
     process.wait()
     shards = len(list((out / "shards").glob("*.en")))
-    assert 3 <= shards < 30 and not (out / "distill.json").exists()
-    resumed = distil(*common, f"out={out}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    # Only the missing shards were decoded.
-    assert resumed.stderr.count("shard ") == 30 - shards
+    assert 3 <= shards < 24 and not (out / "distill.json").exists()
+    capsys.readouterr()
+    finished = distil_corpus(settings(out))
+    # Only the missing shards were decoded, into the corpus an uninterrupted run made.
+    assert capsys.readouterr().err.count("shard ") == 24 - shards
     assert corpus(out) == corpus(tmp_path / "whole")
-    finished = json.loads((out / "distill.json").read_text())
-    assert finished["pairs"] == 600 and finished["shards"] == 30
+    assert finished["pairs"] == 240 and finished["shards"] == 24

@@ -23,13 +23,10 @@ from mt.training.validation import split_loss
 SHORT = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=3"]
 
 
-@pytest.fixture(scope="module")
-def parent(memorise_root, cache_dir, tmp_path_factory) -> Path:
-    """A tiny Transformer's run directory, 20 steps into training."""
-    run = tmp_path_factory.mktemp("parent")
-    overrides = ["trainer.max_steps=20", "trainer.valid_every=10", *SHORT]
-    train(make_config(memorise_root, "tiny", cache_dir, *overrides), run)
-    return run
+@pytest.fixture
+def parent(memorised_run) -> Path:
+    """A tiny Transformer's run directory, trained for 150 steps until it knows its pairs."""
+    return memorised_run[0]
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -80,7 +77,7 @@ def test_a_child_run_restarts_the_schedule_records_its_parent_and_leaves_it_alon
     assert results["parent"] == expected
     assert scalars(child, "train/lr") == scalars(fresh, "train/lr")  # warm-up from step 1 again
     # Its first loss is the trained parent's, far below a fresh model's.
-    assert scalars(child, "train/loss")[1] < 0.8 * scalars(fresh, "train/loss")[1]
+    assert scalars(child, "train/loss")[1] < 0.5 * scalars(fresh, "train/loss")[1]
     table = markdown_table([row(child / "results.json"), row(fresh / "results.json")])
     assert "started from" in table and f"{parent.name}/final.pt ({expected['sha256'][:8]})" in table
 
@@ -88,7 +85,7 @@ def test_a_child_run_restarts_the_schedule_records_its_parent_and_leaves_it_alon
 def test_kept_moments_and_schedule_are_the_parents_and_otherwise_start_afresh(
     parent, memorise_root, cache_dir, tmp_path
 ):
-    saved = load_checkpoint(parent / "checkpoints" / "final.pt")
+    saved = load_checkpoint(parent / "checkpoints" / "last.pt")  # final.pt keeps weights only
     start = [f"trainer.init_from={parent}"]
     keep = [*start, "trainer.init_keep=[optimizer,schedule]"]
     kept = Trainer(make_config(memorise_root, "tiny", cache_dir, *keep), tmp_path / "kept")
@@ -97,7 +94,7 @@ def test_kept_moments_and_schedule_are_the_parents_and_otherwise_start_afresh(
     assert moments.keys() == saved["optimizer"]["state"].keys()
     for k, state in saved["optimizer"]["state"].items():
         assert torch.equal(moments[k]["exp_avg_sq"], state["exp_avg_sq"])
-    assert kept.state.scheduler.last_epoch == saved["scheduler"]["last_epoch"] == 20
+    assert kept.state.scheduler.last_epoch == saved["scheduler"]["last_epoch"] == 150
     assert fresh.state.optimizer.state_dict()["state"] == {}
     assert fresh.state.scheduler.last_epoch == 0
     assert kept.progress.step == fresh.progress.step == 0  # a new run either way

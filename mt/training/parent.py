@@ -22,19 +22,23 @@ from mt.models import model_name
 from mt.training.state import TrainState, reapply
 
 log = logging.getLogger("mt")
-# What a run directory offers, in order of preference: the reported model, then the others.
+# What a run directory offers, in order of preference: the reported model, then the others;
+# for a run that keeps the optimizer or schedule, the end of training (final.pt has neither).
 RUN_CHECKPOINTS = ("final.pt", "best.pt", "last.pt")
+STATE_CHECKPOINTS = ("last.pt", "best.pt")
+KEPT_PARTS = {"optimizer": "optimizer", "schedule": "scheduler"}  # trainer.init_keep -> payload
 
 
-def parent_path(init_from: str) -> Path:
+def parent_path(init_from: str, keep: list[str]) -> Path:
     """A checkpoint file, or a run directory's (or its checkpoints/ folder's) best choice."""
     path = Path(init_from)
+    names = STATE_CHECKPOINTS if keep else RUN_CHECKPOINTS
     if path.is_dir():
         for folder in (path / "checkpoints", path):
-            found = [folder / name for name in RUN_CHECKPOINTS if (folder / name).is_file()]
+            found = [folder / name for name in names if (folder / name).is_file()]
             if found:
                 return found[0]
-        raise MTError(f"trainer.init_from={init_from}: no {', '.join(RUN_CHECKPOINTS)} in it")
+        raise MTError(f"trainer.init_from={init_from}: no {', '.join(names)} in it")
     return path
 
 
@@ -44,9 +48,16 @@ class Parent:
     payload: dict
 
     @classmethod
-    def open(cls, init_from: str) -> Parent:
-        path = parent_path(init_from)
-        return cls(path, load_checkpoint(path))
+    def open(cls, init_from: str, keep: list[str]) -> Parent:
+        path = parent_path(init_from, keep)
+        payload = load_checkpoint(path)
+        for part in (KEPT_PARTS[kept] for kept in keep):
+            if part not in payload:
+                raise MTError(
+                    f"trainer.init_keep: {path} holds no {part} state (final.pt keeps the "
+                    f"weights alone): give its run's last.pt or best.pt"
+                )
+        return cls(path, payload)
 
     @property
     def tokenizer(self) -> Tokenizer:

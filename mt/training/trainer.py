@@ -43,7 +43,7 @@ class Trainer:
         self.started = time.monotonic()
         t = config.trainer
         # A run started from another takes its model shape and subword models.
-        self.parent = Parent.open(t.init_from) if t.init_from else None
+        self.parent = Parent.open(t.init_from, t.init_keep) if t.init_from else None
         config = fitted(config, self.parent) if self.parent else config
         self.config, self.run_dir = config, run_dir
         set_cpu_threads(t.num_threads)
