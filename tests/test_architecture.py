@@ -12,7 +12,7 @@ from helpers import REPO
 PACKAGE = REPO / "mt"
 COMMANDS = {
     *("train", "evaluate", "translate", "score", "prepare", "export", "serve", "average"),
-    "compare",
+    *("compare", "distill"),
 }
 # Lower layers first: a module may import from its own layer and the ones before it.
 LAYERS = ["common", "models", "config", "data", "decoding", "deploy", "training", "serving"]

@@ -133,3 +133,18 @@ def test_an_rnn_parent_for_a_transformer_run_is_refused(memorise_root, cache_dir
     config = make_config(memorise_root, "tiny", cache_dir, f"trainer.init_from={rnn}")
     with pytest.raises(MTError, match="a rnn checkpoint, and this run's model is transformer"):
         Trainer(config, tmp_path / "child")
+
+
+def test_a_child_resumes_with_its_parents_pieces_and_keeps_its_parent_on_record(
+    parent, small_root, cache_dir, tmp_path
+):
+    """Resumed without init_from, on other data: the pieces and the record come from the
+    child's own last.pt, not from a tokenizer trained anew."""
+    common = ["trainer.valid_every=2", *SHORT]
+    child = tmp_path / "child"
+    start = [f"trainer.init_from={parent}", "trainer.max_steps=2", *common]
+    first = train(make_config(small_root, "small", cache_dir, *start), child)
+    resume = ["trainer.resume=true", "trainer.max_steps=4", *common]
+    resumed = train(make_config(small_root, "small", cache_dir, *resume), child)
+    assert resumed["steps"] == 4 and resumed["parent"] == first["parent"]
+    assert first["parent"]["path"] == str((parent / "checkpoints" / "final.pt").resolve())

@@ -46,6 +46,7 @@ def parent_path(init_from: str, keep: list[str]) -> Path:
 class Parent:
     path: Path
     payload: dict
+    origin: dict | None = None  # the first parent (results.json's "parent"): record() if None
 
     @classmethod
     def open(cls, init_from: str, keep: list[str]) -> Parent:
@@ -67,8 +68,18 @@ class Parent:
     def config(self) -> Config:
         return from_plain_dict(self.payload["config"])
 
+    @classmethod
+    def resumed(cls, run_dir: Path) -> Parent | None:
+        """A run started from a parent, being resumed: its own last.pt gives the shape and the
+        subword models (as init_from did), and its first parent stays the one on record."""
+        last = run_dir / "checkpoints" / "last.pt"
+        payload = load_checkpoint(last) if last.is_file() else {}
+        return cls(last, payload, payload["parent"]) if payload.get("parent") else None
+
     def record(self) -> dict:
         """What results.json says of the parent: where it was, its bytes, its run's code."""
+        if self.origin is not None:
+            return self.origin
         commits = self.payload.get("progress", {}).get("commits") or [None]
         path = str(self.path.resolve())
         return {"path": path, "sha256": sha256_file(self.path), "commit": commits[-1]}

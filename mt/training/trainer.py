@@ -42,8 +42,12 @@ class Trainer:
     def __init__(self, config: Config, run_dir: Path):
         self.started = time.monotonic()
         t = config.trainer
-        # A run started from another takes its model shape and subword models.
-        self.parent = Parent.open(t.init_from, t.init_keep) if t.init_from else None
+        # A run started from another takes its model shape and subword models (when resumed
+        # too: from its own last.pt).
+        if t.init_from:
+            self.parent = Parent.open(t.init_from, t.init_keep)
+        else:
+            self.parent = Parent.resumed(run_dir) if t.resume else None
         config = fitted(config, self.parent) if self.parent else config
         self.config, self.run_dir = config, run_dir
         set_cpu_threads(t.num_threads)
@@ -101,10 +105,12 @@ class Trainer:
 
     @cached_property
     def text_side(self) -> dict:
-        """What checkpoints keep of the text: the tokenizer, and the languages' trigram
-        profiles (from the held-out text) that the tools check their inputs against."""
+        """What checkpoints keep of the text: the tokenizer, the languages' trigram profiles
+        (from the held-out text) that the tools check their inputs against, and the parent
+        the tokenizer came from (trainer.init_from), which a resumed run takes it from."""
         profiles = held_out_profiles(self.corpus.valid.language_texts(self.config.data))
-        return {"tokenizer": self.tokenizer_models, "languages": profiles}
+        parent = self.parent.record() if self.parent else None
+        return {"tokenizer": self.tokenizer_models, "languages": profiles, "parent": parent}
 
     # ------------------------------------------------------------ training
 
