@@ -125,6 +125,8 @@ def distil(cfg: DistillConfig) -> dict:
             raise MTError(f"out={out}: distilled by another teacher or other settings ({done})")
         say(f"{out}: already distilled ({finished['pairs']} pairs); nothing to do")
         return finished
+    if out.is_dir() and not (out / "shards").is_dir() and any(out.iterdir()):
+        raise MTError(f"out={out} holds other files: give a new or empty directory")
     translator = open_translator(cfg.engine, models, cfg.device)
     started = time.monotonic()
     lines, src_lang, tgt_lang = sources(translator, cfg)

@@ -19,13 +19,13 @@ import argparse
 import json
 import math
 import platform
-import resource
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchmark import peak_memory_mb, sync  # scripts/benchmark.py, beside this file
 from hydra import compose, initialize_config_dir
 
 from mt.common.runtime import describe_device, pick_device, source_commit, training_precision
@@ -87,17 +87,6 @@ def synthetic_updates(config, vocab: int, mean: float, count: int, fixed: bool) 
     return [batches[k : k + per_update] for k in range(0, len(batches), per_update)]
 
 
-def peak_memory_gib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(recipe: str, args) -> dict:
     """One recipe's update, warmed up (compiled) and then timed over args.steps updates."""
     mean, vocab = RECIPES[recipe]
@@ -147,7 +136,7 @@ def measure(recipe: str, args) -> dict:
         "ms_per_update": round(1000 * seconds / args.steps, 1),
         "target_tokens_per_s": round(rate),
         "mfu": None if peak is None else round(6 * params * rate / peak, 4),
-        "peak_memory_gib": round(peak_memory_gib(device), 2),
+        "peak_memory_mb": round(peak_memory_mb(device)),
     }
 
 

@@ -26,7 +26,9 @@ from mt.common.files import TEMPORARY
 from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.schema import Config
 from mt.config.store import register_configs, to_config
+from mt.data.batches import make_batch, train_batches
 from mt.models.contract import select_rows
+from mt.training.trainer import Trainer
 
 register_configs()
 
@@ -257,3 +259,21 @@ class ScriptedDecoder(nn.Module):
 
 def one_token_source(batch: int = 1) -> torch.Tensor:
     return torch.full((batch, 1), EOS_ID)  # length limit = 0 * 1 + 4 = 4 tokens
+
+
+def update_losses(root: Path, cache: Path, run_dir: Path, steps: int, *overrides: str, fixed=None):
+    """Per-token loss of `steps` updates of the tiny model (dropout off) on the first batches
+    of epoch 0, cycled; padded to fixed shapes when fixed (None: as the trainer would)."""
+    config = make_config(root, "tiny", cache, "model.dropout=0", *overrides)
+    torch.manual_seed(0)
+    trainer = Trainer(config, run_dir)
+    split, data = trainer.corpus.train, config.data
+    batches = train_batches(split, data.max_tokens, data.max_len, config.trainer.seed, 0)
+    fixed = trainer.fixed_shapes if fixed is None else fixed
+    losses = []
+    for step in range(steps):
+        loss, tokens, _ = trainer.train_step(
+            [make_batch(split, batches[step % len(batches)], fixed=fixed)]
+        )
+        losses.append(float(loss) / tokens)
+    return losses

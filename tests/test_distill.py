@@ -53,6 +53,12 @@ def test_a_student_of_a_memorising_teacher_translates_as_it_does(
     train(make_config(memorise_root, "tiny", cache_dir, *overrides), student_run)
     student = Translator.from_checkpoint(student_run / "checkpoints" / "final.pt", "cpu")
     assert [n[0][0] for n in student.translate_nbest(SOURCES)] == teacher_says
+    # A directory of the user's own is never written into.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "train.en.gz").write_bytes(b"keep")
+    refused = distil(f"checkpoint={teacher}", f"out={tmp_path / 'mine'}", cwd=tmp_path)
+    assert refused.returncode != 0 and "holds other files" in refused.stderr
+    assert (tmp_path / "mine" / "train.en.gz").read_bytes() == b"keep"
     # Run again: nothing is redone.
     again = distil(f"checkpoint={teacher}", f"out={tmp_path / 'kd'}", cwd=tmp_path)
     assert again.returncode == 0 and "already distilled" in again.stderr

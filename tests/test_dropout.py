@@ -1,11 +1,10 @@
-"""The CPU dropout: F.dropout's contract (rate, scale, gradient, eval), and the Transformer's
-written-out attention equal to torch's where it replaces SDPA."""
+"""The CPU dropout: F.dropout's contract (rate, scale, gradient, eval), and the attention's
+dropout in training only (its written-out path against torch: test_transformer.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from mt.models.dropout import Dropout, dropout, keep_mask
 from mt.models.transformer import MultiHeadAttention
@@ -56,36 +55,6 @@ def test_same_seed_same_mask_and_another_seed_another():
 def test_bf16_input_keeps_its_dtype():
     x = torch.randn(16, 8, dtype=torch.bfloat16)
     assert dropout(x, 0.2, training=True).dtype == torch.bfloat16
-
-
-def test_written_out_attention_equals_torch_attention():
-    """A rate that rounds to 0 of 65536 keeps every weight, so the CPU training path (scores,
-    masks, softmax, dropout) must equal torch.nn.MultiheadAttention's output exactly."""
-    torch.manual_seed(0)
-    d_model, heads = 32, 4
-    ours = MultiHeadAttention(d_model, heads, dropout=1e-9).train()
-    reference = nn.MultiheadAttention(d_model, heads, batch_first=True).eval()
-    with torch.no_grad():
-        for proj, w, b in zip(
-            (ours.q_proj, ours.k_proj, ours.v_proj),
-            reference.in_proj_weight.chunk(3),
-            reference.in_proj_bias.chunk(3),
-            strict=True,
-        ):
-            proj.weight.copy_(w)
-            proj.bias.copy_(b)
-        ours.out_proj.weight.copy_(reference.out_proj.weight)
-        ours.out_proj.bias.copy_(reference.out_proj.bias)
-    query, memory = torch.randn(3, 5, d_model), torch.randn(3, 7, d_model)
-    padding = torch.zeros(3, 7, dtype=torch.bool)
-    padding[1, 4:] = True
-    expected, _ = reference(query, memory, memory, key_padding_mask=padding)
-    got = ours(query, *ours.project_kv(memory), mask=~padding[:, None, None, :])
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    causal = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
-    expected, _ = reference(query, query, query, attn_mask=causal)
-    got = ours(query, *ours.project_kv(query), is_causal=True)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_attention_dropout_drops_weights_in_training_only():

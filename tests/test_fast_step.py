@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, make_config
+from helpers import REPO, make_config, update_losses
 
 from mt.common.runtime import bf16_is_fast, source_commit, training_precision
 from mt.data.batches import make_batch, train_batches
@@ -23,25 +23,8 @@ TOLERANCE = 5e-3
 
 
 def step_losses(root, cache, run_dir, precision: str, fixed: bool) -> list[float]:
-    """Per-token loss of STEPS updates on the first batches of epoch 0, cycled."""
-    config = make_config(
-        root,
-        "tiny",
-        cache,
-        f"trainer.precision={precision}",
-        "model.dropout=0",
-        "data.max_tokens=128",
-    )
-    torch.manual_seed(0)
-    trainer = Trainer(config, run_dir)
-    train, data = trainer.corpus.train, config.data
-    batches = train_batches(train, data.max_tokens, data.max_len, config.trainer.seed, 0)
-    losses = []
-    for step in range(STEPS):
-        batch = make_batch(train, batches[step % len(batches)], fixed=fixed)
-        loss, tokens, _ = trainer.train_step([batch])
-        losses.append(float(loss) / tokens)
-    return losses
+    overrides = (f"trainer.precision={precision}", "data.max_tokens=128")
+    return update_losses(root, cache, run_dir, STEPS, *overrides, fixed=fixed)
 
 
 def test_fast_step_gives_the_plain_steps_losses(memorise_root, cache_dir, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import make_config, multi30k_lines, scalars
+from helpers import make_config, multi30k_lines, scalars, update_losses
 
 from mt.config.schema import DecodeConfig
 from mt.data.batches import make_batch, train_batches
@@ -24,19 +24,8 @@ SHORT = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=3"]
 CPU_GPU_TOLERANCE = 0.02
 
 
-def step_losses(root, cache, run_dir, device: str, steps: int = 5) -> list[float]:
-    config = make_config(root, "tiny", cache, f"trainer.device={device}", "model.dropout=0")
-    torch.manual_seed(0)
-    trainer = Trainer(config, run_dir)
-    train_split, data = trainer.corpus.train, config.data
-    batches = train_batches(train_split, data.max_tokens, data.max_len, 1, 0)
-    fixed = trainer.fixed_shapes
-    losses = []
-    for step in range(steps):
-        batch = make_batch(train_split, batches[step % len(batches)], fixed=fixed)
-        loss, tokens, _ = trainer.train_step([batch])
-        losses.append(float(loss) / tokens)
-    return losses
+def step_losses(root, cache, run_dir, device: str) -> list[float]:
+    return update_losses(root, cache, run_dir, 5, f"trainer.device={device}")
 
 
 def test_gpu_losses_agree_with_the_cpu(memorise_root, cache_dir, tmp_path):

@@ -24,10 +24,17 @@ def random_tokens(batch: int, length: int) -> torch.Tensor:
     return torch.randint(4, VOCAB, (batch, length))
 
 
-def test_attention_equals_torch_multihead_attention():
+@pytest.mark.parametrize(
+    "dropout, training",
+    # SDPA's path; and the CPU's written-out training path, with a rate that rounds to 0 of
+    # 65536 and so keeps every weight (mt/models/dropout.py).
+    [(0.0, False), (1e-9, True)],
+    ids=["sdpa", "written-out"],
+)
+def test_attention_equals_torch_multihead_attention(dropout, training):
     torch.manual_seed(0)
     d_model, heads = 32, 4
-    ours = MultiHeadAttention(d_model, heads, dropout=0.0)
+    ours = MultiHeadAttention(d_model, heads, dropout=dropout).train(training)
     reference = nn.MultiheadAttention(d_model, heads, batch_first=True)
     with torch.no_grad():
         q_w, k_w, v_w = reference.in_proj_weight.chunk(3)
