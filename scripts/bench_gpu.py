@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from mt.common.runtime import describe_device, pick_device, source_commit, training_precision
 from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.store import register_configs, to_config
-from mt.data.batches import Batch, fixed_shape_batches, padded, token_batches
+from mt.data.batches import Batch, FixedBatch, fixed_shape_batches, padded, token_batches
 from mt.models import build_model, count_parameters
 from mt.training.update import Update, optimizer_and_schedule
 
@@ -73,17 +73,18 @@ def synthetic_updates(config, vocab: int, mean: float, count: int, fixed: bool) 
     batching = fixed_shape_batches if fixed else token_batches
     chosen = batching(src_lens, tgt_lens, config.data.max_tokens, rng)[: count * per_update]
 
-    def batch(indices: np.ndarray) -> Batch:
+    def batch(chosen: np.ndarray | FixedBatch) -> Batch:
+        indices, (src_len, tgt_len) = chosen if fixed else (chosen, (None, None))
         src = [rng.integers(4, vocab, n - 1) for n in src_lens[indices]]
         tgt = [rng.integers(4, vocab, n - 1) for n in tgt_lens[indices]]
         return Batch(
-            padded(src, after=EOS_ID, fixed=fixed),
-            padded(tgt, before=BOS_ID, fixed=fixed),
-            padded(tgt, after=EOS_ID, fixed=fixed),
+            padded(src, after=EOS_ID, length=src_len),
+            padded(tgt, before=BOS_ID, length=tgt_len),
+            padded(tgt, after=EOS_ID, length=tgt_len),
             int(tgt_lens[indices].sum()),
         )
 
-    batches = [batch(indices) for indices in chosen]
+    batches = [batch(b) for b in chosen]
     return [batches[k : k + per_update] for k in range(0, len(batches), per_update)]
 
 

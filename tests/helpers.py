@@ -262,18 +262,19 @@ def one_token_source(batch: int = 1) -> torch.Tensor:
 
 
 def update_losses(root: Path, cache: Path, run_dir: Path, steps: int, *overrides: str, fixed=None):
-    """Per-token loss of `steps` updates of the tiny model (dropout off) on the first batches
-    of epoch 0, cycled; padded to fixed shapes when fixed (None: as the trainer would)."""
+    """Per-token loss of `steps` updates of the tiny model (dropout off) on the first
+    fixed-shape batches of epoch 0, cycled: padded to their fixed shapes when fixed (None: as
+    the trainer would), to their longest sentences otherwise."""
     config = make_config(root, "tiny", cache, "model.dropout=0", *overrides)
     torch.manual_seed(0)
     trainer = Trainer(config, run_dir)
     split, data = trainer.corpus.train, config.data
-    batches = train_batches(split, data.max_tokens, data.max_len, config.trainer.seed, 0)
+    seed = config.trainer.seed
+    batches = train_batches(split, data.max_tokens, data.max_len, seed, 0, fixed_shapes=True)
     fixed = trainer.fixed_shapes if fixed is None else fixed
     losses = []
     for step in range(steps):
-        loss, tokens, _ = trainer.train_step(
-            [make_batch(split, batches[step % len(batches)], fixed=fixed)]
-        )
+        batch = batches[step % len(batches)]
+        loss, tokens, _ = trainer.train_step([make_batch(split, batch if fixed else batch.indices)])
         losses.append(float(loss) / tokens)
     return losses

@@ -17,15 +17,18 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
 from helpers import MULTI30K, make_config, multi30k_lines, write_corpus
 
 from mt.common.errors import MTError
 from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.config.schema import DataConfig
 from mt.data.batches import (
+    MOST_SHAPES,
     fixed_length,
     fixed_shape_batches,
     make_batch,
+    merged_keys,
     token_batches,
     train_batches,
 )
@@ -99,59 +102,81 @@ def test_token_batches_cover_each_sentence_once_within_budget(small):
     assert tgt.sum() / padded > 0.85  # length sorting keeps padding low
 
 
-def test_fixed_shape_batches_cover_each_pair_once_in_few_shapes(small):
+def test_fixed_shape_batches_pad_each_pair_once_to_their_lengths(small):
     src, tgt = small.train.src_lengths(), small.train.tgt_lengths()
     batches = train_batches(small.train, 400, 128, seed=1, epoch=0, fixed_shapes=True)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
-    shapes, real, padded = set(), 0, 0
+    assert sorted(np.concatenate([b.indices for b in batches]).tolist()) == list(range(300))
     for b in batches:
-        batch = make_batch(small.train, b, fixed=True)
-        shape = (len(b), batch.src.size(1), batch.tgt_in.size(1))
-        # Every pair of a batch has the same fixed lengths, the batch's own.
-        assert set(fixed_length(src[b]).tolist()) == {shape[1]}
-        assert set(fixed_length(tgt[b]).tolist()) == {shape[2]}
+        batch = make_batch(small.train, b)
+        assert (batch.src.size(1), batch.tgt_in.size(1)) == b.lengths
         assert batch.tgt_out.shape == batch.tgt_in.shape
-        assert len(b) * max(shape[1:]) <= 400
-        shapes.add(shape)
-        real += int(src[b].sum() + tgt[b].sum())
-        padded += batch.src.numel() + batch.tgt_in.numel()
-    assert real / padded >= 0.9
-    # One full size per pair of lengths, and at most one smaller batch beside it.
-    assert len(shapes) <= 2 * len({shape[1:] for shape in shapes})
+        # Every pair fits its batch's lengths, and the batch its token budget.
+        assert src[b.indices].max() <= b.lengths[0] and tgt[b.indices].max() <= b.lengths[1]
+        assert len(b.indices) * max(b.lengths) <= 400
+        exact = make_batch(small.train, b.indices)  # the same pairs, only padded differently
+        assert torch.equal(batch.src[:, : exact.src.size(1)], exact.src)
+        assert torch.equal(batch.tgt_out[:, : exact.tgt_out.size(1)], exact.tgt_out)
+        assert (batch.src[:, exact.src.size(1) :] == PAD_ID).all()
 
 
-def test_fixed_shapes_stop_growing_with_the_corpus(small):
+def shapes_and_efficiency(src: np.ndarray, tgt: np.ndarray, max_tokens: int, fixed: bool):
+    """An epoch's distinct (pairs, source length, target length) shapes, and its padding
+    efficiency (real tokens / padded slots, both sides)."""
+    rng = np.random.default_rng(0)
+    if fixed:
+        planned = fixed_shape_batches(src, tgt, max_tokens, rng)
+        batches = [(b.indices, *b.lengths) for b in planned]
+    else:
+        planned = token_batches(src, tgt, max_tokens, rng)
+        batches = [(b, src[b].max(), tgt[b].max()) for b in planned]
+    slots = sum(len(b) * int(s + t) for b, s, t in batches)
+    assert sorted(np.concatenate([b for b, _, _ in batches]).tolist()) == list(range(len(src)))
+    return {(len(b), int(s), int(t)) for b, s, t in batches}, (src.sum() + tgt.sum()) / slots
+
+
+def test_fixed_shapes_are_few_and_stop_growing_with_the_corpus(small):
     """The fixture's lengths 30 and 90 times over (2048 tokens a batch): exact lengths give
-    more shapes the more batches there are; fixed ones the same bounded set, with padding
-    still under a tenth."""
-
-    def shapes(copies: int, fixed: bool) -> set:
-        src = np.tile(small.train.src_lengths(), copies)
-        tgt = np.tile(small.train.tgt_lengths(), copies)
-        rng = np.random.default_rng(0)
-        if not fixed:
-            return {
-                (len(b), src[b].max(), tgt[b].max()) for b in token_batches(src, tgt, 2048, rng)
-            }
-        batches = fixed_shape_batches(src, tgt, 2048, rng)
-        found = {(len(b), *fixed_length(np.array([src[b].max(), tgt[b].max()]))) for b in batches}
-        padded = sum(
-            len(b) * int(fixed_length(src[b]).max() + fixed_length(tgt[b]).max()) for b in batches
-        )
-        assert (src.sum() + tgt.sum()) / padded >= 0.9
-        return found
-
-    few, more = shapes(30, fixed=True), shapes(90, fixed=True)
+    more shapes the more batches there are; fixed ones at most MOST_SHAPES lengths (and a
+    smaller last batch for the longest), the same set, with padding under a tenth."""
+    src, tgt = small.train.src_lengths(), small.train.tgt_lengths()
+    few, few_efficiency = shapes_and_efficiency(np.tile(src, 30), np.tile(tgt, 30), 2048, True)
+    more, more_efficiency = shapes_and_efficiency(np.tile(src, 90), np.tile(tgt, 90), 2048, True)
     lengths = {shape[1:] for shape in few}
-    assert lengths == {shape[1:] for shape in more}
-    # Per pair of lengths: its full batch, and a smaller last one.
-    assert len(few) <= 2 * len(lengths) and len(more) <= 2 * len(lengths)
-    assert len(few) < len(shapes(30, fixed=False)) < len(shapes(90, fixed=False))
+    assert lengths == {shape[1:] for shape in more} and len(lengths) <= MOST_SHAPES
+    assert len(few) <= MOST_SHAPES + 4 and len(more) <= MOST_SHAPES + 4
+    assert min(few_efficiency, more_efficiency) >= 0.9
+    exact_few, _ = shapes_and_efficiency(np.tile(src, 30), np.tile(tgt, 30), 2048, False)
+    exact_more, _ = shapes_and_efficiency(np.tile(src, 90), np.tile(tgt, 90), 2048, False)
+    assert len(few) < len(exact_few) < len(exact_more)
 
 
-def test_fixed_lengths_are_multiples_of_4_then_8_then_16():
-    lengths = np.array([1, 4, 5, 32, 33, 64, 65, 80, 81, 128])
-    assert fixed_length(lengths).tolist() == [4, 4, 8, 32, 40, 64, 80, 80, 96, 128]
+def test_fixed_shapes_on_a_wmt_like_corpus():
+    """200,000 pairs of WMT-like lengths (log-normal, about 30 pieces a side, up to 256) at a
+    base recipe's 12,500 tokens a batch: a few dozen shapes, padding under a tenth."""
+    rng = np.random.default_rng(0)
+    src = np.clip(np.rint(rng.lognormal(np.log(30) - 0.125, 0.5, 200_000)), 2, 256).astype(int)
+    tgt = np.clip(np.rint(src * rng.uniform(0.85, 1.15, len(src))), 2, 256).astype(int)
+    shapes, efficiency = shapes_and_efficiency(src, tgt, 12_500, True)
+    assert len({shape[1:] for shape in shapes}) <= MOST_SHAPES
+    assert len(shapes) <= MOST_SHAPES + 4 and efficiency >= 0.9
+    exact, _ = shapes_and_efficiency(src, tgt, 12_500, False)
+    assert len(exact) > 10 * len(shapes)
+
+
+def test_merged_keys_merge_the_rarest_into_the_nearest_longer_key():
+    keys = np.array([[8, 8], [8, 10], [10, 10], [12, 8], [12, 12]])
+    counts = np.array([100, 1, 100, 5, 100])
+    # (8, 10) has 1 pair and (10, 10) adds 2 slots to it; (12, 8) only fits (12, 12).
+    assert merged_keys(keys, counts, 4).tolist() == [0, 2, 2, 3, 4]
+    assert merged_keys(keys, counts, 3).tolist() == [0, 2, 2, 4, 4]
+    assert merged_keys(keys, counts, 1).tolist() == [4, 4, 4, 4, 4]
+    # Neither of two keys fits the other: both stay, however few keys are asked for.
+    assert merged_keys(np.array([[8, 12], [12, 8]]), np.array([1, 1]), 1).tolist() == [0, 1]
+
+
+def test_fixed_lengths_are_multiples_of_2_then_4_then_8():
+    lengths = np.array([1, 2, 3, 32, 33, 64, 65, 72, 73, 128])
+    assert fixed_length(lengths).tolist() == [2, 2, 4, 32, 36, 64, 72, 72, 80, 128]
 
 
 def test_epochs_shuffle_deterministically_by_seed(small):

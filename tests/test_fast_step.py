@@ -82,3 +82,19 @@ def test_the_gpu_benchmark_runs_its_code_at_a_tiny_size_on_the_cpu(tmp_path):
         assert 0.5 < row["padding_efficiency"] <= 1
         assert row["compiled"] is False and row["fixed_shapes"] is False
     assert report["peak_bf16_flops"] is None and report["commit"] == source_commit()
+
+
+def test_training_on_fixed_shapes_feeds_the_planned_tensors(memorise_root, cache_dir, tmp_path):
+    """Through the trainer's feed (a worker process padding ahead): every tensor the model
+    sees has one of the epoch's planned shapes."""
+    overrides = ("data.fixed_shapes=true", "data.loader_workers=1", "trainer.max_steps=4")
+    config = make_config(memorise_root, "tiny", cache_dir, "data.max_tokens=128", *overrides)
+    trainer = Trainer(config, tmp_path)
+    split = trainer.corpus.train
+    planned = train_batches(split, 128, config.data.max_len, 1, 0, fixed_shapes=True)
+    seen = []
+    trainer.model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    trainer.fit()
+    assert trainer.progress.step == 4
+    shapes = {(len(b.indices), b.lengths[0]) for b in planned}
+    assert {tuple(s) for s in seen[:4]} <= shapes  # then come the final validation's batches

@@ -4,12 +4,18 @@ by length under a token budget, and padded into tensors."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
 from mt.data.corpus import MappedSplit, Split
+
+# How many (source, target) lengths fixed-shape batches may take: each is one compiled graph
+# (and one batch size), and 32 kept padding efficiency above 0.9 on Multi30k and on a
+# WMT-like million pairs (docs/performance.md).
+MOST_SHAPES = 32
 
 
 @dataclass
@@ -73,28 +79,84 @@ def token_batches(
 
 
 def fixed_length(lengths: np.ndarray) -> np.ndarray:
-    """Lengths rounded up onto a few fixed values: multiples of 4 up to 32, of 8 up to 64, of
-    16 beyond. Steps of 8 throughout would waste a fifth of Multi30k's short sentences (about
-    16 pieces) in padding; these keep it under a tenth and still give few distinct lengths."""
-    step = np.where(lengths > 64, 16, np.where(lengths > 32, 8, 4))
+    """Lengths rounded up onto the grid fixed shapes are chosen from: multiples of 2 up to
+    32, of 4 up to 64, of 8 beyond. Multi30k's sentences are short (about 16 pieces), so a
+    coarser grid would waste a tenth of them in padding before any merging."""
+    step = np.where(lengths > 64, 8, np.where(lengths > 32, 4, 2))
     return -(-lengths // step) * step
 
 
+class FixedBatch(NamedTuple):
+    """A batch's pair indices and the (source, target) lengths its tensors are padded to."""
+
+    indices: np.ndarray
+    lengths: tuple[int, int]
+
+
+def dominating(keys: np.ndarray) -> np.ndarray:
+    """(K, K) mask: row k marks the other keys at least as long as keys[k] on both sides."""
+    mask = (keys[None, :, 0] >= keys[:, None, 0]) & (keys[None, :, 1] >= keys[:, None, 1])
+    np.fill_diagonal(mask, False)
+    return mask
+
+
+def nearest_above(keys: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Per key, the alive key dominating it with the fewest slots a pair (source + target
+    length), or -1 where none does."""
+    slots = keys.sum(1)
+    candidates = dominating(keys) & alive[None, :]
+    cost = np.where(candidates, slots[None, :], np.iinfo(np.int64).max)
+    return np.where(candidates.any(1), cost.argmin(1), -1)
+
+
+def merged_keys(keys: np.ndarray, counts: np.ndarray, most: int) -> np.ndarray:
+    """Per key, the key its pairs are padded to once at most `most` keys are left: the one
+    merge that adds the fewest padded slots, repeated (a key merges into its nearest
+    dominating key, so every pair still fits)."""
+    counts, alive, into = counts.astype(np.int64), np.ones(len(keys), bool), np.arange(len(keys))
+    slots = keys.sum(1)
+    while alive.sum() > most:
+        above = nearest_above(keys, alive)
+        cost = np.where(alive & (above >= 0), counts * (slots[above] - slots), np.inf)
+        k = int(np.argmin(cost))
+        if not np.isfinite(cost[k]):  # only keys no other key dominates are left
+            break
+        counts[above[k]] += counts[k]
+        alive[k], into[into == k] = False, above[k]
+    return into
+
+
 def fixed_shape_batches(
-    src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int, rng: np.random.Generator
-) -> list[np.ndarray]:
-    """Batches of a few fixed shapes, for compiled steps and CUDA graphs: the pairs grouped by
-    their fixed (source, target) lengths, each group cut into batches of as many pairs as
-    max_tokens allows at its longer side (the group's last batch may hold fewer)."""
+    src_lens: np.ndarray,
+    tgt_lens: np.ndarray,
+    max_tokens: int,
+    rng: np.random.Generator,
+    most: int = MOST_SHAPES,
+) -> list[FixedBatch]:
+    """Batches of a few fixed shapes, for compiled steps and CUDA graphs. Each pair's lengths
+    round up onto the grid (fixed_length); the rarest of those keys merge into longer ones
+    until `most` are left (merged_keys). Each key is cut into batches of as many pairs as
+    max_tokens allows at its longer side, its remainder joining the nearest longer key, so
+    only keys without a longer one end in a smaller batch."""
     src_fixed, tgt_fixed = fixed_length(src_lens), fixed_length(tgt_lens)
-    order = rng.permutation(len(src_lens))
-    order = order[np.lexsort((src_fixed[order], tgt_fixed[order]))]
-    keys = np.stack([src_fixed[order], tgt_fixed[order]], axis=1)
-    starts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+    width = int(tgt_fixed.max(initial=0)) + 1  # one code per pair of lengths: a 1-d unique
+    codes, key_of, counts = np.unique(
+        src_fixed * width + tgt_fixed, return_inverse=True, return_counts=True
+    )
+    keys = np.stack([codes // width, codes % width], axis=1)
+    key_of = merged_keys(keys, counts, most)[key_of]
+    live = np.unique(key_of)
+    above = nearest_above(keys, np.isin(np.arange(len(keys)), live))
+    members = {k: [np.flatnonzero(key_of == k)] for k in live}
     batches = []
-    for group in np.split(order, starts):
-        size = max(1, max_tokens // int(max(src_fixed[group[0]], tgt_fixed[group[0]])))
-        batches += np.split(group, range(size, len(group), size))
+    for k in sorted(live, key=lambda k: (keys[k].sum(), keys[k][1])):  # shorter keys first
+        size = max(1, max_tokens // int(keys[k].max()))
+        pairs = rng.permutation(np.concatenate(members[k]))
+        cut = len(pairs) - len(pairs) % size if above[k] >= 0 else len(pairs)
+        lengths = (int(keys[k][0]), int(keys[k][1]))
+        batches += [FixedBatch(pairs[i : i + size], lengths) for i in range(0, cut, size)]
+        if cut < len(pairs):
+            members[above[k]].append(pairs[cut:])
     rng.shuffle(batches)
     return batches
 
@@ -139,7 +201,7 @@ def train_batches(
     weights: list[float] | None = None,
     src_marks: int = 0,
     fixed_shapes: bool = False,
-) -> list[np.ndarray]:
+) -> list[np.ndarray] | list[FixedBatch]:
     """This epoch's training batches: filtered pairs dropped (dropped_by), each corpus
     sampled by its weight (data.train_sources; a MappedSplit's), shuffled by seed+epoch;
     of a few fixed shapes when asked (fixed_shape_batches)."""
@@ -148,22 +210,23 @@ def train_batches(
     rng = np.random.default_rng([seed, epoch])
     pairs = np.arange(len(split)) if weights is None else epoch_pairs(split.sources, weights, rng)
     keep = pairs[~dropped[pairs]]
-    batching = fixed_shape_batches if fixed_shapes else token_batches
-    return [keep[b] for b in batching(src_lens[keep], tgt_lens[keep], max_tokens, rng)]
+    if fixed_shapes:
+        batches = fixed_shape_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)
+        return [FixedBatch(keep[b.indices], b.lengths) for b in batches]
+    return [keep[b] for b in token_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)]
 
 
 def padded(
     rows: list[np.ndarray],
     before: int | None = None,
     after: int | None = None,
-    fixed: bool = False,
+    length: int | None = None,
 ):
-    """(B, longest) long tensor of the rows, each with an optional id before and after; with
-    fixed, as long as fixed_length makes the longest."""
+    """(B, length) long tensor of the rows, each with an optional id before and after;
+    length defaults to the longest row's."""
     extra = (before is not None) + (after is not None)
-    length = max(len(r) for r in rows) + extra
-    if fixed:
-        length = int(fixed_length(np.array(length)))
+    if length is None:
+        length = max(len(r) for r in rows) + extra
     out = np.full((len(rows), length), PAD_ID, dtype=np.int64)
     for k, row in enumerate(rows):
         start = 0 if before is None else 1
@@ -175,12 +238,14 @@ def padded(
     return torch.from_numpy(out)
 
 
-def make_batch(split: Split | MappedSplit, indices: np.ndarray, fixed: bool = False) -> Batch:
-    """Pad the chosen sentences into tensors (on the CPU), to fixed lengths when asked."""
+def make_batch(split: Split | MappedSplit, batch: np.ndarray | FixedBatch) -> Batch:
+    """Pad a batch's sentences into tensors (on the CPU): a FixedBatch to its lengths, index
+    arrays to their longest sentences."""
+    indices, (src_len, tgt_len) = batch if isinstance(batch, FixedBatch) else (batch, (None, None))
     src, tgt = split.pair_ids(indices)
     return Batch(
-        src=padded(src, fixed=fixed),
-        tgt_in=padded(tgt, before=BOS_ID, fixed=fixed),
-        tgt_out=padded(tgt, after=EOS_ID, fixed=fixed),
+        src=padded(src, length=src_len),
+        tgt_in=padded(tgt, before=BOS_ID, length=tgt_len),
+        tgt_out=padded(tgt, after=EOS_ID, length=tgt_len),
         num_tgt_tokens=sum(len(t) + 1 for t in tgt),
     )

@@ -10,34 +10,33 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mt.data.batches import Batch, make_batch
+from mt.data.batches import Batch, FixedBatch, make_batch
 from mt.data.corpus import MappedSplit, Split
 
 
 class Updates(Dataset):
     """Update k of an epoch: the padded batches of its chunk of index arrays."""
 
-    def __init__(self, split: Split | MappedSplit, chunks: list[list[np.ndarray]], fixed: bool):
-        self.split, self.chunks, self.fixed = split, chunks, fixed
+    def __init__(self, split: Split | MappedSplit, chunks: list[list[np.ndarray | FixedBatch]]):
+        self.split, self.chunks = split, chunks
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def __getitem__(self, k: int) -> list[Batch]:
-        return [make_batch(self.split, indices, self.fixed) for indices in self.chunks[k]]
+        return [make_batch(self.split, batch) for batch in self.chunks[k]]
 
 
 def updates(
     split: Split | MappedSplit,
-    chunks: list[list[np.ndarray]],
+    chunks: list[list[np.ndarray | FixedBatch]],
     workers: int,
     pin: bool,
-    fixed: bool = False,
 ) -> Iterable[list[Batch]]:
-    """The epoch's updates in order, padded to fixed lengths when asked: built here
+    """The epoch's updates in order, padded: built here
     (workers=0) or by worker processes ahead of the loop. A forked worker shares the
     memory-mapped split instead of copying it."""
-    dataset = Updates(split, chunks, fixed)
+    dataset = Updates(split, chunks)
     if workers == 0:
         return (dataset[k] for k in range(len(dataset)))
     # batch_size=None: each item is already an update; DataLoader only runs it elsewhere.

@@ -185,7 +185,7 @@ class Trainer:
         if workers is None:
             workers = 1 if self.device.type == "cuda" else 0  # on a CPU it would steal a core
         pin = self.device.type == "cuda"
-        return updates(self.corpus.train, chunks, workers, pin, self.fixed_shapes)
+        return updates(self.corpus.train, chunks, workers, pin)
 
     def run_step(self, update: list, window: Window) -> None:
         """One update on its padded batches, counted in progress and the log window."""
