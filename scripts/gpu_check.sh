@@ -5,7 +5,8 @@
 #   bash scripts/gpu_check.sh                 # OUT=gpu_check/ (or $OUT), DATA_ROOT=data/
 #   TINY=1 bash scripts/gpu_check.sh          # the same steps at a tiny size: any CPU, minutes
 #
-#   1. installs the Python packages the machine lacks from wheels carried in .whl/
+#   1. installs the Python packages the machine lacks from wheels carried in .whl/ (those it
+#      has are left alone)
 #      (scripts/gpu_wheels.sh makes them), beside the machine's own torch;
 #   2. pytest -m gpu (tests/test_gpu.py);
 #   3. scripts/bench_gpu.py: base, big and Multi30k's step: tokens/s, ms, memory, MFU;
@@ -35,9 +36,16 @@ step() {  # name command...: run it, its output into OUT/steps.log, remember a f
   [[ $rc -eq 0 || $status -ne 0 ]] || status=$rc
 }
 
-if compgen -G ".whl/*.whl" >/dev/null; then
+missing=()  # the carried wheels whose package this machine lacks
+for wheel in .whl/*.whl; do
+  [[ -e $wheel ]] || continue
+  name=$(basename "$wheel" | cut -d- -f1)
+  python3 -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$name" 2>/dev/null \
+    || missing+=("$wheel")
+done
+if ((${#missing[@]})); then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/mt-site .whl/*.whl || exit 1
+    --target /tmp/mt-site "${missing[@]}" || exit 1
   export PYTHONPATH=/tmp/mt-site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
