@@ -1,0 +1,107 @@
+"""A study's runs: each row trained once per seed by `mt.train` in <runs>/<row>-seed<k>, a
+finished run kept, an unfinished one resumed, and a run trained with other settings refused
+rather than reused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mt.common.errors import MTError
+from mt.config.store import config_dir, register_configs
+from mt.studies.spec import Study, StudyRow, row_overrides
+
+# Settings of where and how a run trains, not of what it learns: a run keeps its place in a
+# study when they differ (another data root, thread count, a resume).
+LOCAL_KEYS = ("data.root", "data.cache_dir", "trainer.num_threads", "trainer.resume")
+
+
+@dataclass
+class Run:
+    row: StudyRow
+    seed: int
+    directory: Path
+    overrides: list[str]
+
+    @property
+    def results(self) -> dict:
+        return json.loads((self.directory / "results.json").read_text(encoding="utf-8"))
+
+    @property
+    def final(self) -> Path:
+        return self.directory / self.results["final"]
+
+
+def study_runs(study: Study, runs: Path) -> list[Run]:
+    """Every run of the study, seed by seed (each seed's rows first, so a partial study
+    already compares every row)."""
+    return [
+        Run(row, seed, runs / f"{row.name}-seed{seed}", row_overrides(study, row, seed))
+        for seed in study.seeds
+        for row in study.rows
+    ]
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def composed(overrides: list[str]) -> dict:
+    """The resolved training config these overrides give, as mt.train would compose it."""
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base=None):
+        config = compose("config", overrides=overrides)
+        return OmegaConf.to_container(config, resolve=True, enum_to_str=True)
+
+
+def check_same_settings(run: Run) -> None:
+    """Refuse a run directory trained with settings other than the study's for it."""
+    saved = run.directory / "config.yaml"
+    if not saved.is_file():
+        return
+    have = flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+    want = flat(composed(run.overrides))
+    for key in sorted(set(have) | set(want)):
+        if key not in LOCAL_KEYS and have.get(key) != want.get(key):
+            raise MTError(
+                f"{run.directory}: trained with {key}={have.get(key)}, the study asks "
+                f"{want.get(key)}; give the row another name or the study another --runs"
+            )
+
+
+def train_command(run: Run, data_root: str | None, threads: int) -> list[str] | None:
+    """The mt.train command that finishes the run, or None when it has finished."""
+    check_same_settings(run)
+    if (run.directory / "results.json").is_file():
+        return None
+    command = [sys.executable, "-m", "mt.train", *run.overrides]
+    command += [f"trainer.num_threads={threads}", f"hydra.run.dir={run.directory}"]
+    if data_root:
+        command.append(f"data.root={data_root}")
+    if (run.directory / "checkpoints" / "last.pt").is_file():
+        command.append("trainer.resume=true")
+    return command
+
+
+def train_all(runs: list[Run], data_root: str | None, threads: int) -> None:
+    """Train what is missing and resume what stopped, one run after another."""
+    for run in runs:
+        command = train_command(run, data_root, threads)
+        if command is None:
+            print(f"{run.directory}: finished, kept", flush=True)
+            continue
+        print(" ".join(command), flush=True)
+        if subprocess.run(command).returncode != 0:
+            raise MTError(f"{run.directory}: training failed; rerun the study to resume it")

@@ -1,0 +1,85 @@
+"""A study file (studies/*.yaml): rows of training overrides, each trained once per seed, and
+what the report compares. Loaded into typed dataclasses; an unknown key, a duplicate row or a
+baseline that is no row is refused in one line naming the file and key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from yaml import YAMLError
+
+from mt.common.errors import MTError
+from mt.config.store import to_object
+
+LONG_INPUT_MAX = 64  # sentences joined into one input: beyond it nothing fits max_len
+
+
+@dataclass
+class StudyRow:
+    name: str = MISSING  # its runs are <runs>/<name>-seed<k>, shared by every study naming it
+    label: str | None = None  # the report's name for it (default: name)
+    overrides: list[str] = field(default_factory=list)  # mt.train overrides of this row
+
+
+@dataclass
+class Study:
+    title: str = MISSING
+    rows: list[StudyRow] = MISSING
+    seeds: list[int] = field(default_factory=lambda: [1])
+    overrides: list[str] = field(default_factory=list)  # added to every row's
+    baseline: str | None = None  # the row the others are tested against (default: the first)
+    ensemble: bool = False  # also score each row's seeds as one ensemble (mt.evaluate)
+    long_inputs: list[int] = field(default_factory=list)  # k: test sentences joined k at a time
+    examples: int = 0  # the sentences where the baseline and each other row differ most
+
+
+def load_study(path: Path) -> Study:
+    """The study file as a checked Study."""
+    try:
+        loaded = OmegaConf.load(path)
+        study = to_object(OmegaConf.merge(OmegaConf.structured(Study), loaded))
+    except FileNotFoundError:
+        raise MTError(f"{path}: no such study file") from None
+    except (OmegaConfBaseException, YAMLError) as e:
+        key = getattr(e, "full_key", None)
+        raise MTError(f"{path}: {key + ': ' if key else ''}{first_line(e)}") from None
+    except MTError as e:
+        raise MTError(f"{path}: {e}") from None
+    check_study(study, path)
+    return study
+
+
+def first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def check_study(study: Study, path: Path) -> None:
+    names = [row.name for row in study.rows]
+    if not names:
+        raise MTError(f"{path}: rows: empty; a study needs at least one row")
+    for name in names:
+        if names.count(name) > 1:
+            raise MTError(f"{path}: rows: '{name}' twice; each row needs its own name")
+        if not name or "/" in name or name.startswith("."):
+            raise MTError(f"{path}: rows: '{name}' is not a directory name")
+    if study.baseline is not None and study.baseline not in names:
+        raise MTError(f"{path}: baseline: '{study.baseline}' is none of the rows {names}")
+    if not study.seeds or len(set(study.seeds)) < len(study.seeds):
+        raise MTError(f"{path}: seeds: {study.seeds}; give distinct seeds, at least one")
+    for k in study.long_inputs:
+        if not 1 <= k <= LONG_INPUT_MAX:
+            raise MTError(f"{path}: long_inputs: {k} is outside 1..{LONG_INPUT_MAX}")
+    if study.examples < 0:
+        raise MTError(f"{path}: examples: {study.examples}; must be ≥ 0")
+
+
+def row_overrides(study: Study, row: StudyRow, seed: int) -> list[str]:
+    """The mt.train overrides of one run of the study: the row's, the study's, the seed."""
+    return [*row.overrides, *study.overrides, f"trainer.seed={seed}"]
+
+
+def baseline_row(study: Study) -> StudyRow:
+    return next((r for r in study.rows if r.name == study.baseline), study.rows[0])
