@@ -1,16 +1,37 @@
-"""`python -m mt.study STUDY.yaml [--runs runs] [--data-root DATA] [--write FILE.md]`: train
-the study's runs that are missing (rows x seeds; unfinished ones resume, finished ones are
-kept), evaluate what the report needs, and write the report (runs/<study>.md, and between the
-study's markers in FILE.md)."""
+"""`python -m mt.study STUDY.yaml [--runs runs] [--data-root DATA] [--write FILE.md...]`:
+train the study's runs that are missing (rows x seeds; unfinished ones resume, finished ones
+are kept), evaluate what its report needs (ensembles, long inputs; each kept once done), and
+write the report: <runs>/<study>.md with its figures in <runs>/<study>/, and between the
+markers `<!-- study: NAME -->` and `<!-- end of study: NAME -->` of each FILE.md."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import torch
+
 from mt.common.errors import reported
-from mt.studies.grid import study_runs, train_all
-from mt.studies.spec import load_study
+from mt.common.files import replace_block, write_text
+from mt.decoding.significance import SEED
+from mt.studies.evaluation import ensemble_scores, long_input_scores
+from mt.studies.grid import Run, study_runs, train_all
+from mt.studies.report import draw_figures, of_row, report_parts, study_report
+from mt.studies.spec import Study, load_study
+
+
+def evaluated(study: Study, runs: list[Run], args: argparse.Namespace) -> dict:
+    """The ensembles' and the long inputs' scores, per row name."""
+    found = {"ensembles": {}, "long_inputs": {}}
+    for row in study.rows:
+        row_runs = of_row(runs, row)
+        if study.ensemble and len(row_runs) > 1:
+            found["ensembles"][row.name] = ensemble_scores(row_runs, args.runs, args.data_root)
+        if study.long_inputs:
+            found["long_inputs"][row.name] = [
+                long_input_scores(run, study.long_inputs, args.data_root) for run in row_runs
+            ]
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,13 +39,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("study", type=Path, help="a study file, e.g. studies/architectures.yaml")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="one run per row, seed")
     parser.add_argument("--data-root", help="data.root of every run (default: mt's own)")
-    parser.add_argument("--threads", type=int, default=2, help="trainer.num_threads of each run")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of each run")
+    parser.add_argument("--seed", type=int, default=SEED, help="sacreBLEU's resampling seed")
     parser.add_argument("--write", type=Path, nargs="*", default=[], help="put the report here")
+    parser.add_argument("--figures", type=Path, help="the PNG figures' directory")
     args = parser.parse_args(argv)
     with reported():
         study = load_study(args.study)
+        name = args.study.stem
         runs = study_runs(study, args.runs)
         train_all(runs, args.data_root, args.threads)
+        torch.set_num_threads(args.threads)
+        extra = evaluated(study, runs, args)
+        parts = report_parts(study, runs, extra, args.data_root, args.seed)
+        figures = draw_figures(study, runs, extra["long_inputs"], args.figures or args.runs / name)
+        own = args.runs / f"{name}.md"
+        write_text(own, study_report(parts, figures, own) + "\n")
+        print(study_report(parts, figures, own))
+        for path in args.write:
+            text = study_report(parts, figures, path)
+            replace_block(path, text, f"<!-- study: {name} -->", f"<!-- end of study: {name} -->")
 
 
 if __name__ == "__main__":

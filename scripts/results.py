@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from mt.common.errors import MTError
-from mt.common.files import write_text
+from mt.common.files import replace_block
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
@@ -137,16 +137,6 @@ def cell(scores: dict, lang: str = "") -> str:
     if lang and "percent_in_target" in scores:
         text += f" ({scores['percent_in_target']:.0f}% in {lang})"
     return text
-
-
-def replace_block(readme: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
-    """Put text between the README's table markers (written to a temporary name, renamed)."""
-    content = readme.read_text(encoding="utf-8")
-    if begin not in content or end not in content:
-        raise MTError(f"{readme}: no '{begin}' ... '{end}' block to replace")
-    head, rest = content.split(begin, 1)
-    tail = rest.split(end, 1)[1]
-    write_text(readme, f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 def main() -> None:

@@ -106,3 +106,13 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def replace_block(path: Path, text: str, begin: str, end: str) -> None:
+    """Put text between the begin and end markers of path (written whole or not at all)."""
+    content = path.read_text(encoding="utf-8")
+    if begin not in content or end not in content:
+        raise MTError(f"{path}: no '{begin}' ... '{end}' block to replace")
+    head, rest = content.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")

@@ -188,7 +188,9 @@ def largest_differences(test_set: TestSet, count: int) -> str:
 SIGNIFICANCE_COLUMNS = ("run", "test BLEU (95% CI)", "test chrF (95% CI)", "p BLEU", "p chrF")
 
 
-def significance_table(tested: list[Tested], sentences: int, seed: int) -> str:
+def significance_table(
+    tested: list[Tested], sentences: int, seed: int, unit: str = "one run per row"
+) -> str:
     """Markdown: score (bootstrap mean ± 95% half-interval) and p-values (paired bootstrap /
     approximate randomization) per run, the baseline first; then how they were computed."""
     lines = ["| " + " | ".join(SIGNIFICANCE_COLUMNS) + " |", "|" + "---|" * 5]
@@ -202,7 +204,7 @@ def significance_table(tested: list[Tested], sentences: int, seed: int) -> str:
     lines.append(
         f"\np: paired bootstrap ({RESAMPLES} resamples) / approximate randomization ({TRIALS} "
         f"trials) against the baseline; sacreBLEU {sacrebleu_version}, seed {seed}, "
-        f"{sentences} test sentences, one run per row (training seeds are not resampled)."
+        f"{sentences} test sentences, {unit}. Training seeds are not resampled."
     )
     return "\n".join(lines)
 

@@ -1,0 +1,89 @@
+"""What a study's report needs beyond each run's own test: its rows' seeds decoded as one
+ensemble, and long inputs (consecutive test sentences joined k at a time). Each result is kept
+in a JSON file once computed, so rerunning a study decodes nothing twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+
+from mt.common.files import write_text
+from mt.config.store import from_plain_dict
+from mt.data.readers import read_split
+from mt.decoding.scoring import corpus_scores
+from mt.decoding.translator import Translator
+from mt.studies.grid import Run
+
+
+def kept(path: Path, compute: Callable[[], dict]) -> dict:
+    """path's JSON when it exists, else compute() written there (temporary name, renamed)."""
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    found = compute()
+    write_text(path, json.dumps(found, indent=2) + "\n")
+    return found
+
+
+def test_split(run: Run, data_root: str | None) -> tuple[list[str], list[str]]:
+    """The sources and references of the run's test split (under data_root if it has moved)."""
+    data = from_plain_dict(run.results["config"]).data
+    data.root = data_root or data.root
+    return read_split(data, "test")
+
+
+def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> dict:
+    """Test BLEU and chrF of the row's seeds' final.pt as one ensemble (the first seed's decode
+    settings), its hypotheses beside: <runs>/<row>-ensemble-seeds<a>-<b>...test.hyp."""
+    seeds = "-".join(str(run.seed) for run in row_runs)
+    stem = runs / f"{row_runs[0].row.name}-ensemble-seeds{seeds}"
+
+    def compute() -> dict:
+        sources, references = test_split(row_runs[0], data_root)
+        translator = Translator.from_checkpoints([run.final for run in row_runs])
+        hyps = translator.translate(sources)
+        write_text(stem.with_name(stem.name + ".test.hyp"), "".join(h + "\n" for h in hyps))
+        scores = corpus_scores(hyps, references)
+        return {"members": [str(run.final) for run in row_runs], **scores}
+
+    return kept(stem.with_name(stem.name + ".json"), compute)
+
+
+def joined(lines: list[str], k: int) -> list[str]:
+    """Consecutive lines joined k at a time by a space (the last group may hold fewer)."""
+    return [" ".join(lines[i : i + k]) for i in range(0, len(lines), k)]
+
+
+def long_input_scores(run: Run, ks: list[int], data_root: str | None) -> list[dict]:
+    """Per k: the test set's sentences joined k at a time, translated as single inputs by the
+    run's final.pt and scored against the joined references (BLEU, chrF, output/reference
+    length ratio); kept in the run's long_inputs.json."""
+    path = run.directory / "long_inputs.json"
+    found = kept(path, lambda: {"checkpoint": run.results["final"], "scores": []})
+    missing = [k for k in ks if k not in {entry["k"] for entry in found["scores"]}]
+    if missing:
+        sources, references = test_split(run, data_root)
+        translator = Translator.from_checkpoint(run.final)
+        for k in missing:
+            found["scores"].append(joined_scores(translator, sources, references, k))
+        found["scores"].sort(key=lambda entry: entry["k"])
+        write_text(path, json.dumps(found, indent=2) + "\n")
+    return [entry for entry in found["scores"] if entry["k"] in ks]
+
+
+def joined_scores(translator: Translator, sources, references, k: int) -> dict:
+    inputs, targets = joined(sources, k), joined(references, k)
+    with torch.inference_mode():
+        hyps = translator.translate(inputs)
+    bleu = BLEU().corpus_score(hyps, [targets])
+    return {
+        "k": k,
+        "inputs": len(inputs),
+        "longest_source_words": max(len(s.split()) for s in inputs),
+        "bleu": bleu.score,
+        "chrf": CHRF().corpus_score(hyps, [targets]).score,
+        "length_ratio": bleu.sys_len / bleu.ref_len,
+    }

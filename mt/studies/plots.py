@@ -1,0 +1,50 @@
+"""A study's figures as PNG files: scores by source length, long inputs, word F-measure by
+training frequency, one line per row with its seeds' standard deviation as error bars.
+matplotlib is an optional extra (`pip install "mt-toolkit[plots]"`), imported only here."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from mt.common.errors import missing_extra
+from mt.common.files import replaced_on_success
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only backend, or one line naming the extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise missing_extra("a study's figures", "plots", "matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def draw(path: Path, x_labels: list[str], panels: dict[str, dict[str, list[list]]], x_name: str):
+    """One panel per score (title -> row label -> per x, the seeds' values; None: no value),
+    one line per row; written to path (a temporary name, renamed)."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for axis, (title, lines) in zip(axes[0], panels.items(), strict=True):
+        for row_label, per_x in lines.items():
+            points = [(x, *spread(v)) for x, v in enumerate(per_x) if v and None not in v]
+            xs, means, sds = zip(*points, strict=True) if points else ((), (), ())
+            axis.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=row_label)
+        axis.set_xticks(range(len(x_labels)), x_labels)
+        axis.set_xlabel(x_name)
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_on_success(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)

@@ -1,0 +1,249 @@
+"""A study's report as markdown: each row's seeds as mean ± sd, significance on the rows'
+concatenated seed outputs, and where the rows differ (source length, long inputs, word
+frequency, the sentences that differ most), with the leak audit."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+
+from mt.decoding.significance import significance
+from mt.studies.grid import Run
+from mt.studies.spec import Study, StudyRow, baseline_row
+from mt.training.comparison import (
+    TestSet,
+    largest_differences,
+    same_test_set,
+    significance_table,
+)
+
+
+def label(row: StudyRow) -> str:
+    return row.label or row.name
+
+
+def ordered_rows(study: Study) -> list[StudyRow]:
+    """The baseline row first, then the others in the file's order."""
+    base = baseline_row(study)
+    return [base, *(row for row in study.rows if row is not base)]
+
+
+def of_row(runs: list[Run], row: StudyRow) -> list[Run]:
+    return [run for run in runs if run.row is row]
+
+
+def mean_sd(values: list[float | None]) -> str:
+    """mean ± sample sd of the values, the mean alone for one, "" without any."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return ""
+    if len(present) == 1:
+        return f"{present[0]:.2f}"
+    return f"{statistics.mean(present):.2f} ± {statistics.stdev(present):.2f}"
+
+
+def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str:
+    """One line per row: test BLEU and chrF over its seeds, each seed's BLEU, the ensemble."""
+    head = ["row", "seeds", "test BLEU", "test chrF", "BLEU per seed"]
+    head += ["ensemble BLEU / chrF"] * bool(ensembles) + ["params", "steps", "commit"]
+    lines = []
+    for row in ordered_rows(study):
+        results = [run.results for run in of_row(runs, row)]
+        test = [r["test"] for r in results]
+        cells = [label(row), str(len(results)), mean_sd([t["bleu"] for t in test])]
+        cells += [mean_sd([t["chrf"] for t in test]), ", ".join(f"{t['bleu']:.2f}" for t in test)]
+        if ensembles:
+            scores = ensembles[row.name]
+            cells.append(f"{scores['bleu']:.2f} / {scores['chrf']:.2f}")
+        cells += [f"{results[0]['params'] / 1e6:.1f}M", str(results[0]["steps"])]
+        cells.append(", ".join(sorted({(r.get("commit") or "")[:10] for r in results})))
+        lines.append(cells)
+    return as_markdown(head, lines)
+
+
+def as_markdown(head: list[str], lines: list[list[str]]) -> str:
+    rows = [head, ["---"] * len(head), *lines]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
+def bucket_table(runs: list[Run], study: Study, entries: str, name: str, score: str) -> str:
+    """One line per bucket of results.json's test[entries] (by_length, word_f_by_frequency),
+    one column per row: the score's mean ± sd over the row's seeds."""
+    first = runs[0].results["test"][entries]
+    size = "sentences" if "sentences" in first[0] else "ref_words"
+    rows = ordered_rows(study)
+    head = [name, size, *(label(row) for row in rows)]
+    lines = []
+    for k, bucket in enumerate(first):
+        cells = [bucket[name], str(bucket[size])]
+        for row in rows:
+            values = [run.results["test"][entries][k][score] for run in of_row(runs, row)]
+            cells.append(mean_sd([None if v is None else scale(v, score) for v in values]))
+        lines.append(cells)
+    return as_markdown(head, lines)
+
+
+def scale(value: float, score: str) -> float:
+    """F-measure, precision and recall as percentages, as BLEU and chrF are."""
+    return 100 * value if score in ("f", "precision", "recall") else value
+
+
+def long_inputs_table(study: Study, scores: dict[str, list[list[dict]]]) -> str:
+    """Per k (sentences joined): BLEU and output/reference length ratio of each row."""
+    rows = ordered_rows(study)
+    first = scores[rows[0].name][0]
+    head = ["k", "inputs", "longest source (words)"]
+    head += [f"{label(row)}: {what}" for row in rows for what in ("BLEU", "length ratio")]
+    lines = []
+    for j, entry in enumerate(first):
+        cells = [str(entry["k"]), str(entry["inputs"]), str(entry["longest_source_words"])]
+        for row in rows:
+            per_seed = [seed_scores[j] for seed_scores in scores[row.name]]
+            cells.append(mean_sd([e["bleu"] for e in per_seed]))
+            cells.append(mean_sd([e["length_ratio"] for e in per_seed]))
+        lines.append(cells)
+    return as_markdown(head, lines)
+
+
+def concatenated(study: Study, runs: list[Run], data_root: str | None) -> TestSet:
+    """Each row's seeds' test outputs end to end (baseline row first), against the references
+    repeated once per seed; other references or a missing output are refused by name."""
+    in_order = [run for row in ordered_rows(study) for run in of_row(runs, row)]
+    paths = [run.directory / "results.json" for run in in_order]
+    per_run = same_test_set(paths, 0, data_root)
+    seeds = len(study.seeds)
+    systems = []
+    for k, row in enumerate(ordered_rows(study)):
+        outputs = per_run.systems[k * seeds : (k + 1) * seeds]
+        systems.append((label(row), [line for _, hyps in outputs for line in hyps]))
+    return TestSet(per_run.sources * seeds, per_run.references * seeds, systems)
+
+
+def significance_section(study: Study, runs: list[Run], data_root: str | None, seed: int) -> str:
+    test_set = concatenated(study, runs, data_root)
+    tested = significance(test_set.systems, test_set.references, seed)
+    seeds = len(study.seeds)
+    how = (
+        f"each row's {seeds} seeds' outputs end to end ({seeds} x "
+        f"{len(test_set.references) // seeds} sentences, seed k of one row paired with seed k "
+        "of the other), so a resample draws sentences of every seed"
+    )
+    return significance_table(tested, len(test_set.references), seed, how)
+
+
+def first_seed_differences(study: Study, runs: list[Run], data_root: str | None) -> str:
+    """The sentences where the baseline and each other row differ most, first seed of each."""
+    first = [of_row(runs, row)[0] for row in ordered_rows(study)]
+    test_set = same_test_set([run.directory / "results.json" for run in first], 0, data_root)
+    outputs = [hyps for _, hyps in test_set.systems]
+    test_set.systems = [(label(run.row), h) for run, h in zip(first, outputs, strict=True)]
+    return largest_differences(test_set, study.examples)
+
+
+def leak_audit(runs: list[Run]) -> str:
+    """One line per held-out split: its pairs (and sources) also in the training data."""
+    leaks = runs[0].results.get("leaks") or {}
+    lines = []
+    for split, found in leaks.items():
+        lines.append(
+            f"- {split}: {found['pairs']} of {found['sentences']} pairs also in training "
+            f"({found['pairs_normalised']} after normalising case, punctuation and spaces); "
+            f"sources alone: {found['sources']} ({found['sources_normalised']})"
+        )
+    split = runs[0].results["config"]["data"]["train_split"]
+    lines.append(f"- the subword model: trained on the `{split}` split alone (train_tokenizer)")
+    return "\n".join(lines)
+
+
+def per_bucket(study: Study, runs: list[Run], entries: str, name: str, score: str):
+    """Bucket names, and per row label, per bucket, its seeds' values of score."""
+    names = [bucket[name] for bucket in runs[0].results["test"][entries]]
+    lines = {}
+    for row in ordered_rows(study):
+        tests = [run.results["test"][entries] for run in of_row(runs, row)]
+        lines[label(row)] = [
+            [None if t[k][score] is None else scale(t[k][score], score) for t in tests]
+            for k in range(len(names))
+        ]
+    return names, lines
+
+
+def draw_figures(study: Study, runs: list[Run], long_scores: dict, directory: Path) -> dict:
+    """The study's PNG figures in directory, by name: by_length, long_inputs, word_f."""
+    from mt.studies.plots import draw  # matplotlib: an optional extra, only for figures
+
+    drawn = {}
+    names, bleu = per_bucket(study, runs, "by_length", "words", "bleu")
+    _, chrf = per_bucket(study, runs, "by_length", "words", "chrf")
+    drawn["by_length"] = directory / "by_length.png"
+    draw(drawn["by_length"], names, {"BLEU": bleu, "chrF": chrf}, "source words")
+    if long_scores:
+        rows = ordered_rows(study)
+        ks = [str(entry["k"]) for entry in long_scores[rows[0].name][0]]
+        panels = {"BLEU": {}, "output / reference length": {}}
+        for row in rows:
+            seeds = long_scores[row.name]
+            for title, key in zip(panels, ("bleu", "length_ratio"), strict=True):
+                panels[title][label(row)] = [[s[j][key] for s in seeds] for j in range(len(ks))]
+        drawn["long_inputs"] = directory / "long_inputs.png"
+        draw(drawn["long_inputs"], ks, panels, "test sentences joined into one input")
+    names, f = per_bucket(study, runs, "word_f_by_frequency", "train_count", "f")
+    drawn["word_f"] = directory / "word_f.png"
+    draw(drawn["word_f"], names, {"target-word F-measure": f}, "occurrences in training")
+    return drawn
+
+
+def image(figures: dict, name: str, caption: str, written_to: Path) -> str:
+    """A markdown image of figure name, its path relative to the file it is written into."""
+    if name not in figures:
+        return ""
+    relative = Path(os.path.relpath(figures[name], written_to.parent)).as_posix()
+    return f"\n\n![{caption}]({relative})"
+
+
+def study_report(parts: dict, figures: dict, written_to: Path) -> str:
+    """The report's markdown from its parts (tables by name), figures relative to written_to."""
+    sections = [parts["title"], parts["rows"], "#### Significance\n\n" + parts["significance"]]
+    sections.append(
+        "#### BLEU by source length (words), mean ± sd over seeds\n\n"
+        + parts["bleu_by_length"]
+        + "\n\n#### chrF by source length\n\n"
+        + parts["chrf_by_length"]
+        + image(figures, "by_length", "BLEU and chrF by source length", written_to)
+    )
+    if "long_inputs" in parts:
+        sections.append(
+            "#### Long inputs: test sentences joined k at a time, translated as one input\n\n"
+            + parts["long_inputs"]
+            + image(figures, "long_inputs", "BLEU and length ratio by k", written_to)
+        )
+    sections.append(
+        "#### Target-word F-measure (%) by the word's count in the training targets\n\n"
+        + parts["word_f"]
+        + image(figures, "word_f", "word F-measure by training frequency", written_to)
+    )
+    if "examples" in parts:
+        sections.append(parts["examples"])
+    sections.append("#### Leak audit\n\n" + parts["leaks"])
+    return "\n\n".join(sections)
+
+
+def report_parts(
+    study: Study, runs: list[Run], extra: dict, data_root: str | None, seed: int
+) -> dict:
+    """Every table of the report, by name; extra holds the ensembles' and long inputs' scores."""
+    parts = {
+        "title": f"### {study.title}",
+        "rows": rows_table(study, runs, extra["ensembles"]),
+        "significance": significance_section(study, runs, data_root, seed),
+        "bleu_by_length": bucket_table(runs, study, "by_length", "words", "bleu"),
+        "chrf_by_length": bucket_table(runs, study, "by_length", "words", "chrf"),
+        "word_f": bucket_table(runs, study, "word_f_by_frequency", "train_count", "f"),
+        "leaks": leak_audit(runs),
+    }
+    if extra["long_inputs"]:
+        parts["long_inputs"] = long_inputs_table(study, extra["long_inputs"])
+    if study.examples:
+        parts["examples"] = first_seed_differences(study, runs, data_root)
+    return parts

@@ -1,0 +1,139 @@
+"""mt.study: a study file's rows x seeds trained by one command (finished runs kept, other
+settings refused), and its report: seeds as mean ± sd, significance on the seeds' outputs,
+scores by length, long inputs and word frequency, the figures, the leak audit."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO, TINY_MODELS
+
+from mt.common.errors import MTError
+from mt.studies.spec import load_study
+
+TRAINING = [
+    "data.name=tiny",
+    "data.vocab_size=300",
+    "trainer.max_steps=6",
+    "trainer.valid_every=3",
+    "trainer.warmup_steps=2",
+    "trainer.log_every=3",
+    "trainer.keep_last=0",
+    "trainer.average_last=0",
+    "trainer.length_penalties=[]",
+    "decode.beam_size=2",
+]
+
+
+def study_file(path: Path, cache: Path, **changes) -> Path:
+    rows = [
+        {"name": "rnn", "label": "RNN", "overrides": ["+experiment=rnn", *TINY_MODELS["rnn"]]},
+        {
+            "name": "transformer",
+            "overrides": ["+experiment=transformer", *TINY_MODELS["transformer"]],
+        },
+    ]
+    study = {
+        "title": "Tiny architectures",
+        "seeds": [1, 2],
+        "overrides": [*TRAINING, f"data.cache_dir={cache}"],
+        "rows": rows,
+        "ensemble": True,
+        "long_inputs": [1, 2],
+        "examples": 2,
+        **changes,
+    }
+    path.write_text(json.dumps(study))  # JSON is YAML
+    return path
+
+
+def run_study(study: Path, root: Path, runs: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "mt.study", str(study), "--runs", str(runs)]
+    command += ["--data-root", str(root), "--threads", "1", *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdowns(
+    memorise_root, tmp_path
+):
+    study = study_file(tmp_path / "tiny.yaml", tmp_path / "cache")
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    docs.mkdir()
+    page = docs / "results.md"
+    page.write_text("# Results\n\n<!-- study: tiny -->\nold\n<!-- end of study: tiny -->\nEnd.\n")
+    figures = docs / "figures"
+    first = run_study(study, memorise_root, runs, "--write", str(page), "--figures", str(figures))
+    assert first.returncode == 0, first.stderr[-3000:]
+    names = [f"{row}-seed{seed}" for seed in (1, 2) for row in ("rnn", "transformer")]
+    results = {n: json.loads((runs / n / "results.json").read_text()) for n in names}
+    assert results["rnn-seed1"]["model"] == "rnnseq2seq"
+    assert results["rnn-seed2"]["config"]["trainer"]["seed"] == 2
+
+    report = page.read_text()
+    assert "old" not in report and report.endswith("<!-- end of study: tiny -->\nEnd.\n")
+    # Each row: its seeds' mean ± sample sd, and each seed's score.
+    for row, label in (("rnn", "RNN"), ("transformer", "transformer")):
+        bleu = [results[f"{row}-seed{s}"]["test"]["bleu"] for s in (1, 2)]
+        line = next(x for x in report.splitlines() if x.startswith(f"| {label} | 2 |"))
+        assert f"{statistics.mean(bleu):.2f} ± {statistics.stdev(bleu):.2f}" in line
+        assert ", ".join(f"{b:.2f}" for b in bleu) in line
+        ensemble = json.loads((runs / f"{row}-ensemble-seeds1-2.json").read_text())
+        assert f"{ensemble['bleu']:.2f} / {ensemble['chrf']:.2f}" in line
+    # Significance of the seeds' concatenated outputs against the baseline (the first row).
+    assert "| RNN (baseline) |" in report and "2 x 30 sentences" in report
+    # Long inputs: the joined test set, per k, in each run's directory.
+    joined = json.loads((runs / "transformer-seed1" / "long_inputs.json").read_text())
+    assert [(e["k"], e["inputs"]) for e in joined["scores"]] == [(1, 30), (2, 15)]
+    # The memorised test set is the training set: the audit says so.
+    assert "- test: 30 of 30 pairs also in training" in report
+    for name in ("by_length", "long_inputs", "word_f"):
+        assert (figures / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(figures/{name}.png)" in report
+
+    # Rerun: every run kept, nothing decoded again, the same report.
+    kept = {p: p.read_bytes() for p in runs.rglob("*.json")}
+    again = run_study(study, memorise_root, runs, "--write", str(page), "--figures", str(figures))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count(": finished, kept") == 4
+    assert {p: p.read_bytes() for p in runs.rglob("*.json")} == kept
+    assert page.read_text() == report
+
+    # The same run directories asked for with other settings: refused, naming the key.
+    other = study_file(tmp_path / "other.yaml", tmp_path / "cache", seeds=[1])
+    text = other.read_text().replace("trainer.max_steps=6", "trainer.max_steps=7")
+    other.write_text(text)
+    refused = run_study(other, memorise_root, runs)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {runs / 'rnn-seed1'}: trained with trainer.max_steps=6, the study asks 7; "
+        "give the row another name or the study another --runs"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sedes": [1]}, "sedes"),
+        ({"rows": [{"name": "a"}, {"name": "a"}]}, "rows: 'a' twice"),
+        ({"baseline": "cnn"}, "baseline: 'cnn' is none of the rows"),
+        ({"seeds": [1, 1]}, "seeds: [1, 1]"),
+        ({"long_inputs": [0]}, "long_inputs: 0 is outside"),
+        ({"rows": [{"name": "a", "overrides": [], "lr": 1}]}, "lr"),
+    ],
+)
+def test_a_bad_study_file_is_refused_naming_the_key(tmp_path, changes, message):
+    study = study_file(tmp_path / "bad.yaml", tmp_path / "cache", **changes)
+    with pytest.raises(MTError) as error:
+        load_study(study)
+    assert str(error.value).startswith(f"{study}: ") and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_missing_study_file_is_named(tmp_path):
+    with pytest.raises(MTError, match="no such study file"):
+        load_study(tmp_path / "none.yaml")
