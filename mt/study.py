@@ -1,8 +1,9 @@
 """`python -m mt.study STUDY.yaml [--runs runs] [--data-root DATA] [--write FILE.md...]`:
 train the study's runs that are missing (rows x seeds; unfinished ones resume, finished ones
-are kept), evaluate what its report needs (ensembles, long inputs; each kept once done), and
-write the report: <runs>/<study>.md with its figures in <runs>/<study>/, and between the
-markers `<!-- study: NAME -->` and `<!-- end of study: NAME -->` of each FILE.md."""
+are kept), then its distilled corpora and the rows that train on them; evaluate what its
+report needs (ensembles, long inputs; each kept once done), and write the report:
+<runs>/<study>.md with its figures in <runs>/<study>/, and between the markers
+`<!-- study: NAME -->` and `<!-- end of study: NAME -->` of each FILE.md."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from mt.common.errors import reported
 from mt.common.files import replace_block, write_text
 from mt.decoding.significance import SEED
 from mt.studies.evaluation import ensemble_scores, long_input_scores
-from mt.studies.grid import Run, study_runs, train_all
+from mt.studies.grid import Run, distill, study_runs, train_all
 from mt.studies.report import draw_figures, of_row, report_parts, study_report
-from mt.studies.spec import Study, load_study
+from mt.studies.spec import Study, load_study, uses_distilled
 
 
 def evaluated(study: Study, runs: list[Run], args: argparse.Namespace) -> dict:
@@ -48,7 +49,11 @@ def main(argv: list[str] | None = None) -> None:
         study = load_study(args.study)
         name = args.study.stem
         runs = study_runs(study, args.runs)
-        train_all(runs, args.data_root, args.threads)
+        train_all([r for r in runs if not uses_distilled(r.row)], args.data_root, args.threads)
+        for corpus in study.distilled:
+            teachers = [run for run in runs if run.row.name == corpus.teacher]
+            distill(corpus, teachers, args.runs, args.data_root)
+        train_all([r for r in runs if uses_distilled(r.row)], args.data_root, args.threads)
         torch.set_num_threads(args.threads)
         extra = evaluated(study, runs, args)
         parts = report_parts(study, runs, extra, args.data_root, args.seed)

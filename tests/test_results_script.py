@@ -77,40 +77,6 @@ def test_results_command_writes_the_table_and_keeps_finished_rows(memorise_root,
     assert readme.read_bytes() == table
 
 
-def test_the_ensemble_command_trains_each_seed_once_and_scores_their_ensemble(
-    memorise_root, tmp_path
-):
-    tiny = [*TINY_MODELS["transformer"], "data.name=tiny", f"data.cache_dir={tmp_path / 'cache'}"]
-    tiny += ["data.vocab_size=300", "trainer.max_steps=4", "trainer.valid_every=2"]
-    tiny += ["trainer.warmup_steps=2", "decode.beam_size=2", "decode.max_len_b=5"]
-    command = [
-        sys.executable,
-        str(REPO / "scripts" / "ensemble.py"),
-        f"--data-root={memorise_root}",
-    ]
-    command += ["--runs", str(tmp_path / "runs"), "--recipe", "transformer_fast", "--threads", "1"]
-    command += ["--seeds", "1", "2", "--set", *tiny]
-    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    table = [line for line in first.stdout.splitlines() if line.startswith("| ")]
-    assert [line.split("|")[1].strip() for line in table[1:]] == [
-        "seed 1",
-        "seed 2",
-        "ensemble of 2",
-    ]
-    for seed in (1, 2):
-        results = json.loads(
-            (tmp_path / "runs" / f"transformer_fast-seed{seed}" / "results.json").read_text()
-        )
-        assert results["config"]["trainer"]["seed"] == seed
-        assert f"| seed {seed} | {results['test']['bleu']:.2f} |" in first.stdout
-    metrics = json.loads((tmp_path / "runs" / "ensemble-2.test.hyp.metrics.json").read_text())
-    assert len(metrics["checkpoint"]) == 2
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "seed 1: finished" in again.stdout
-    assert [row for row in again.stdout.splitlines() if row.startswith("| ")] == table
-
-
 def test_the_multilingual_command_compares_one_model_with_four_and_pivoting(
     multilingual_root, tmp_path
 ):

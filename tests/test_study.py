@@ -83,6 +83,8 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         assert f"{statistics.mean(bleu):.2f} ± {statistics.stdev(bleu):.2f}" in line
         assert ", ".join(f"{b:.2f}" for b in bleu) in line
         ensemble = json.loads((runs / f"{row}-ensemble-seeds1-2.json").read_text())
+        finals = [runs / f"{row}-seed{s}" / results[f"{row}-seed{s}"]["final"] for s in (1, 2)]
+        assert ensemble["members"] == [str(path) for path in finals]
         assert f"{ensemble['bleu']:.2f} / {ensemble['chrf']:.2f}" in line
     # Significance of the seeds' concatenated outputs against the baseline (the first row).
     assert "| RNN (baseline) |" in report and "2 x 30 sentences" in report
@@ -137,3 +139,33 @@ def test_a_bad_study_file_is_refused_naming_the_key(tmp_path, changes, message):
 def test_a_missing_study_file_is_named(tmp_path):
     with pytest.raises(MTError, match="no such study file"):
         load_study(tmp_path / "none.yaml")
+
+
+def test_a_study_distils_its_teacher_row_then_trains_the_student_on_the_corpus(
+    memorise_root, tmp_path
+):
+    tiny = ["+experiment=transformer", *TINY_MODELS["transformer"]]
+    rows = [
+        {"name": "teacher", "overrides": tiny},
+        {
+            "name": "student",
+            "overrides": [*tiny, "data.train_sources=[{name: kd, root: '{distilled}'}]"],
+        },
+    ]
+    distilled = [{"name": "kd", "teacher": "teacher", "overrides": ["decode.beam_size=2"]}]
+    study = study_file(tmp_path / "kd.yaml", tmp_path / "cache", rows=rows, seeds=[1])
+    text = json.loads(study.read_text())
+    text.update(distilled=distilled, ensemble=False, long_inputs=[], examples=0)
+    study.write_text(json.dumps(text))
+    runs = tmp_path / "runs"
+    done = run_study(study, memorise_root, runs)
+    assert done.returncode == 0, done.stderr[-3000:]
+    corpus = runs / "distilled" / "kd"
+    record = json.loads((corpus / "distill.json").read_text())
+    assert record["pairs"] == 30 and len(record["teacher"]) == 1
+    student = json.loads((runs / "student-seed1" / "results.json").read_text())
+    sources = student["config"]["data"]["train_sources"]
+    assert [(s["name"], s["root"]) for s in sources] == [("kd", str(corpus.parent.resolve()))]
+    # The teacher trained before the corpus, the student after it.
+    out = done.stdout
+    assert out.index("teacher-seed1") < out.index("mt.distill") < out.index("student-seed1")

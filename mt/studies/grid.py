@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
 from mt.config.store import config_dir, register_configs
-from mt.studies.spec import Study, StudyRow, row_overrides
+from mt.studies.spec import Distilled, Study, StudyRow, row_overrides, row_seeds
 
 # Settings of where and how a run trains, not of what it learns: a run keeps its place in a
 # study when they differ (another data root, thread count, a resume).
@@ -41,10 +41,12 @@ class Run:
 def study_runs(study: Study, runs: Path) -> list[Run]:
     """Every run of the study, seed by seed (each seed's rows first, so a partial study
     already compares every row)."""
+    seeds = sorted({seed for row in study.rows for seed in row_seeds(study, row)})
     return [
-        Run(row, seed, runs / f"{row.name}-seed{seed}", row_overrides(study, row, seed))
-        for seed in study.seeds
+        Run(row, seed, runs / f"{row.name}-seed{seed}", row_overrides(study, row, seed, runs))
+        for seed in seeds
         for row in study.rows
+        if seed in row_seeds(study, row)
     ]
 
 
@@ -105,3 +107,15 @@ def train_all(runs: list[Run], data_root: str | None, threads: int) -> None:
         print(" ".join(command), flush=True)
         if subprocess.run(command).returncode != 0:
             raise MTError(f"{run.directory}: training failed; rerun the study to resume it")
+
+
+def distill(corpus: Distilled, teachers: list[Run], runs: Path, data_root: str | None) -> None:
+    """The distilled corpus by mt.distill (resumable; a finished one is kept as it is)."""
+    finals = ",".join(str(run.final) for run in teachers)
+    command = [sys.executable, "-m", "mt.distill", f"checkpoint=[{finals}]"]
+    command += [f"out={runs / 'distilled' / corpus.name}", *corpus.overrides]
+    if data_root:
+        command.append(f"data_root={data_root}")
+    print(" ".join(command), flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise MTError(f"distilled {corpus.name}: mt.distill failed; rerun the study to resume it")

@@ -54,8 +54,8 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
         cells = [label(row), str(len(results)), mean_sd([t["bleu"] for t in test])]
         cells += [mean_sd([t["chrf"] for t in test]), ", ".join(f"{t['bleu']:.2f}" for t in test)]
         if ensembles:
-            scores = ensembles[row.name]
-            cells.append(f"{scores['bleu']:.2f} / {scores['chrf']:.2f}")
+            scores = ensembles.get(row.name)  # a row of one seed has none
+            cells.append(f"{scores['bleu']:.2f} / {scores['chrf']:.2f}" if scores else "")
         cells += [f"{results[0]['params'] / 1e6:.1f}M", str(results[0]["steps"])]
         cells.append(", ".join(sorted({(r.get("commit") or "")[:10] for r in results})))
         lines.append(cells)
@@ -106,26 +106,25 @@ def long_inputs_table(study: Study, scores: dict[str, list[list[dict]]]) -> str:
     return as_markdown(head, lines)
 
 
-def concatenated(study: Study, runs: list[Run], data_root: str | None) -> TestSet:
-    """Each row's seeds' test outputs end to end (baseline row first), against the references
-    repeated once per seed; other references or a missing output are refused by name."""
-    in_order = [run for row in ordered_rows(study) for run in of_row(runs, row)]
-    paths = [run.directory / "results.json" for run in in_order]
-    per_run = same_test_set(paths, 0, data_root)
-    seeds = len(study.seeds)
+def concatenated(study: Study, runs: list[Run], data_root: str | None) -> tuple[TestSet, int]:
+    """Each row's first n seeds' test outputs end to end (n: the fewest seeds of any row;
+    baseline row first), against the references repeated n times, and n; other references or
+    a missing output are refused by name."""
+    seeds = min(len(of_row(runs, row)) for row in study.rows)
+    in_order = [run for row in ordered_rows(study) for run in of_row(runs, row)[:seeds]]
+    per_run = same_test_set([run.directory / "results.json" for run in in_order], 0, data_root)
     systems = []
     for k, row in enumerate(ordered_rows(study)):
         outputs = per_run.systems[k * seeds : (k + 1) * seeds]
         systems.append((label(row), [line for _, hyps in outputs for line in hyps]))
-    return TestSet(per_run.sources * seeds, per_run.references * seeds, systems)
+    return TestSet(per_run.sources * seeds, per_run.references * seeds, systems), seeds
 
 
 def significance_section(study: Study, runs: list[Run], data_root: str | None, seed: int) -> str:
-    test_set = concatenated(study, runs, data_root)
+    test_set, seeds = concatenated(study, runs, data_root)
     tested = significance(test_set.systems, test_set.references, seed)
-    seeds = len(study.seeds)
     how = (
-        f"each row's {seeds} seeds' outputs end to end ({seeds} x "
+        f"each row's first {seeds} seeds' outputs end to end ({seeds} x "
         f"{len(test_set.references) // seeds} sentences, seed k of one row paired with seed k "
         "of the other), so a resample draws sentences of every seed"
     )

@@ -22,6 +22,18 @@ class StudyRow:
     name: str = MISSING  # its runs are <runs>/<name>-seed<k>, shared by every study naming it
     label: str | None = None  # the report's name for it (default: name)
     overrides: list[str] = field(default_factory=list)  # mt.train overrides of this row
+    seeds: list[int] | None = None  # this row's own seeds (default: the study's)
+
+
+@dataclass
+class Distilled:
+    """A distilled corpus: the teacher row's seeds as one ensemble translating its training
+    sources (mt.distill), at <runs>/distilled/<name>/; rows train on it by naming
+    {distilled} as a root: data.train_sources=[{name: NAME, root: "{distilled}"}]."""
+
+    name: str = MISSING
+    teacher: str = MISSING  # a row of the study
+    overrides: list[str] = field(default_factory=list)  # mt.distill's, e.g. decode.beam_size=5
 
 
 @dataclass
@@ -34,6 +46,7 @@ class Study:
     ensemble: bool = False  # also score each row's seeds as one ensemble (mt.evaluate)
     long_inputs: list[int] = field(default_factory=list)  # k: test sentences joined k at a time
     examples: int = 0  # the sentences where the baseline and each other row differ most
+    distilled: list[Distilled] = field(default_factory=list)  # corpora the rows may train on
 
 
 def load_study(path: Path) -> Study:
@@ -67,8 +80,13 @@ def check_study(study: Study, path: Path) -> None:
             raise MTError(f"{path}: rows: '{name}' is not a directory name")
     if study.baseline is not None and study.baseline not in names:
         raise MTError(f"{path}: baseline: '{study.baseline}' is none of the rows {names}")
-    if not study.seeds or len(set(study.seeds)) < len(study.seeds):
-        raise MTError(f"{path}: seeds: {study.seeds}; give distinct seeds, at least one")
+    for where, seeds in [
+        ("seeds", study.seeds),
+        *((f"rows: {r.name}: seeds", r.seeds) for r in study.rows if r.seeds is not None),
+    ]:
+        if not seeds or len(set(seeds)) < len(seeds):
+            raise MTError(f"{path}: {where}: {seeds}; give distinct seeds, at least one")
+    check_distilled(study, path)
     for k in study.long_inputs:
         if not 1 <= k <= LONG_INPUT_MAX:
             raise MTError(f"{path}: long_inputs: {k} is outside 1..{LONG_INPUT_MAX}")
@@ -76,9 +94,40 @@ def check_study(study: Study, path: Path) -> None:
         raise MTError(f"{path}: examples: {study.examples}; must be ≥ 0")
 
 
-def row_overrides(study: Study, row: StudyRow, seed: int) -> list[str]:
-    """The mt.train overrides of one run of the study: the row's, the study's, the seed."""
-    return [*row.overrides, *study.overrides, f"trainer.seed={seed}"]
+def check_distilled(study: Study, path: Path) -> None:
+    """Each corpus named once, taught by a row that does not itself train on a distilled
+    corpus; {distilled} used only where the study distils."""
+    names = [d.name for d in study.distilled]
+    for d in study.distilled:
+        if names.count(d.name) > 1 or not d.name or "/" in d.name:
+            raise MTError(f"{path}: distilled: '{d.name}' is not a distinct directory name")
+        teacher = next((r for r in study.rows if r.name == d.teacher), None)
+        if teacher is None:
+            raise MTError(f"{path}: distilled: {d.name}: teacher '{d.teacher}' is no row")
+        if uses_distilled(teacher):
+            raise MTError(f"{path}: distilled: {d.name}: its teacher trains on distilled data")
+    for row in study.rows:
+        if uses_distilled(row) and not names:
+            raise MTError(f"{path}: rows: {row.name}: uses {DISTILLED} but nothing is distilled")
+
+
+DISTILLED = "{distilled}"  # in a row's overrides: <runs>/distilled, the distilled corpora's root
+
+
+def uses_distilled(row: StudyRow) -> bool:
+    return any(DISTILLED in override for override in row.overrides)
+
+
+def row_seeds(study: Study, row: StudyRow) -> list[int]:
+    return study.seeds if row.seeds is None else row.seeds
+
+
+def row_overrides(study: Study, row: StudyRow, seed: int, runs: Path) -> list[str]:
+    """The mt.train overrides of one run of the study: the row's, the study's, the seed;
+    {distilled} replaced by the distilled corpora's root."""
+    root = str((runs / "distilled").resolve())
+    overrides = [o.replace(DISTILLED, root) for o in row.overrides]
+    return [*overrides, *study.overrides, f"trainer.seed={seed}"]
 
 
 def baseline_row(study: Study) -> StudyRow:
