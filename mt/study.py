@@ -15,8 +15,8 @@ import torch
 from mt.common.errors import reported
 from mt.common.files import replace_block, write_text
 from mt.decoding.significance import SEED
-from mt.studies.evaluation import ensemble_scores, long_input_scores
-from mt.studies.grid import Run, distill, study_runs, train_all
+from mt.studies.evaluation import ensemble_file, ensemble_scores, long_input_scores
+from mt.studies.grid import Run, distill, keep_outputs, study_runs, train_all
 from mt.studies.report import draw_figures, of_row, report_parts, study_report
 from mt.studies.spec import Study, load_study, uses_distilled
 
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=SEED, help="sacreBLEU's resampling seed")
     parser.add_argument("--write", type=Path, nargs="*", default=[], help="put the report here")
     parser.add_argument("--figures", type=Path, help="the PNG figures' directory")
+    parser.add_argument(
+        "--outputs", type=Path, help="copy each run's results and test output here (no weights)"
+    )
     args = parser.parse_args(argv)
     with reported():
         study = load_study(args.study)
@@ -61,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
         own = args.runs / f"{name}.md"
         write_text(own, study_report(parts, figures, own) + "\n")
         print(study_report(parts, figures, own))
+        if args.outputs:
+            rows = [row for row in study.rows if row.name in extra["ensembles"]]
+            keep_outputs(
+                runs, [ensemble_file(of_row(runs, r), args.runs) for r in rows], args.outputs
+            )
         for path in args.write:
             text = study_report(parts, figures, path)
             replace_block(path, text, f"<!-- study: {name} -->", f"<!-- end of study: {name} -->")

@@ -52,6 +52,11 @@ def study_file(path: Path, cache: Path, **changes) -> Path:
     return path
 
 
+def block(page: str) -> str:
+    """What a page holds between the tiny study's markers."""
+    return page.split("<!-- study: tiny -->")[1].split("<!-- end of study: tiny -->")[0]
+
+
 def run_study(study: Path, root: Path, runs: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "mt.study", str(study), "--runs", str(runs)]
     command += ["--data-root", str(root), "--threads", "1", *extra]
@@ -104,6 +109,20 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert again.stdout.count(": finished, kept") == 4
     assert {p: p.read_bytes() for p in runs.rglob("*.json")} == kept
     assert page.read_text() == report
+
+    # Every run's results and test output kept apart (no checkpoints): the same report from
+    # them alone, nothing trained or decoded.
+    outputs = tmp_path / "outputs"
+    kept_run = run_study(study, memorise_root, runs, "--outputs", str(outputs))
+    assert kept_run.returncode == 0, kept_run.stderr[-3000:]
+    assert not list(outputs.rglob("*.pt"))
+    page.write_text("<!-- study: tiny -->\n<!-- end of study: tiny -->\n")
+    alone = run_study(
+        study, memorise_root, outputs, "--write", str(page), "--figures", str(figures)
+    )
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert alone.stdout.count(": finished, kept") == 4 and "mt.train" not in alone.stdout
+    assert block(page.read_text()) == block(report)
 
     # The same run directories asked for with other settings: refused, naming the key.
     other = study_file(tmp_path / "other.yaml", tmp_path / "cache", seeds=[1])

@@ -35,11 +35,16 @@ def test_split(run: Run, data_root: str | None) -> tuple[list[str], list[str]]:
     return read_split(data, "test")
 
 
+def ensemble_file(row_runs: list[Run], runs: Path) -> Path:
+    """Where the ensemble of the row's seeds keeps its scores: <row>-ensemble-seeds1-2-3.json."""
+    seeds = "-".join(str(run.seed) for run in row_runs)
+    return runs / f"{row_runs[0].row.name}-ensemble-seeds{seeds}.json"
+
+
 def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> dict:
     """Test BLEU and chrF of the row's seeds' final.pt as one ensemble (the first seed's decode
     settings), its hypotheses beside: <runs>/<row>-ensemble-seeds<a>-<b>...test.hyp."""
-    seeds = "-".join(str(run.seed) for run in row_runs)
-    stem = runs / f"{row_runs[0].row.name}-ensemble-seeds{seeds}"
+    stem = ensemble_file(row_runs, runs).with_suffix("")
 
     def compute() -> dict:
         sources, references = test_split(row_runs[0], data_root)
@@ -49,7 +54,7 @@ def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> d
         scores = corpus_scores(hyps, references)
         return {"members": [str(run.final) for run in row_runs], **scores}
 
-    return kept(stem.with_name(stem.name + ".json"), compute)
+    return kept(ensemble_file(row_runs, runs), compute)
 
 
 def joined(lines: list[str], k: int) -> list[str]:

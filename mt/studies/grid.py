@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
+from mt.common.files import write_text
 from mt.config.store import config_dir, register_configs
 from mt.studies.spec import Distilled, Study, StudyRow, row_overrides, row_seeds
 
@@ -119,3 +120,24 @@ def distill(corpus: Distilled, teachers: list[Run], runs: Path, data_root: str |
     print(" ".join(command), flush=True)
     if subprocess.run(command).returncode != 0:
         raise MTError(f"distilled {corpus.name}: mt.distill failed; rerun the study to resume it")
+
+
+# What a run's report needs, without its checkpoints: a few hundred KB for a whole study.
+KEPT_FILES = ("config.yaml", "results.json", "long_inputs.json")
+
+
+def keep_outputs(runs: list[Run], study_files: list[Path], outputs: Path) -> None:
+    """Copy each run's config, results and test output, and the study's own result files
+    (ensembles), into outputs/, where the study finds every run finished: its report can be
+    recomputed from there without the checkpoints."""
+    for run in runs:
+        tgt_lang = run.results["config"]["data"]["tgt_lang"]
+        for name in (*KEPT_FILES, f"test.hyp.{tgt_lang}"):
+            copy_text(run.directory / name, outputs / run.directory.name / name)
+    for path in study_files:
+        copy_text(path, outputs / path.name)
+
+
+def copy_text(source: Path, target: Path) -> None:
+    if source.is_file():
+        write_text(target, source.read_text(encoding="utf-8"))
