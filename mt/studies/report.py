@@ -173,10 +173,12 @@ def draw_figures(study: Study, runs: list[Run], long_scores: dict, directory: Pa
     from mt.studies.plots import draw  # matplotlib: an optional extra, only for figures
 
     drawn = {}
-    names, bleu = per_bucket(study, runs, "by_length", "words", "bleu")
+    _, bleu = per_bucket(study, runs, "by_length", "words", "bleu")
     _, chrf = per_bucket(study, runs, "by_length", "words", "chrf")
+    buckets = runs[0].results["test"]["by_length"]
+    names = [f"{b['words']}\n({b['sentences']})" for b in buckets]
     drawn["by_length"] = directory / "by_length.png"
-    draw(drawn["by_length"], names, {"BLEU": bleu, "chrF": chrf}, "source words")
+    draw(drawn["by_length"], names, {"BLEU": bleu, "chrF": chrf}, "source words (sentences)")
     if long_scores:
         rows = ordered_rows(study)
         ks = [str(entry["k"]) for entry in long_scores[rows[0].name][0]]
