@@ -45,21 +45,29 @@ def mean_sd(values: list[float | None]) -> str:
 
 def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str:
     """One line per row: test BLEU and chrF over its seeds, each seed's BLEU, the ensemble."""
-    head = ["row", "seeds", "test BLEU", "test chrF", "BLEU per seed"]
-    head += ["ensemble BLEU / chrF"] * bool(ensembles) + ["params", "steps", "commit"]
+    head = ["row", "seeds", "valid BLEU", "test BLEU", "test chrF", "BLEU per seed"]
+    head += ["ensemble BLEU / chrF"] * bool(ensembles) + ["params", "steps", "device", "commit"]
     lines = []
     for row in ordered_rows(study):
         results = [run.results for run in of_row(runs, row)]
         test = [r["test"] for r in results]
-        cells = [label(row), str(len(results)), mean_sd([t["bleu"] for t in test])]
+        cells = [label(row), str(len(results)), mean_sd([r["valid"]["bleu"] for r in results])]
+        cells.append(mean_sd([t["bleu"] for t in test]))
         cells += [mean_sd([t["chrf"] for t in test]), ", ".join(f"{t['bleu']:.2f}" for t in test)]
         if ensembles:
             scores = ensembles.get(row.name)  # a row of one seed has none
             cells.append(f"{scores['bleu']:.2f} / {scores['chrf']:.2f}" if scores else "")
         cells += [f"{results[0]['params'] / 1e6:.1f}M", str(results[0]["steps"])]
+        cells.append(", ".join(sorted({described(r) for r in results})))
         cells.append(", ".join(sorted({(r.get("commit") or "")[:10] for r in results})))
         lines.append(cells)
     return as_markdown(head, lines)
+
+
+def described(results: dict) -> str:
+    """Where a run trained: the device and, on a CPU, its precision (bf16 or fp32)."""
+    device = results.get("hardware") or results.get("device", "")
+    return f"{device}, {results['precision']}" if "precision" in results else device
 
 
 def as_markdown(head: list[str], lines: list[list[str]]) -> str:
