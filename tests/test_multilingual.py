@@ -19,6 +19,7 @@ from helpers import (
     serving,
     write_lines,
 )
+from sacrebleu.metrics import BLEU
 
 from mt import evaluate, translate
 from mt.common.errors import MTError
@@ -28,6 +29,7 @@ from mt.data.batches import dropped_by, train_batches
 from mt.data.corpus import load_corpus
 from mt.data.directions import epoch_weights, sampling_weights, source_marks, tag
 from mt.data.languages import percent_in, trigram_profile
+from mt.decoding.scoring import words
 from mt.decoding.translator import Translator
 from mt.deploy.engine import ctranslate2_translator
 from mt.training.trainer import train
@@ -318,3 +320,64 @@ def test_a_multilingual_run_drops_empty_sources_despite_their_tag(multilingual_r
     assert int(dropped_by(train_split, 128, None)["empty"].sum()) == 1  # the tag counted
     kept = np.concatenate(train_batches(train_split, 10**4, 128, 1, 0, src_marks=marks))
     assert not empty[kept].any() and len(kept) == len(train_split) - 3
+
+
+def test_each_direction_gets_its_breakdowns_and_a_study_row_compares_one(
+    multilingual_run, multilingual_root, tmp_path
+):
+    run_dir, _ = multilingual_run
+    test = json.loads((run_dir / "results.json").read_text())["test"]
+    de_en = test["directions"]["de-en"]
+    # Scored on that direction's sentences alone: its hypotheses against its references.
+    assert sum(bucket["sentences"] for bucket in de_en["by_length"]) == PAIRS
+    hyps = (run_dir / "test.hyp.de-en").read_text().splitlines()
+    refs = multi30k_lines("train", "en", PAIRS)
+    filled = next(b for b in de_en["by_length"] if b["sentences"])
+    chosen = [i for i, s in enumerate(multi30k_lines("train", "de", PAIRS)) if in_bucket(s, filled)]
+    bleu = BLEU().corpus_score([hyps[i] for i in chosen], [[refs[i] for i in chosen]]).score
+    assert filled["bleu"] == pytest.approx(bleu)
+    assert sum(b["ref_words"] for b in de_en["word_f_by_frequency"]) == sum(
+        len(words(r)) for r in refs
+    )
+
+    # A study row names the direction it compares: two rows of the same run agree exactly.
+    runs = tmp_path / "runs"
+    for name in ("multi", "again"):
+        shutil.copytree(run_dir, runs / f"{name}-seed1")
+    rows = [{"name": n, "direction": "de-en", "overrides": []} for n in ("multi", "again")]
+    study = tmp_path / "directions.yaml"
+    study.write_text(json.dumps({"title": "de-en", "rows": rows, "long_inputs": [2]}))
+    done = run_tool(
+        "study",
+        str(study),
+        "--runs",
+        str(runs),
+        "--data-root",
+        str(multilingual_root),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (runs / "directions.md").read_text()
+    line = next(x for x in report.splitlines() if x.startswith("| again |") and "±" in x)
+    assert line.endswith("| 1.0000 / 1.0000 | 1.0000 / 1.0000 |")  # identical: p = 1
+    joined = json.loads((runs / "multi-seed1" / "long_inputs.json").read_text())["scores"]
+    assert [(e["k"], e["inputs"]) for e in joined] == [(2, PAIRS // 2)]
+    # Directions of other test sets cannot be compared.
+    rows[1]["direction"] = "de-fr"
+    study.write_text(json.dumps({"title": "mixed", "rows": rows}))
+    mixed = run_tool(
+        "study",
+        str(study),
+        "--runs",
+        str(runs),
+        "--data-root",
+        str(multilingual_root),
+        cwd=tmp_path,
+    )
+    assert mixed.returncode == 1 and "scored against other references" in mixed.stderr
+
+
+def in_bucket(source: str, bucket: dict) -> bool:
+    low, _, high = bucket["words"].rstrip("+").partition("-")
+    count = len(source.split())
+    return int(low) <= count and (not high or count <= int(high))

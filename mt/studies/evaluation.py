@@ -12,7 +12,9 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 
 from mt.common.files import write_text
+from mt.config.checks import parse
 from mt.config.store import from_plain_dict
+from mt.data.directions import direction_config
 from mt.data.readers import read_split
 from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
@@ -29,10 +31,18 @@ def kept(path: Path, compute: Callable[[], dict]) -> dict:
 
 
 def test_split(run: Run, data_root: str | None) -> tuple[list[str], list[str]]:
-    """The sources and references of the run's test split (under data_root if it has moved)."""
+    """The sources and references of the run's test split, of the row's direction for a
+    multilingual run (under data_root if the corpus has moved)."""
     data = from_plain_dict(run.results["config"]).data
+    if run.row.direction:
+        data = direction_config(data, run.row.direction)
     data.root = data_root or data.root
     return read_split(data, "test")
+
+
+def target_language(run: Run) -> str | None:
+    """The language a multilingual row's model is asked for (None: its only one)."""
+    return parse(run.row.direction)[1] if run.row.direction else None
 
 
 def ensemble_file(row_runs: list[Run], runs: Path) -> Path:
@@ -49,7 +59,7 @@ def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> d
     def compute() -> dict:
         sources, references = test_split(row_runs[0], data_root)
         translator = Translator.from_checkpoints([run.final for run in row_runs])
-        hyps = translator.translate(sources)
+        hyps = translator.translate(sources, tgt_lang=target_language(row_runs[0]))
         write_text(stem.with_name(stem.name + ".test.hyp"), "".join(h + "\n" for h in hyps))
         scores = corpus_scores(hyps, references)
         return {"members": [str(run.final) for run in row_runs], **scores}
@@ -73,16 +83,17 @@ def long_input_scores(run: Run, ks: list[int], data_root: str | None) -> list[di
         sources, references = test_split(run, data_root)
         translator = Translator.from_checkpoint(run.final)
         for k in missing:
-            found["scores"].append(joined_scores(translator, sources, references, k))
+            tgt_lang = target_language(run)
+            found["scores"].append(joined_scores(translator, sources, references, k, tgt_lang))
         found["scores"].sort(key=lambda entry: entry["k"])
         write_text(path, json.dumps(found, indent=2) + "\n")
     return [entry for entry in found["scores"] if entry["k"] in ks]
 
 
-def joined_scores(translator: Translator, sources, references, k: int) -> dict:
+def joined_scores(translator: Translator, sources, references, k: int, tgt_lang) -> dict:
     inputs, targets = joined(sources, k), joined(references, k)
     with torch.inference_mode():
-        hyps = translator.translate(inputs)
+        hyps = translator.translate(inputs, tgt_lang=tgt_lang)
     bleu = BLEU().corpus_score(hyps, [targets])
     return {
         "k": k,

@@ -35,6 +35,12 @@ class Run:
         return json.loads((self.directory / "results.json").read_text(encoding="utf-8"))
 
     @property
+    def test(self) -> dict:
+        """The test scores this row compares: a multilingual run's of the row's direction."""
+        test = self.results["test"]
+        return test["directions"][self.row.direction] if self.row.direction else test
+
+    @property
     def final(self) -> Path:
         return self.directory / self.results["final"]
 
@@ -131,8 +137,8 @@ def keep_outputs(runs: list[Run], study_files: list[Path], outputs: Path) -> Non
     (ensembles), into outputs/, where the study finds every run finished: its report can be
     recomputed from there without the checkpoints."""
     for run in runs:
-        tgt_lang = run.results["config"]["data"]["tgt_lang"]
-        for name in (*KEPT_FILES, f"test.hyp.{tgt_lang}"):
+        suffix = run.row.direction or run.results["config"]["data"]["tgt_lang"]
+        for name in (*KEPT_FILES, f"test.hyp.{suffix}"):
             copy_text(run.directory / name, outputs / run.directory.name / name)
     for path in study_files:
         copy_text(path, outputs / path.name)

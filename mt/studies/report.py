@@ -50,7 +50,7 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
     lines = []
     for row in ordered_rows(study):
         results = [run.results for run in of_row(runs, row)]
-        test = [r["test"] for r in results]
+        test = [run.test for run in of_row(runs, row)]
         cells = [label(row), str(len(results)), mean_sd([r["valid"]["bleu"] for r in results])]
         cells.append(mean_sd([t["bleu"] for t in test]))
         cells += [mean_sd([t["chrf"] for t in test]), ", ".join(f"{t['bleu']:.2f}" for t in test)]
@@ -78,7 +78,7 @@ def as_markdown(head: list[str], lines: list[list[str]]) -> str:
 def bucket_table(runs: list[Run], study: Study, entries: str, name: str, score: str) -> str:
     """One line per bucket of results.json's test[entries] (by_length, word_f_by_frequency),
     one column per row: the score's mean ± sd over the row's seeds."""
-    first = runs[0].results["test"][entries]
+    first = runs[0].test[entries]
     size = "sentences" if "sentences" in first[0] else "ref_words"
     rows = ordered_rows(study)
     head = [name, size, *(label(row) for row in rows)]
@@ -86,7 +86,7 @@ def bucket_table(runs: list[Run], study: Study, entries: str, name: str, score: 
     for k, bucket in enumerate(first):
         cells = [bucket[name], str(bucket[size])]
         for row in rows:
-            values = [run.results["test"][entries][k][score] for run in of_row(runs, row)]
+            values = [run.test[entries][k][score] for run in of_row(runs, row)]
             cells.append(mean_sd([None if v is None else scale(v, score) for v in values]))
         lines.append(cells)
     return as_markdown(head, lines)
@@ -114,13 +114,20 @@ def long_inputs_table(study: Study, scores: dict[str, list[list[dict]]]) -> str:
     return as_markdown(head, lines)
 
 
+def tested_runs(runs: list[Run], data_root: str | None) -> TestSet:
+    """The runs' test outputs (each row's direction) on their common test set, the first's
+    first."""
+    paths = [run.directory / "results.json" for run in runs]
+    return same_test_set(paths, 0, data_root, [run.row.direction for run in runs])
+
+
 def concatenated(study: Study, runs: list[Run], data_root: str | None) -> tuple[TestSet, int]:
     """Each row's first n seeds' test outputs end to end (n: the fewest seeds of any row;
     baseline row first), against the references repeated n times, and n; other references or
     a missing output are refused by name."""
     seeds = min(len(of_row(runs, row)) for row in study.rows)
     in_order = [run for row in ordered_rows(study) for run in of_row(runs, row)[:seeds]]
-    per_run = same_test_set([run.directory / "results.json" for run in in_order], 0, data_root)
+    per_run = tested_runs(in_order, data_root)
     systems = []
     for k, row in enumerate(ordered_rows(study)):
         outputs = per_run.systems[k * seeds : (k + 1) * seeds]
@@ -142,7 +149,7 @@ def significance_section(study: Study, runs: list[Run], data_root: str | None, s
 def first_seed_differences(study: Study, runs: list[Run], data_root: str | None) -> str:
     """The sentences where the baseline and each other row differ most, first seed of each."""
     first = [of_row(runs, row)[0] for row in ordered_rows(study)]
-    test_set = same_test_set([run.directory / "results.json" for run in first], 0, data_root)
+    test_set = tested_runs(first, data_root)
     outputs = [hyps for _, hyps in test_set.systems]
     test_set.systems = [(label(run.row), h) for run, h in zip(first, outputs, strict=True)]
     return largest_differences(test_set, study.examples)
@@ -165,10 +172,10 @@ def leak_audit(runs: list[Run]) -> str:
 
 def per_bucket(study: Study, runs: list[Run], entries: str, name: str, score: str):
     """Bucket names, and per row label, per bucket, its seeds' values of score."""
-    names = [bucket[name] for bucket in runs[0].results["test"][entries]]
+    names = [bucket[name] for bucket in runs[0].test[entries]]
     lines = {}
     for row in ordered_rows(study):
-        tests = [run.results["test"][entries] for run in of_row(runs, row)]
+        tests = [run.test[entries] for run in of_row(runs, row)]
         lines[label(row)] = [
             [None if t[k][score] is None else scale(t[k][score], score) for t in tests]
             for k in range(len(names))
@@ -183,7 +190,7 @@ def draw_figures(study: Study, runs: list[Run], long_scores: dict, directory: Pa
     drawn = {}
     _, bleu = per_bucket(study, runs, "by_length", "words", "bleu")
     _, chrf = per_bucket(study, runs, "by_length", "words", "chrf")
-    buckets = runs[0].results["test"]["by_length"]
+    buckets = runs[0].test["by_length"]
     names = [f"{b['words']}\n({b['sentences']})" for b in buckets]
     drawn["by_length"] = directory / "by_length.png"
     draw(drawn["by_length"], names, {"BLEU": bleu, "chrF": chrf}, "source words (sentences)")

@@ -12,6 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 from yaml import YAMLError
 
 from mt.common.errors import MTError
+from mt.config.checks import parse
 from mt.config.store import to_object
 
 LONG_INPUT_MAX = 64  # sentences joined into one input: beyond it nothing fits max_len
@@ -23,6 +24,7 @@ class StudyRow:
     label: str | None = None  # the report's name for it (default: name)
     overrides: list[str] = field(default_factory=list)  # mt.train overrides of this row
     seeds: list[int] | None = None  # this row's own seeds (default: the study's)
+    direction: str | None = None  # a multilingual row's direction that is compared, e.g. de-en
 
 
 @dataclass
@@ -87,6 +89,12 @@ def check_study(study: Study, path: Path) -> None:
         if not seeds or len(set(seeds)) < len(seeds):
             raise MTError(f"{path}: {where}: {seeds}; give distinct seeds, at least one")
     check_distilled(study, path)
+    for row in study.rows:
+        if row.direction is not None:
+            try:
+                parse(row.direction)
+            except MTError as e:
+                raise MTError(f"{path}: rows: {row.name}: direction: {e}") from None
     for k in study.long_inputs:
         if not 1 <= k <= LONG_INPUT_MAX:
             raise MTError(f"{path}: long_inputs: {k} is outside 1..{LONG_INPUT_MAX}")

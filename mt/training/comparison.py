@@ -13,6 +13,7 @@ from sacrebleu.metrics import CHRF
 from mt.common.errors import MTError
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
+from mt.data.directions import direction_config
 from mt.data.readers import iter_lines, read_split
 from mt.decoding.significance import RESAMPLES, TRIALS, Tested
 
@@ -122,17 +123,26 @@ class TestSet:
     systems: list[tuple[str, list[str]]]  # (run directory, test hypotheses)
 
 
-def test_lines(path: Path, data_root: str | None) -> tuple[list[str], list[str], list[str]]:
-    """A run's test hypotheses (test.hyp.<tgt_lang> beside its results.json), and the sources
-    and references of its test split, read from its corpus (under data_root if it has moved)."""
+def test_lines(
+    path: Path, data_root: str | None, direction: str | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """A run's test hypotheses (test.hyp.<tgt_lang> beside its results.json; a multilingual
+    run's test.hyp.<direction> for the direction named), and the sources and references of
+    that test split, read from its corpus (under data_root if it has moved)."""
     try:
-        config = from_plain_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
+        results = json.loads(path.read_text(encoding="utf-8"))
+        config = from_plain_dict(results["config"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None
-    data = config.data
+    data, suffix = config.data, config.data.tgt_lang
     if data.directions:
-        raise MTError(f"{path.parent}: a multilingual run; test its directions with sacrebleu")
-    hyps_path = path.parent / f"test.hyp.{data.tgt_lang}"
+        tested = list(results["test"].get("directions", {}))
+        if direction not in tested:
+            raise MTError(f"{path.parent}: a multilingual run; name one of its directions {tested}")
+        data, suffix = direction_config(data, direction), direction
+    elif direction not in (None, f"{data.src_lang}-{data.tgt_lang}"):
+        raise MTError(f"{path.parent}: a {data.src_lang}-{data.tgt_lang} run, not {direction}")
+    hyps_path = path.parent / f"test.hyp.{suffix}"
     if not hyps_path.is_file():
         raise MTError(f"{hyps_path}: missing (the run's test hypotheses, written as it ends)")
     if data_root is not None:
@@ -141,13 +151,20 @@ def test_lines(path: Path, data_root: str | None) -> tuple[list[str], list[str],
     return list(iter_lines(hyps_path)), sources, references
 
 
-def same_test_set(paths: list[Path], baseline: int, data_root: str | None) -> TestSet:
-    """The runs' common test set, paths[baseline]'s output first; a run scored against other
-    references, or with another number of hypotheses, is refused by name."""
+def same_test_set(
+    paths: list[Path],
+    baseline: int,
+    data_root: str | None,
+    directions: list[str | None] | None = None,
+) -> TestSet:
+    """The runs' common test set, paths[baseline]'s output first (with directions: each run's
+    direction of that name); a run scored against other references, or with another number
+    of hypotheses, is refused by name."""
+    directions = directions or [None] * len(paths)
     order = [baseline] + [k for k in range(len(paths)) if k != baseline]
     found: TestSet | None = None
     for k in order:
-        hyps, sources, refs = test_lines(paths[k], data_root)
+        hyps, sources, refs = test_lines(paths[k], data_root, directions[k])
         if found is not None and refs != found.references:
             raise MTError(
                 f"{paths[k].parent}: scored against other references than the baseline "

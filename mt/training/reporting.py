@@ -128,9 +128,9 @@ def direction_lines(split: str, scores: dict) -> list[str]:
     return lines
 
 
-# A multilingual run's test scores add each direction's and the zero-shot ones' names.
-# A single-direction run adds its test score by source length and its word F-measure by
-# training frequency.
+# A multilingual run's test scores add each direction's and the zero-shot ones' names. The
+# test score (each direction's, for a multilingual run) adds its scores by source length and
+# its word F-measure by training frequency.
 TEST_KEYS = (
     *("bleu", "chrf", "bleu_lc", "signature", "directions", "zero_shot"),
     *("by_length", "word_f_by_frequency"),

@@ -120,6 +120,22 @@ def training_text_audit(data: DataConfig, corpus: Corpus) -> tuple[dict, Counter
     return leak_audit(counted(), held_out), counts
 
 
+def direction_rows(split: Split, direction: str | None) -> list[int]:
+    """The split's sentence indices of one direction (None: all of a one-direction split)."""
+    if direction is None:
+        return list(range(len(split.tgt_text)))
+    return np.flatnonzero(split.sources == split.directions.index(direction)).tolist()
+
+
+def breakdowns(sources: list[str], hyps: list[str], refs: list[str], counts) -> dict:
+    """Where a test score comes from: by source length, and target-word F by how often the
+    word occurs in the training targets (all directions' targets, for a multilingual run)."""
+    return {
+        "by_length": by_source_length(sources, hyps, refs),
+        "word_f_by_frequency": word_f_by_frequency(hyps, refs, counts),
+    }
+
+
 def final_test(
     model: nn.Module, corpus: Corpus, config: Config, checkpoints: Path, device: torch.device
 ) -> dict:
@@ -136,8 +152,17 @@ def final_test(
         for suffix, lines in hypothesis_files(split, hyps, config.data.tgt_lang).items():
             text = "".join(h + "\n" for h in lines)
             write_text(checkpoints.parent / f"{name}.hyp.{suffix}", text)
-        if name == "test" and not split.directions:  # where the test score comes from
-            scores["by_length"] = by_source_length(split.src_text, hyps, split.tgt_text)
-            scores["word_f_by_frequency"] = word_f_by_frequency(hyps, split.tgt_text, counts)
+        if name == "test":  # where the test score comes from, per direction if several
+            per = scores.get("directions") or {None: scores}
+            for direction, found in per.items():
+                kept = direction_rows(split, direction)
+                found.update(
+                    breakdowns(
+                        [split.src_text[i] for i in kept],
+                        [hyps[i] for i in kept],
+                        [split.tgt_text[i] for i in kept],
+                        counts,
+                    )
+                )
         results[name] = scores
     return results
