@@ -119,7 +119,10 @@ def check_distilled(study: Study, path: Path) -> None:
             raise MTError(f"{path}: rows: {row.name}: uses {DISTILLED} but nothing is distilled")
 
 
-DISTILLED = "{distilled}"  # in a row's overrides: <runs>/distilled, the distilled corpora's root
+# In a row's overrides: {distilled} is <runs>/distilled, the distilled corpora's root, and
+# {runs} the runs' directory, for a row that starts from another row's run
+# (trainer.init_from={runs}/multilingual-seed1: that row comes first in the file).
+DISTILLED, RUNS = "{distilled}", "{runs}"
 
 
 def uses_distilled(row: StudyRow) -> bool:
@@ -132,9 +135,11 @@ def row_seeds(study: Study, row: StudyRow) -> list[int]:
 
 def row_overrides(study: Study, row: StudyRow, seed: int, runs: Path) -> list[str]:
     """The mt.train overrides of one run of the study: the row's, the study's, the seed;
-    {distilled} replaced by the distilled corpora's root."""
-    root = str((runs / "distilled").resolve())
-    overrides = [o.replace(DISTILLED, root) for o in row.overrides]
+    {distilled} and {runs} replaced by the directories they stand for."""
+    where = str(runs.resolve())
+    overrides = [
+        o.replace(DISTILLED, f"{where}/distilled").replace(RUNS, where) for o in row.overrides
+    ]
     return [*overrides, *study.overrides, f"trainer.seed={seed}"]
 
 
