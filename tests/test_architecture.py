@@ -12,10 +12,13 @@ from helpers import REPO
 PACKAGE = REPO / "mt"
 COMMANDS = {
     *("train", "evaluate", "translate", "score", "prepare", "export", "serve", "average"),
-    *("compare", "distill"),
+    *("compare", "distill", "study"),
 }
 # Lower layers first: a module may import from its own layer and the ones before it.
-LAYERS = ["common", "models", "config", "data", "decoding", "deploy", "training", "serving"]
+LAYERS = [
+    *("common", "models", "config", "data", "decoding", "deploy", "training", "studies"),
+    "serving",
+]
 
 
 def module_name(path: Path) -> str:
