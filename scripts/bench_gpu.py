@@ -91,7 +91,7 @@ def synthetic_updates(config, vocab: int, mean: float, count: int, fixed: bool) 
 def measure(recipe: str, args) -> dict:
     """One recipe's update, warmed up (compiled) and then timed over args.steps updates."""
     mean, vocab = RECIPES[recipe]
-    overrides = [f"+experiment={recipe}", "data.root=.", *(TINY if args.tiny else [])]
+    overrides = [f"+experiment={recipe}", "data.root=.", *(TINY if args.tiny else []), *args.set]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         config = to_config(compose("config", overrides=overrides))
     t = config.trainer
@@ -149,6 +149,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed updates first (compile)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model: any CPU, seconds")
     parser.add_argument("--out", type=Path, default=Path("bench_gpu.json"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override"
+    )
     args = parser.parse_args()
     register_configs()
     results = []
