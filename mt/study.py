@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from mt.common.errors import reported
-from mt.common.files import replace_block, write_text
+from mt.common.files import check_markers, replace_block, write_text
 from mt.decoding.significance import SEED
 from mt.studies.evaluation import ensemble_file, ensemble_scores, long_input_scores
 from mt.studies.grid import Run, distill, keep_outputs, study_runs, train_all
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     with reported():
         study = load_study(args.study)
         name = args.study.stem
+        markers = (f"<!-- study: {name} -->", f"<!-- end of study: {name} -->")
+        for path in args.write:  # before hours of training, not after
+            check_markers(path, *markers)
         runs = study_runs(study, args.runs)
         train_all([r for r in runs if not uses_distilled(r.row)], args.data_root, args.threads)
         for corpus in study.distilled:
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         for path in args.write:
             text = study_report(parts, figures, path)
-            replace_block(path, text, f"<!-- study: {name} -->", f"<!-- end of study: {name} -->")
+            replace_block(path, text, *markers)
 
 
 if __name__ == "__main__":

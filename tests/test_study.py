@@ -188,3 +188,16 @@ def test_a_study_distils_its_teacher_row_then_trains_the_student_on_the_corpus(
     # The teacher trained before the corpus, the student after it.
     out = done.stdout
     assert out.index("teacher-seed1") < out.index("mt.distill") < out.index("student-seed1")
+
+
+def test_a_page_without_the_studys_markers_is_refused_before_any_training(memorise_root, tmp_path):
+    study = study_file(tmp_path / "tiny.yaml", tmp_path / "cache")
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n<!-- study: other -->\n<!-- end of study: other -->\n")
+    refused = run_study(study, memorise_root, tmp_path / "runs", "--write", str(page))
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: {page}: no '<!-- study: tiny -->' ... '<!-- end of study: tiny -->' block to "
+        "replace"
+    )
+    assert not (tmp_path / "runs").exists()

@@ -108,11 +108,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_markers(path: Path, begin: str, end: str) -> str:
+    """path's text, which must hold a block between the begin and end markers."""
+    if not path.is_file():
+        raise MTError(f"{path}: no such file to write into")
+    content = path.read_text(encoding="utf-8")
+    if begin not in content or end not in content.split(begin, 1)[1]:
+        raise MTError(f"{path}: no '{begin}' ... '{end}' block to replace")
+    return content
+
+
 def replace_block(path: Path, text: str, begin: str, end: str) -> None:
     """Put text between the begin and end markers of path (written whole or not at all)."""
-    content = path.read_text(encoding="utf-8")
-    if begin not in content or end not in content:
-        raise MTError(f"{path}: no '{begin}' ... '{end}' block to replace")
+    content = check_markers(path, begin, end)
     head, rest = content.split(begin, 1)
     tail = rest.split(end, 1)[1]
     write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")
