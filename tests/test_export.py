@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import ctranslate2
 import pytest
 import torch
 from helpers import (
+    REPO,
     assert_clean_failure,
     make_config,
     multi30k_lines,
@@ -283,3 +285,29 @@ def test_a_damaged_export_is_refused_in_one_line(exported, tmp_path, damaged, ca
         assert_clean_failure(result, f"error: {copy / damaged}: {expected}")
         assert result.stderr.count("\n") == 1 and not (tmp_path / "out.en").exists()
         (copy / damaged).unlink(missing_ok=True)  # then the same with the file gone
+
+
+def test_the_decoding_speed_script_times_a_checkpoint_an_ensemble_and_an_export(
+    moved_checkpoint, exported, memorise_root, tmp_path
+):
+    out = tmp_path / "speed.json"
+    models = [f"one={moved_checkpoint}", f"two={moved_checkpoint}+{moved_checkpoint}"]
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "decode_speed.py"),
+        *models,
+        f"ct2={exported}",
+    ]
+    command += ["--data-root", str(memorise_root), "--repeats", "1", "--json", str(out)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [(r["model"], r["engine"]) for r in report["rows"]] == [
+        ("one", "torch"),
+        ("two", "torch"),
+        ("ct2", "ctranslate2"),
+    ]
+    assert report["sentences"] == 30 and all(r["sentences_per_s"] > 0 for r in report["rows"])
+    # An ensemble of a model with itself is that model; the export decodes as it does.
+    bleu = {r["model"]: r["bleu"] for r in report["rows"]}
+    assert bleu["two"] == bleu["one"] and abs(bleu["ct2"] - bleu["one"]) < 1
