@@ -37,8 +37,15 @@ class Run:
     @property
     def test(self) -> dict:
         """The test scores this row compares: a multilingual run's of the row's direction."""
-        test = self.results["test"]
-        return test["directions"][self.row.direction] if self.row.direction else test
+        return self.scores("test")
+
+    @property
+    def valid(self) -> dict:
+        return self.scores("valid")
+
+    def scores(self, split: str) -> dict:
+        found = self.results[split]
+        return found["directions"][self.row.direction] if self.row.direction else found
 
     @property
     def final(self) -> Path:

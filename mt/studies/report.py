@@ -51,7 +51,8 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
     for row in ordered_rows(study):
         results = [run.results for run in of_row(runs, row)]
         test = [run.test for run in of_row(runs, row)]
-        cells = [label(row), str(len(results)), mean_sd([r["valid"]["bleu"] for r in results])]
+        valid = [run.valid["bleu"] for run in of_row(runs, row)]
+        cells = [label(row), str(len(results)), mean_sd(valid)]
         cells.append(mean_sd([t["bleu"] for t in test]))
         cells += [mean_sd([t["chrf"] for t in test]), ", ".join(f"{t['bleu']:.2f}" for t in test)]
         if ensembles:
