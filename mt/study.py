@@ -35,6 +35,42 @@ def evaluated(study: Study, runs: list[Run], args: argparse.Namespace) -> dict:
     return found
 
 
+def train_study(study: Study, runs: list[Run], args: argparse.Namespace) -> None:
+    """The runs that are missing, the distilled corpora, then the rows trained on them."""
+    train_all([r for r in runs if not uses_distilled(r.row)], args.data_root, args.threads)
+    for corpus in study.distilled:
+        teachers = [run for run in runs if run.row.name == corpus.teacher]
+        distill(corpus, teachers, args.runs, args.data_root)
+    train_all([r for r in runs if uses_distilled(r.row)], args.data_root, args.threads)
+
+
+def markers(name: str) -> dict[str, tuple[str, str]]:
+    """The blocks a page holds for the study: the whole report, or its summary table."""
+    return {
+        "report": (f"<!-- study: {name} -->", f"<!-- end of study: {name} -->"),
+        "table": (f"<!-- study table: {name} -->", f"<!-- end of study table: {name} -->"),
+    }
+
+
+def write_reports(study: Study, runs: list[Run], extra: dict, args: argparse.Namespace) -> None:
+    """The report in <runs>/<study>.md and the --write pages, the summary in the --table
+    pages, the figures, and with --outputs what the report was made from."""
+    name, blocks = args.study.stem, markers(args.study.stem)
+    parts = report_parts(study, runs, extra, args.data_root, args.seed)
+    figures = draw_figures(study, runs, extra["long_inputs"], args.figures or args.runs / name)
+    own = args.runs / f"{name}.md"
+    write_text(own, study_report(parts, figures, own) + "\n")
+    print(study_report(parts, figures, own))
+    if args.outputs:
+        rows = [row for row in study.rows if row.name in extra["ensembles"]]
+        ensembles = [ensemble_file(of_row(runs, row), args.runs) for row in rows]
+        keep_outputs(runs, ensembles, args.outputs)
+    for path in args.write:
+        replace_block(path, study_report(parts, figures, path), *blocks["report"])
+    for path in args.table:
+        replace_block(path, parts["summary"], *blocks["table"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mt.study", description=__doc__)
     parser.add_argument("study", type=Path, help="a study file, e.g. studies/architectures.yaml")
@@ -43,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of each run")
     parser.add_argument("--seed", type=int, default=SEED, help="sacreBLEU's resampling seed")
     parser.add_argument("--write", type=Path, nargs="*", default=[], help="put the report here")
+    parser.add_argument(
+        "--table", type=Path, nargs="*", default=[], help="put the summary table here (README)"
+    )
     parser.add_argument("--figures", type=Path, help="the PNG figures' directory")
     parser.add_argument(
         "--outputs", type=Path, help="copy each run's results and test output here (no weights)"
@@ -50,31 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with reported():
         study = load_study(args.study)
-        name = args.study.stem
-        markers = (f"<!-- study: {name} -->", f"<!-- end of study: {name} -->")
+        blocks = markers(args.study.stem)
         for path in args.write:  # before hours of training, not after
-            check_markers(path, *markers)
+            check_markers(path, *blocks["report"])
+        for path in args.table:
+            check_markers(path, *blocks["table"])
         runs = study_runs(study, args.runs)
-        train_all([r for r in runs if not uses_distilled(r.row)], args.data_root, args.threads)
-        for corpus in study.distilled:
-            teachers = [run for run in runs if run.row.name == corpus.teacher]
-            distill(corpus, teachers, args.runs, args.data_root)
-        train_all([r for r in runs if uses_distilled(r.row)], args.data_root, args.threads)
+        train_study(study, runs, args)
         torch.set_num_threads(args.threads)
-        extra = evaluated(study, runs, args)
-        parts = report_parts(study, runs, extra, args.data_root, args.seed)
-        figures = draw_figures(study, runs, extra["long_inputs"], args.figures or args.runs / name)
-        own = args.runs / f"{name}.md"
-        write_text(own, study_report(parts, figures, own) + "\n")
-        print(study_report(parts, figures, own))
-        if args.outputs:
-            rows = [row for row in study.rows if row.name in extra["ensembles"]]
-            keep_outputs(
-                runs, [ensemble_file(of_row(runs, r), args.runs) for r in rows], args.outputs
-            )
-        for path in args.write:
-            text = study_report(parts, figures, path)
-            replace_block(path, text, *markers)
+        write_reports(study, runs, evaluated(study, runs, args), args)
 
 
 if __name__ == "__main__":

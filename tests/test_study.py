@@ -72,7 +72,19 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     page = docs / "results.md"
     page.write_text("# Results\n\n<!-- study: tiny -->\nold\n<!-- end of study: tiny -->\nEnd.\n")
     figures = docs / "figures"
-    first = run_study(study, memorise_root, runs, "--write", str(page), "--figures", str(figures))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- study table: tiny -->\n<!-- end of study table: tiny -->\n")
+    first = run_study(
+        study,
+        memorise_root,
+        runs,
+        "--write",
+        str(page),
+        "--figures",
+        str(figures),
+        "--table",
+        str(readme),
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     names = [f"{row}-seed{seed}" for seed in (1, 2) for row in ("rnn", "transformer")]
     results = {n: json.loads((runs / n / "results.json").read_text()) for n in names}
@@ -91,6 +103,11 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         finals = [runs / f"{row}-seed{s}" / results[f"{row}-seed{s}"]["final"] for s in (1, 2)]
         assert ensemble["members"] == [str(path) for path in finals]
         assert f"{ensemble['bleu']:.2f} / {ensemble['chrf']:.2f}" in line
+    # The README's summary: mean ± sd, the interval of the seeds' outputs, p against the RNN.
+    summary = readme.read_text().splitlines()
+    assert summary[1].startswith("| row | seeds | params | test BLEU | 95% CI BLEU | p BLEU |")
+    assert summary[3].startswith("| RNN | 2 |") and summary[3].count("baseline") == 2
+    assert summary[4].startswith("| transformer | 2 |") and summary[4].count(" / ") == 2
     # Significance of the seeds' concatenated outputs against the baseline (the first row).
     assert "| RNN (baseline) |" in report and "2 x 30 sentences" in report
     # Long inputs: the joined test set, per k, in each run's directory.

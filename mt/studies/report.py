@@ -8,7 +8,7 @@ import os
 import statistics
 from pathlib import Path
 
-from mt.decoding.significance import significance
+from mt.decoding.significance import Tested, significance
 from mt.studies.grid import Run
 from mt.studies.spec import Study, StudyRow, baseline_row
 from mt.training.comparison import (
@@ -136,7 +136,11 @@ def concatenated(study: Study, runs: list[Run], data_root: str | None) -> tuple[
     return TestSet(per_run.sources * seeds, per_run.references * seeds, systems), seeds
 
 
-def significance_section(study: Study, runs: list[Run], data_root: str | None, seed: int) -> str:
+def significance_section(
+    study: Study, runs: list[Run], data_root: str | None, seed: int
+) -> tuple[str, list[Tested]]:
+    """sacreBLEU's intervals and paired tests of the rows' concatenated seeds: the table, and
+    each row's Tested (baseline first)."""
     test_set, seeds = concatenated(study, runs, data_root)
     tested = significance(test_set.systems, test_set.references, seed)
     how = (
@@ -144,7 +148,28 @@ def significance_section(study: Study, runs: list[Run], data_root: str | None, s
         f"{len(test_set.references) // seeds} sentences, seed k of one row paired with seed k "
         "of the other), so a resample draws sentences of every seed"
     )
-    return significance_table(tested, len(test_set.references), seed, how)
+    return significance_table(tested, len(test_set.references), seed, how), tested
+
+
+def summary_table(study: Study, runs: list[Run], tested: list[Tested]) -> str:
+    """The headline, one line per row: test BLEU and chrF as the seeds' mean ± sd, the 95%
+    interval of the seeds' outputs together, and p against the baseline (paired bootstrap /
+    approximate randomization)."""
+    head = ["row", "seeds", "params"]
+    head += [f"{what} {m}" for m in ("BLEU", "chrF") for what in ("test", "95% CI", "p")]
+    lines = []
+    for row, found in zip(ordered_rows(study), tested, strict=True):
+        row_runs = of_row(runs, row)
+        cells = [label(row), str(len(row_runs)), f"{row_runs[0].results['params'] / 1e6:.1f}M"]
+        for m in ("bleu", "chrf"):
+            low, high = found.mean[m] - found.ci[m], found.mean[m] + found.ci[m]
+            cells += [mean_sd([run.test[m] for run in row_runs]), f"{low:.2f}–{high:.2f}"]
+            p = found.p_bootstrap
+            cells.append(
+                "baseline" if p is None else f"{p[m]:.4f} / {found.p_randomization[m]:.4f}"
+            )
+        lines.append(cells)
+    return as_markdown(head, lines)
 
 
 def first_seed_differences(study: Study, runs: list[Run], data_root: str | None) -> str:
@@ -253,12 +278,13 @@ def report_parts(
     parts = {
         "title": f"### {study.title}",
         "rows": rows_table(study, runs, extra["ensembles"]),
-        "significance": significance_section(study, runs, data_root, seed),
         "bleu_by_length": bucket_table(runs, study, "by_length", "words", "bleu"),
         "chrf_by_length": bucket_table(runs, study, "by_length", "words", "chrf"),
         "word_f": bucket_table(runs, study, "word_f_by_frequency", "train_count", "f"),
         "leaks": leak_audit(runs),
     }
+    parts["significance"], tested = significance_section(study, runs, data_root, seed)
+    parts["summary"] = summary_table(study, runs, tested)
     if extra["long_inputs"]:
         parts["long_inputs"] = long_inputs_table(study, extra["long_inputs"])
     if study.examples:
