@@ -105,7 +105,9 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         assert f"{ensemble['bleu']:.2f} / {ensemble['chrf']:.2f}" in line
     # The README's summary: mean ± sd, the interval of the seeds' outputs, p against the RNN.
     summary = readme.read_text().splitlines()
-    assert summary[1].startswith("| row | seeds | params | test BLEU | 95% CI BLEU | p BLEU |")
+    assert summary[1].startswith(
+        "| row | seeds | params | test BLEU | seeds together BLEU | p BLEU |"
+    )
     assert summary[3].startswith("| RNN | 2 |") and summary[3].count("baseline") == 2
     assert summary[4].startswith("| transformer | 2 |") and summary[4].count(" / ") == 2
     # Significance of the seeds' concatenated outputs against the baseline (the first row).

@@ -152,18 +152,19 @@ def significance_section(
 
 
 def summary_table(study: Study, runs: list[Run], tested: list[Tested]) -> str:
-    """The headline, one line per row: test BLEU and chrF as the seeds' mean ± sd, the 95%
-    interval of the seeds' outputs together, and p against the baseline (paired bootstrap /
-    approximate randomization)."""
+    """The headline, one line per row: test BLEU and chrF as the seeds' mean ± sd, the score
+    of the seeds' outputs together with its 95% interval, and p against the baseline (paired
+    bootstrap / approximate randomization)."""
     head = ["row", "seeds", "params"]
-    head += [f"{what} {m}" for m in ("BLEU", "chrF") for what in ("test", "95% CI", "p")]
+    head += [f"{what} {m}" for m in ("BLEU", "chrF") for what in ("test", "seeds together", "p")]
     lines = []
     for row, found in zip(ordered_rows(study), tested, strict=True):
         row_runs = of_row(runs, row)
         cells = [label(row), str(len(row_runs)), f"{row_runs[0].results['params'] / 1e6:.1f}M"]
         for m in ("bleu", "chrf"):
             low, high = found.mean[m] - found.ci[m], found.mean[m] + found.ci[m]
-            cells += [mean_sd([run.test[m] for run in row_runs]), f"{low:.2f}–{high:.2f}"]
+            together = f"{found.score[m]:.2f} ({low:.2f}–{high:.2f})"
+            cells += [mean_sd([run.test[m] for run in row_runs]), together]
             p = found.p_bootstrap
             cells.append(
                 "baseline" if p is None else f"{p[m]:.4f} / {found.p_randomization[m]:.4f}"
