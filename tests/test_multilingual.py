@@ -347,15 +347,12 @@ def test_each_direction_gets_its_breakdowns_and_a_study_row_compares_one(
     rows = [{"name": n, "direction": "de-en", "overrides": []} for n in ("multi", "again")]
     study = tmp_path / "directions.yaml"
     study.write_text(json.dumps({"title": "de-en", "rows": rows, "long_inputs": [2]}))
-    done = run_tool(
-        "study",
-        str(study),
-        "--runs",
-        str(runs),
-        "--data-root",
-        str(multilingual_root),
-        cwd=tmp_path,
-    )
+
+    def run_study():
+        return run_tool("study", str(study), "--runs", str(runs), "--data-root", data, cwd=tmp_path)
+
+    data = str(multilingual_root)
+    done = run_study()
     assert done.returncode == 0, done.stderr[-3000:]
     report = (runs / "directions.md").read_text()
     line = next(x for x in report.splitlines() if x.startswith("| again |") and "±" in x)
@@ -365,15 +362,7 @@ def test_each_direction_gets_its_breakdowns_and_a_study_row_compares_one(
     # Directions of other test sets cannot be compared.
     rows[1]["direction"] = "de-fr"
     study.write_text(json.dumps({"title": "mixed", "rows": rows}))
-    mixed = run_tool(
-        "study",
-        str(study),
-        "--runs",
-        str(runs),
-        "--data-root",
-        str(multilingual_root),
-        cwd=tmp_path,
-    )
+    mixed = run_study()
     assert mixed.returncode == 1 and "scored against other references" in mixed.stderr
 
 

@@ -17,6 +17,7 @@ from mt.common.errors import MTError
 from mt.common.files import write_text
 from mt.config.store import config_dir, register_configs
 from mt.studies.spec import Distilled, Study, StudyRow, row_overrides, row_seeds
+from mt.training.state import flat
 
 # Settings of where and how a run trains, not of what it learns: a run keeps its place in a
 # study when they differ (another data root, thread count, a resume).
@@ -62,16 +63,6 @@ def study_runs(study: Study, runs: Path) -> list[Run]:
         for row in study.rows
         if seed in row_seeds(study, row)
     ]
-
-
-def flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def composed(overrides: list[str]) -> dict:
