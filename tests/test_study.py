@@ -14,7 +14,7 @@ import pytest
 from helpers import REPO, TINY_MODELS
 
 from mt.common.errors import MTError
-from mt.studies.spec import load_study
+from mt.studies.spec import load_study, row_overrides
 
 TRAINING = [
     "data.name=tiny",
@@ -220,3 +220,23 @@ def test_a_page_without_the_studys_markers_is_refused_before_any_training(memori
         "replace"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_runs_and_distilled_stand_for_their_directories_in_a_rows_overrides(tmp_path):
+    rows = [
+        {"name": "parent", "overrides": ["+experiment=transformer"]},
+        {
+            "name": "child",
+            "overrides": ["trainer.init_from={runs}/parent-seed1", "data.name={distilled}/kd"],
+        },
+    ]
+    distilled = [{"name": "kd", "teacher": "parent"}]
+    study = study_file(tmp_path / "s.yaml", tmp_path / "cache", rows=rows, distilled=distilled)
+    loaded = load_study(study)
+    runs = tmp_path / "runs"
+    child = row_overrides(loaded, loaded.rows[1], 2, runs)
+    assert child[:2] == [
+        f"trainer.init_from={runs.resolve()}/parent-seed1",
+        f"data.name={runs.resolve()}/distilled/kd",
+    ]
+    assert child[-1] == "trainer.seed=2"
