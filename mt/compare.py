@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--significance", action="store_true", help="intervals and p-values")
     parser.add_argument("--baseline", help="the run the others are tested against (the first)")
     parser.add_argument("--data-root", help="where the runs' corpus lies now, if it has moved")
+    parser.add_argument(
+        "--direction", help="a multilingual run's direction to test (e.g. de-en); others must be it"
+    )
     parser.add_argument("--seed", type=int, default=SEED, help="sacreBLEU's resampling seed")
     parser.add_argument(
         "--examples", type=int, default=0, help="the N sentences each run differs most in"
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown_table(rows))
         if args.significance or args.examples:
             baseline = baseline_index(paths, args.baseline)
-            test_set = same_test_set(paths, baseline, args.data_root)
+            directions = [args.direction] * len(paths)
+            test_set = same_test_set(paths, baseline, args.data_root, directions)
         if args.significance:
             tested = significance(test_set.systems, test_set.references, args.seed)
             print("\n" + significance_table(tested, len(test_set.references), args.seed))

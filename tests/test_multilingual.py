@@ -246,6 +246,18 @@ def test_compare_gives_a_row_per_direction_under_the_runs_own(multilingual_run, 
     zero_shot = results["test"]["directions"]["en-fr"]
     assert rows[-1][4:7] == [f"{zero_shot[k]:.2f}" for k in ("bleu", "chrf", "bleu_lc")]
     assert rows[0][4] == f"{results['test']['bleu']:.2f}"
+    # Its significance, on one direction: named, or refused in one line naming the choices.
+    tested = run_tool(
+        "compare", str(run_dir), "--significance", "--direction", "de-fr", cwd=tmp_path
+    )
+    assert tested.returncode == 0, tested.stderr
+    de_fr = results["test"]["directions"]["de-fr"]["bleu"]
+    assert f"| {run_dir} (baseline) | {de_fr:.2f} (" in tested.stdout
+    unnamed = run_tool("compare", str(run_dir), "--significance", cwd=tmp_path)
+    assert unnamed.returncode == 1
+    assert unnamed.stderr.strip() == (
+        f"error: {run_dir}: a multilingual run; name one of its directions {[*DIRECTIONS, 'en-fr']}"
+    )
 
 
 def test_the_share_of_output_in_the_target_language_tells_languages_apart():

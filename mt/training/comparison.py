@@ -138,7 +138,10 @@ def test_lines(
     if data.directions:
         tested = list(results["test"].get("directions", {}))
         if direction not in tested:
-            raise MTError(f"{path.parent}: a multilingual run; name one of its directions {tested}")
+            raise MTError(
+                f"{path.parent}: a multilingual run; name one of its directions {tested} "
+                "(mt.compare --direction, or a study row's direction)"
+            )
         data, suffix = direction_config(data, direction), direction
     elif direction not in (None, f"{data.src_lang}-{data.tgt_lang}"):
         raise MTError(f"{path.parent}: a {data.src_lang}-{data.tgt_lang} run, not {direction}")
