@@ -256,7 +256,8 @@ def test_compare_gives_a_row_per_direction_under_the_runs_own(multilingual_run, 
     unnamed = run_tool("compare", str(run_dir), "--significance", cwd=tmp_path)
     assert unnamed.returncode == 1
     assert unnamed.stderr.strip() == (
-        f"error: {run_dir}: a multilingual run; name one of its directions {[*DIRECTIONS, 'en-fr']}"
+        f"error: {run_dir}: a multilingual run; name one of its directions "
+        f"{[*DIRECTIONS, 'en-fr']} (mt.compare --direction, or a study row's direction)"
     )
 
 
