@@ -59,8 +59,9 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
             scores = ensembles.get(row.name)  # a row of one seed has none
             cells.append(f"{scores['bleu']:.2f} / {scores['chrf']:.2f}" if scores else "")
         cells += [f"{results[0]['params'] / 1e6:.1f}M", str(results[0]["steps"])]
-        cells.append(", ".join(sorted({described(r) for r in results})))
-        cells.append(", ".join(sorted({(r.get("commit") or "")[:10] for r in results})))
+        # In seed order, each once.
+        cells.append(", ".join(dict.fromkeys(described(r) for r in results)))
+        cells.append(", ".join(dict.fromkeys((r.get("commit") or "")[:10] for r in results)))
         lines.append(cells)
     return as_markdown(head, lines)
 
