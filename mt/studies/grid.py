@@ -46,7 +46,11 @@ class Run:
 
     def scores(self, split: str) -> dict:
         found = self.results[split]
-        return found["directions"][self.row.direction] if self.row.direction else found
+        if not self.row.direction:
+            return found
+        if "directions" not in found:  # valid, in a results.json from before 2026-12-04
+            return dict.fromkeys(("bleu", "chrf"))
+        return found["directions"][self.row.direction]
 
     @property
     def final(self) -> Path:

@@ -161,7 +161,7 @@ def run_results(
     return {
         "model": model,
         "parent": parent,  # trainer.init_from's checkpoint: path, sha256, its run's commit
-        "valid": {k: scores["valid"][k] for k in ("bleu", "chrf")},
+        "valid": {k: v for k, v in scores["valid"].items() if k in ("bleu", "chrf", "directions")},
         "test": {k: scores["test"][k] for k in TEST_KEYS if k in scores["test"]},
         "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
         "final": scores["final"],  # that choice as one file, for every tool (run-relative)
