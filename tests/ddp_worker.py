@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -28,9 +29,19 @@ def main(mode: str, root: str, cache: str, out: str) -> None:
     torch.save(trainer.model.state_dict(), Path(out) / f"rank{rank}.pt")
     del trainer  # as mt.training.trainer.train does: the DDP model goes before the group
     distributed.shutdown()
-    tasks = Path("/proc/self/task")
-    threads = [(tasks / task / "comm").read_text().strip() for task in os.listdir(tasks)]
+    # A stopped thread may take a moment to be joined: look for up to 5 s, long before the
+    # interpreter's teardown, which is what the test rules out.
+    for _ in range(50):
+        threads = thread_names()
+        if not any("gloo" in name for name in threads):
+            break
+        time.sleep(0.1)
     (Path(out) / f"rank{rank}.threads").write_text("\n".join(threads))
+
+
+def thread_names() -> list[str]:
+    tasks = Path("/proc/self/task")
+    return [(tasks / task / "comm").read_text().strip() for task in os.listdir(tasks)]
 
 
 if __name__ == "__main__":
