@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 
+from mt.common.errors import MTError
 from mt.common.files import write_text
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
@@ -24,7 +25,10 @@ from mt.studies.grid import Run
 def kept(path: Path, compute: Callable[[], dict]) -> dict:
     """path's JSON when it exists, else compute() written there (temporary name, renamed)."""
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise MTError(f"{path}: not JSON ({e}); delete it to compute it again") from None
     found = compute()
     write_text(path, json.dumps(found, indent=2) + "\n")
     return found

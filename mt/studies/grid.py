@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -31,9 +32,14 @@ class Run:
     directory: Path
     overrides: list[str]
 
-    @property
+    @cached_property
     def results(self) -> dict:
-        return json.loads((self.directory / "results.json").read_text(encoding="utf-8"))
+        """The finished run's results.json, read once (a report reads it many times)."""
+        path = self.directory / "results.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise MTError(f"{path}: not JSON ({e})") from None
 
     @property
     def test(self) -> dict:

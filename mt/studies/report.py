@@ -82,15 +82,12 @@ def bucket_table(runs: list[Run], study: Study, entries: str, name: str, score: 
     one column per row: the score's mean ± sd over the row's seeds."""
     first = runs[0].test[entries]
     size = "sentences" if "sentences" in first[0] else "ref_words"
-    rows = ordered_rows(study)
-    head = [name, size, *(label(row) for row in rows)]
-    lines = []
-    for k, bucket in enumerate(first):
-        cells = [bucket[name], str(bucket[size])]
-        for row in rows:
-            values = [run.test[entries][k][score] for run in of_row(runs, row)]
-            cells.append(mean_sd([None if v is None else scale(v, score) for v in values]))
-        lines.append(cells)
+    names, per_row = per_bucket(study, runs, entries, name, score)
+    head = [name, size, *per_row]
+    lines = [
+        [names[k], str(bucket[size]), *(mean_sd(values[k]) for values in per_row.values())]
+        for k, bucket in enumerate(first)
+    ]
     return as_markdown(head, lines)
 
 
