@@ -17,7 +17,8 @@ from mt.common.files import check_markers, replace_block, write_text
 from mt.decoding.significance import SEED
 from mt.studies.evaluation import ensemble_file, ensemble_scores, long_input_scores
 from mt.studies.grid import Run, distill, keep_outputs, study_runs, train_all
-from mt.studies.report import draw_figures, of_row, report_parts, study_report
+from mt.studies.pivots import evaluate_pivot
+from mt.studies.report import draw_figures, of_row, report_parts, sections, study_report
 from mt.studies.spec import Study, load_study, uses_distilled
 
 
@@ -36,12 +37,16 @@ def evaluated(study: Study, runs: list[Run], args: argparse.Namespace) -> dict:
 
 
 def train_study(study: Study, runs: list[Run], args: argparse.Namespace) -> None:
-    """The runs that are missing, the distilled corpora, then the rows trained on them."""
+    """The runs that are missing, the distilled corpora, the rows trained on them, then the
+    pivot rows' translations."""
     train_all([r for r in runs if not uses_distilled(r.row)], args.data_root, args.threads)
     for corpus in study.distilled:
         teachers = [run for run in runs if run.row.name == corpus.teacher]
         distill(corpus, teachers, args.runs, args.data_root)
     train_all([r for r in runs if uses_distilled(r.row)], args.data_root, args.threads)
+    torch.set_num_threads(args.threads)
+    for run in (run for run in runs if run.row.pivot):
+        evaluate_pivot(run, runs, args.data_root)
 
 
 def markers(name: str) -> dict[str, tuple[str, str]]:
@@ -52,23 +57,35 @@ def markers(name: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def write_reports(study: Study, runs: list[Run], extra: dict, args: argparse.Namespace) -> None:
+def write_reports(study: Study, runs: list[Run], args: argparse.Namespace) -> None:
     """The report in <runs>/<study>.md and the --write pages, the summary in the --table
-    pages, the figures, and with --outputs what the report was made from."""
+    pages, the figures, and with --outputs what the report was made from; a study of
+    several test sets (directions) has a section, and a figures directory, per direction."""
     name, blocks = args.study.stem, markers(args.study.stem)
-    parts = report_parts(study, runs, extra, args.data_root, args.seed)
-    figures = draw_figures(study, runs, extra["long_inputs"], args.figures or args.runs / name)
     own = args.runs / f"{name}.md"
-    write_text(own, study_report(parts, figures, own) + "\n")
-    print(study_report(parts, figures, own))
-    if args.outputs:
-        rows = [row for row in study.rows if row.name in extra["ensembles"]]
-        ensembles = [ensemble_file(of_row(runs, row), args.runs) for row in rows]
-        keep_outputs(runs, ensembles, args.outputs)
+    figures_root = args.figures or args.runs / name
+    reports, summaries = {path: [] for path in [own, *args.write]}, []
+    found = sections(study, runs)
+    for section, section_runs in found:
+        extra = evaluated(section, section_runs, args)
+        parts = report_parts(section, section_runs, extra, args.data_root, args.seed)
+        several = len(found) > 1
+        where = figures_root / section_runs[0].compared if several else figures_root
+        figures = draw_figures(section, section_runs, extra["long_inputs"], where)
+        for path, texts in reports.items():
+            texts.append(study_report(parts, figures, path))
+        heading = f"**{section.title}**\n\n" if several else ""
+        summaries.append(heading + parts["summary"])
+        if args.outputs:
+            rows = [row for row in section.rows if row.name in extra["ensembles"]]
+            ensembles = [ensemble_file(of_row(section_runs, row), args.runs) for row in rows]
+            keep_outputs(section_runs, ensembles, args.outputs)
+    write_text(own, "\n\n".join(reports[own]) + "\n")
+    print("\n\n".join(reports[own]))
     for path in args.write:
-        replace_block(path, study_report(parts, figures, path), *blocks["report"])
+        replace_block(path, "\n\n".join(reports[path]), *blocks["report"])
     for path in args.table:
-        replace_block(path, parts["summary"], *blocks["table"])
+        replace_block(path, "\n\n".join(summaries), *blocks["table"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             check_markers(path, *blocks["table"])
         runs = study_runs(study, args.runs)
         train_study(study, runs, args)
-        torch.set_num_threads(args.threads)
-        write_reports(study, runs, evaluated(study, runs, args), args)
+        write_reports(study, runs, args)
 
 
 if __name__ == "__main__":

@@ -357,26 +357,73 @@ def test_each_direction_gets_its_breakdowns_and_a_study_row_compares_one(
     runs = tmp_path / "runs"
     for name in ("multi", "again"):
         shutil.copytree(run_dir, runs / f"{name}-seed1")
-    rows = [{"name": n, "direction": "de-en", "overrides": []} for n in ("multi", "again")]
+    rows = [{"name": n, "directions": ["de-en"], "overrides": []} for n in ("multi", "again")]
     study = tmp_path / "directions.yaml"
     study.write_text(json.dumps({"title": "de-en", "rows": rows, "long_inputs": [2]}))
-
-    def run_study():
-        return run_tool("study", str(study), "--runs", str(runs), "--data-root", data, cwd=tmp_path)
-
     data = str(multilingual_root)
-    done = run_study()
+    done = run_tool("study", str(study), "--runs", str(runs), "--data-root", data, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     report = (runs / "directions.md").read_text()
     line = next(x for x in report.splitlines() if x.startswith("| again |") and "±" in x)
     assert line.endswith("| 1.0000 / 1.0000 | 1.0000 / 1.0000 |")  # identical: p = 1
-    joined = json.loads((runs / "multi-seed1" / "long_inputs.json").read_text())["scores"]
+    joined = json.loads((runs / "multi-seed1" / "long_inputs.de-en.json").read_text())["scores"]
     assert [(e["k"], e["inputs"]) for e in joined] == [(2, PAIRS // 2)]
-    # Directions of other test sets cannot be compared.
-    rows[1]["direction"] = "de-fr"
-    study.write_text(json.dumps({"title": "mixed", "rows": rows}))
-    mixed = run_study()
-    assert mixed.returncode == 1 and "scored against other references" in mixed.stderr
+
+
+def test_a_study_of_several_directions_reports_each_and_pivots_through_a_language(
+    multilingual_run, multilingual_root, tmp_path
+):
+    run_dir, _ = multilingual_run
+    runs, data = tmp_path / "runs", str(multilingual_root)
+    for name in ("multi", "en_de", "de_fr"):
+        shutil.copytree(run_dir, runs / f"{name}-seed1")
+    rows = [
+        {"name": "multi", "label": "zero-shot", "directions": ["en-fr"]},
+        {"name": "en_de", "directions": ["en-de"]},
+        {"name": "de_fr", "directions": ["de-fr"]},
+        {"name": "pivot", "label": "through de", "pivot": ["en_de", "de_fr"]},
+    ]
+    study = tmp_path / "pivots.yaml"
+    study.write_text(json.dumps({"title": "Pivots", "rows": rows}))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- study table: pivots -->\n<!-- end of study table: pivots -->\n")
+    args = ["--runs", str(runs), "--data-root", data, "--table", str(readme)]
+    done = run_tool("study", str(study), *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # The pivot run: en->de, then de->fr by the legs' models, scored on en-fr's test set.
+    translator = Translator.from_checkpoint(run_dir / "checkpoints" / "final.pt", "cpu")
+    german = translator.translate(multi30k_lines("train", "en", PAIRS), tgt_lang="de")
+    french = translator.translate(german, tgt_lang="fr")
+    pivot = runs / "pivot-seed1"
+    assert (pivot / "test.hyp.fr").read_text().splitlines() == french
+    results = json.loads((pivot / "results.json").read_text())
+    bleu = BLEU().corpus_score(french, [multi30k_lines("train", "fr", PAIRS)]).score
+    assert results["test"]["bleu"] == pytest.approx(bleu)
+    assert sum(b["sentences"] for b in results["test"]["by_length"]) == PAIRS
+
+    # One section per test set, in order of first appearance; the pivot is tested against
+    # the zero-shot row, the first of its section.
+    report = (runs / "pivots.md").read_text()
+    titles = [line for line in report.splitlines() if line.startswith("### ")]
+    assert titles == ["### Pivots: en→fr", "### Pivots: en→de", "### Pivots: de→fr"]
+    en_fr = report.split("### Pivots: en→de")[0]
+    line = next(x for x in en_fr.splitlines() if x.startswith("| through de |") and " / " in x)
+    p_values = [float(p) for cell in line.strip("| ").split(" | ")[-2:] for p in cell.split("/")]
+    assert max(p_values) < 0.01  # the memorised legs against zero-shot output
+    zero_shot = json.loads((runs / "multi-seed1" / "results.json").read_text())["test"]
+    percent = zero_shot["directions"]["en-fr"]["percent_in_target"]
+    assert "| % in target language |" in en_fr and f"| {percent:.2f} |" in en_fr
+    table = readme.read_text()
+    assert table.count("**Pivots: ") == 3 and "| zero-shot | 1 |" in table
+
+    # A chain whose languages do not meet is refused in one line.
+    rows[3]["pivot"] = ["de_fr", "en_de"]
+    study.write_text(json.dumps({"title": "Pivots", "rows": rows}))
+    shutil.rmtree(pivot)
+    bad = run_tool("study", str(study), *args, cwd=tmp_path)
+    assert bad.returncode == 1 and "do not chain" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def in_bucket(source: str, bucket: dict) -> bool:

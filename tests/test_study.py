@@ -5,6 +5,7 @@ scores by length, long inputs and word frequency, the figures, the leak audit.""
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import pytest
 from helpers import REPO, TINY_MODELS
 
 from mt.common.errors import MTError
+from mt.studies.grid import LOCAL_KEYS, composed
 from mt.studies.spec import load_study, row_overrides
+from mt.training.state import flat
 
 TRAINING = [
     "data.name=tiny",
@@ -129,6 +132,17 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert {p: p.read_bytes() for p in runs.rglob("*.json")} == kept
     assert page.read_text() == report
 
+    # A run retrained from nothing gives the same numbers; an unfinished one resumes.
+    shutil.rmtree(runs / "rnn-seed2")
+    (runs / "transformer-seed2" / "results.json").unlink()
+    retrained = run_study(study, memorise_root, runs)
+    assert retrained.returncode == 0, retrained.stderr[-3000:]
+    assert "trainer.resume=true" in retrained.stdout
+    for name in ("rnn-seed2", "transformer-seed2"):
+        after = json.loads((runs / name / "results.json").read_text())
+        for key in ("valid", "test", "selection", "steps"):
+            assert after[key] == results[name][key]
+
     # Every run's results and test output kept apart (no checkpoints): the same report from
     # them alone, nothing trained or decoded.
     outputs = tmp_path / "outputs"
@@ -164,6 +178,12 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         ({"seeds": [1, 1]}, "seeds: [1, 1]"),
         ({"long_inputs": [0]}, "long_inputs: 0 is outside"),
         ({"rows": [{"name": "a", "overrides": [], "lr": 1}]}, "lr"),
+        ({"rows": [{"name": "a"}, {"name": "p", "pivot": ["a"]}]}, "p: pivot: ['a']; name two"),
+        ({"rows": [{"name": "a"}, {"name": "p", "pivot": ["a", "a"]}]}, "no ensembles or long"),
+        (
+            {"rows": [{"name": "a", "directions": ["de-de"]}]},
+            "rows: a: directions: ",
+        ),
     ],
 )
 def test_a_bad_study_file_is_refused_naming_the_key(tmp_path, changes, message):
@@ -240,3 +260,20 @@ def test_runs_and_distilled_stand_for_their_directories_in_a_rows_overrides(tmp_
         f"data.name={runs.resolve()}/distilled/kd",
     ]
     assert child[-1] == "trainer.seed=2"
+
+
+def test_the_repositorys_studies_load_and_agree_on_every_run_they_share(tmp_path):
+    # A run directory is named by its row and seed, so two studies naming the same row must
+    # train it alike, or the second would refuse the first's run.
+    settings: dict[str, tuple[Path, dict]] = {}
+    for path in sorted((REPO / "studies").glob("*.yaml")):
+        study = load_study(path)
+        for row in (row for row in study.rows if not row.pivot):
+            config = flat(composed(row_overrides(study, row, 1, tmp_path)))
+            config = {k: v for k, v in config.items() if k not in LOCAL_KEYS}
+            first = settings.setdefault(row.name, (path, config))
+            differ = sorted(
+                k for k in config.keys() | first[1].keys() if config.get(k) != first[1].get(k)
+            )
+            assert not differ, f"{row.name}: {path.name} and {first[0].name} differ in {differ}"
+    assert {"transformer_fast", "multilingual", "rnn_2500"} <= settings.keys()

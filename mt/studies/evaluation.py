@@ -19,7 +19,7 @@ from mt.data.directions import direction_config
 from mt.data.readers import read_split
 from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
-from mt.studies.grid import Run
+from mt.studies.grid import Run, long_inputs_file
 
 
 def kept(path: Path, compute: Callable[[], dict]) -> dict:
@@ -38,21 +38,23 @@ def test_split(run: Run, data_root: str | None) -> tuple[list[str], list[str]]:
     """The sources and references of the run's test split, of the row's direction for a
     multilingual run (under data_root if the corpus has moved)."""
     data = from_plain_dict(run.results["config"]).data
-    if run.row.direction:
-        data = direction_config(data, run.row.direction)
+    if run.direction:
+        data = direction_config(data, run.direction)
     data.root = data_root or data.root
     return read_split(data, "test")
 
 
 def target_language(run: Run) -> str | None:
     """The language a multilingual row's model is asked for (None: its only one)."""
-    return parse(run.row.direction)[1] if run.row.direction else None
+    return parse(run.direction)[1] if run.direction else None
 
 
 def ensemble_file(row_runs: list[Run], runs: Path) -> Path:
-    """Where the ensemble of the row's seeds keeps its scores: <row>-ensemble-seeds1-2-3.json."""
+    """Where the ensemble of the row's seeds keeps its scores: <row>-ensemble-seeds1-2-3.json
+    (<row>-ensemble-seeds1-2-3.de-en.json for a direction of a multilingual row)."""
     seeds = "-".join(str(run.seed) for run in row_runs)
-    return runs / f"{row_runs[0].row.name}-ensemble-seeds{seeds}.json"
+    direction = f".{row_runs[0].direction}" if row_runs[0].direction else ""
+    return runs / f"{row_runs[0].row.name}-ensemble-seeds{seeds}{direction}.json"
 
 
 def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> dict:
@@ -79,8 +81,8 @@ def joined(lines: list[str], k: int) -> list[str]:
 def long_input_scores(run: Run, ks: list[int], data_root: str | None) -> list[dict]:
     """Per k: the test set's sentences joined k at a time, translated as single inputs by the
     run's final.pt and scored against the joined references (BLEU, chrF, output/reference
-    length ratio); kept in the run's long_inputs.json."""
-    path = run.directory / "long_inputs.json"
+    length ratio); kept in the run's long_inputs.json (long_inputs.<direction>.json)."""
+    path = run.directory / long_inputs_file(run)
     found = kept(path, lambda: {"checkpoint": run.results["final"], "scores": []})
     missing = [k for k in ks if k not in {entry["k"] for entry in found["scores"]}]
     if missing:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -31,6 +31,7 @@ class Run:
     seed: int
     directory: Path
     overrides: list[str]
+    direction: str | None = None  # the multilingual model's direction this view compares
 
     @cached_property
     def results(self) -> dict:
@@ -52,11 +53,28 @@ class Run:
 
     def scores(self, split: str) -> dict:
         found = self.results[split]
-        if not self.row.direction:
+        if not self.direction:
             return found
-        if "directions" not in found:  # valid, in a results.json from before 2026-12-04
+        # Valid has no zero-shot directions (nor, before 2026-12-04, any per direction).
+        if split == "valid" and self.direction not in found.get("directions", {}):
             return dict.fromkeys(("bleu", "chrf"))
-        return found["directions"][self.row.direction]
+        if self.direction not in found["directions"]:
+            have = list(found["directions"])
+            raise MTError(f"{self.directory}: no direction {self.direction}; it has {have}")
+        return found["directions"][self.direction]
+
+    @property
+    def compared(self) -> str:
+        """The direction whose test set this run is scored on, e.g. de-en."""
+        if self.direction:
+            return self.direction
+        data = self.results["config"]["data"]
+        if data.get("directions"):
+            raise MTError(
+                f"rows: {self.row.name}: {self.directory} is multilingual; give the row the "
+                f"directions it compares (of {data['directions']} and their zero-shot ones)"
+            )
+        return f"{data['src_lang']}-{data['tgt_lang']}"
 
     @property
     def final(self) -> Path:
@@ -73,6 +91,11 @@ def study_runs(study: Study, runs: Path) -> list[Run]:
         for row in study.rows
         if seed in row_seeds(study, row)
     ]
+
+
+def views(run: Run) -> list[Run]:
+    """The run once per direction its row compares (a multilingual row's), else as it is."""
+    return [replace(run, direction=d) for d in run.row.directions] or [run]
 
 
 def composed(overrides: list[str]) -> dict:
@@ -113,8 +136,9 @@ def train_command(run: Run, data_root: str | None, threads: int) -> list[str] | 
 
 
 def train_all(runs: list[Run], data_root: str | None, threads: int) -> None:
-    """Train what is missing and resume what stopped, one run after another."""
-    for run in runs:
+    """Train what is missing and resume what stopped, one run after another (a pivot row's
+    runs train nothing)."""
+    for run in (run for run in runs if not run.row.pivot):
         command = train_command(run, data_root, threads)
         if command is None:
             print(f"{run.directory}: finished, kept", flush=True)
@@ -137,7 +161,12 @@ def distill(corpus: Distilled, teachers: list[Run], runs: Path, data_root: str |
 
 
 # What a run's report needs, without its checkpoints: a few hundred KB for a whole study.
-KEPT_FILES = ("config.yaml", "results.json", "long_inputs.json")
+KEPT_FILES = ("config.yaml", "results.json")
+
+
+def long_inputs_file(run: Run) -> str:
+    """The run's long-input scores, per compared direction of a multilingual run."""
+    return f"long_inputs.{run.direction}.json" if run.direction else "long_inputs.json"
 
 
 def keep_outputs(runs: list[Run], study_files: list[Path], outputs: Path) -> None:
@@ -145,8 +174,8 @@ def keep_outputs(runs: list[Run], study_files: list[Path], outputs: Path) -> Non
     (ensembles), into outputs/, where the study finds every run finished: its report can be
     recomputed from there without the checkpoints."""
     for run in runs:
-        suffix = run.row.direction or run.results["config"]["data"]["tgt_lang"]
-        for name in (*KEPT_FILES, f"test.hyp.{suffix}"):
+        suffix = run.direction or run.results["config"]["data"]["tgt_lang"]
+        for name in (*KEPT_FILES, long_inputs_file(run), f"test.hyp.{suffix}"):
             copy_text(run.directory / name, outputs / run.directory.name / name)
     for path in study_files:
         copy_text(path, outputs / path.name)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 from mt.decoding.significance import Tested, significance
-from mt.studies.grid import Run
+from mt.studies.grid import Run, views
 from mt.studies.spec import Study, StudyRow, baseline_row
 from mt.training.comparison import (
     TestSet,
@@ -17,6 +18,24 @@ from mt.training.comparison import (
     same_test_set,
     significance_table,
 )
+
+
+def sections(study: Study, runs: list[Run]) -> list[tuple[Study, list[Run]]]:
+    """The study once per test set its runs are scored on (a direction), with the rows and
+    runs of it, in the order of first appearance; one section keeps the study as it is."""
+    by_direction: dict[str, list[Run]] = {}
+    for run in runs:
+        for view in views(run):
+            by_direction.setdefault(view.compared, []).append(view)
+    if len(by_direction) == 1:
+        return [(study, next(iter(by_direction.values())))]
+    found = []
+    for direction, of_it in by_direction.items():
+        rows = [row for row in study.rows if any(run.row is row for run in of_it)]
+        baseline = study.baseline if study.baseline in {row.name for row in rows} else None
+        title = f"{study.title}: {direction.replace('-', '→')}"
+        found.append((replace(study, title=title, rows=rows, baseline=baseline), of_it))
+    return found
 
 
 def label(row: StudyRow) -> str:
@@ -47,6 +66,9 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
     """One line per row: test BLEU and chrF over its seeds, each seed's BLEU, the ensemble."""
     head = ["row", "seeds", "valid BLEU", "test BLEU", "test chrF", "BLEU per seed"]
     head += ["ensemble BLEU / chrF"] * bool(ensembles) + ["params", "steps", "device", "commit"]
+    # A multilingual model's output may be in another language than asked (zero-shot).
+    languages = any("percent_in_target" in run.test for run in runs)
+    head[5:5] = ["% in target language"] * languages
     lines = []
     for row in ordered_rows(study):
         results = [run.results for run in of_row(runs, row)]
@@ -54,7 +76,9 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
         valid = [run.valid["bleu"] for run in of_row(runs, row)]
         cells = [label(row), str(len(results)), mean_sd(valid)]
         cells.append(mean_sd([t["bleu"] for t in test]))
-        cells += [mean_sd([t["chrf"] for t in test]), ", ".join(f"{t['bleu']:.2f}" for t in test)]
+        cells.append(mean_sd([t["chrf"] for t in test]))
+        cells += [mean_sd([t.get("percent_in_target") for t in test])] * languages
+        cells.append(", ".join(f"{t['bleu']:.2f}" for t in test))
         if ensembles:
             scores = ensembles.get(row.name)  # a row of one seed has none
             cells.append(f"{scores['bleu']:.2f} / {scores['chrf']:.2f}" if scores else "")
@@ -117,7 +141,7 @@ def tested_runs(runs: list[Run], data_root: str | None) -> TestSet:
     """The runs' test outputs (each row's direction) on their common test set, the first's
     first."""
     paths = [run.directory / "results.json" for run in runs]
-    return same_test_set(paths, 0, data_root, [run.row.direction for run in runs])
+    return same_test_set(paths, 0, data_root, [run.direction for run in runs])
 
 
 def concatenated(study: Study, runs: list[Run], data_root: str | None) -> tuple[TestSet, int]:

@@ -24,7 +24,12 @@ class StudyRow:
     label: str | None = None  # the report's name for it (default: name)
     overrides: list[str] = field(default_factory=list)  # mt.train overrides of this row
     seeds: list[int] | None = None  # this row's own seeds (default: the study's)
-    direction: str | None = None  # a multilingual row's direction that is compared, e.g. de-en
+    # A multilingual row's directions that are compared (each in its own section, e.g.
+    # [de-en, de-fr]); none: the run's one direction.
+    directions: list[str] = field(default_factory=list)
+    # Rows (one direction each) whose models translate one after another, seed by seed: a row
+    # that trains nothing, e.g. de->fr pivoting through English: [de_en, en_fr].
+    pivot: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,11 +95,12 @@ def check_study(study: Study, path: Path) -> None:
             raise MTError(f"{path}: {where}: {seeds}; give distinct seeds, at least one")
     check_distilled(study, path)
     for row in study.rows:
-        if row.direction is not None:
+        for direction in row.directions:
             try:
-                parse(row.direction)
+                parse(direction)
             except MTError as e:
-                raise MTError(f"{path}: rows: {row.name}: direction: {e}") from None
+                raise MTError(f"{path}: rows: {row.name}: directions: {e}") from None
+    check_pivots(study, path)
     for k in study.long_inputs:
         if not 1 <= k <= LONG_INPUT_MAX:
             raise MTError(f"{path}: long_inputs: {k} is outside 1..{LONG_INPUT_MAX}")
@@ -117,6 +123,25 @@ def check_distilled(study: Study, path: Path) -> None:
     for row in study.rows:
         if uses_distilled(row) and not names:
             raise MTError(f"{path}: rows: {row.name}: uses {DISTILLED} but nothing is distilled")
+
+
+def check_pivots(study: Study, path: Path) -> None:
+    """A pivot row chains two or more rows that train, and trains nothing itself; the
+    per-run evaluations (ensembles, long inputs) are not made for it."""
+    trained = {row.name for row in study.rows if not row.pivot}
+    for row in study.rows:
+        if not row.pivot:
+            continue
+        where = f"{path}: rows: {row.name}"
+        if len(row.pivot) < 2 or not set(row.pivot) <= trained:
+            raise MTError(f"{where}: pivot: {row.pivot}; name two or more rows that train")
+        if row.overrides or row.directions:
+            raise MTError(f"{where}: a pivot row takes no overrides or directions")
+        if study.ensemble or study.long_inputs:
+            raise MTError(f"{where}: a study with a pivot row makes no ensembles or long inputs")
+        for leg in (r for r in study.rows if r.name in row.pivot):
+            if not set(row_seeds(study, row)) <= set(row_seeds(study, leg)):
+                raise MTError(f"{where}: pivot: {leg.name} lacks some of its seeds")
 
 
 # In a row's overrides: {distilled} is <runs>/distilled, the distilled corpora's root, and

@@ -1,5 +1,5 @@
-"""Runs side by side: every results.json as one row of a markdown table (mt.compare and
-scripts/results.py), and, on request, whether their test scores differ significantly."""
+"""Runs side by side (mt.compare, and the studies' reports): every results.json as one row of
+a markdown table, and, on request, whether their test scores differ significantly."""
 
 from __future__ import annotations
 
