@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from sacrebleu.metrics import BLEU
 
+from mt.common.files import write_text
 from mt.common.runtime import describe_device, pick_device, source_commit
 from mt.config.schema import Engine
 from mt.data.readers import read_split
@@ -89,7 +90,7 @@ def main() -> None:
         "commit": source_commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text(args.json, json.dumps(report, indent=2) + "\n")  # temporary name, renamed
     print("| model | engine | sentences/s | seconds | BLEU |\n|---|---|---|---|---|")
     for r in rows:
         print(
