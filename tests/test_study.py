@@ -17,6 +17,7 @@ from helpers import REPO, TINY_MODELS
 from mt.common.errors import MTError
 from mt.studies.grid import LOCAL_KEYS, composed
 from mt.studies.spec import load_study, row_overrides
+from mt.training.comparison import clock
 from mt.training.state import flat
 
 TRAINING = [
@@ -102,6 +103,8 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         line = next(x for x in report.splitlines() if x.startswith(f"| {label} | 2 |"))
         assert f"{statistics.mean(bleu):.2f} ± {statistics.stdev(bleu):.2f}" in line
         assert ", ".join(f"{b:.2f}" for b in bleu) in line
+        seconds = [results[f"{row}-seed{s}"]["train_seconds"] for s in (1, 2)]
+        assert f"| {clock(seconds[0])}, {clock(seconds[1])} |" in line  # each seed's time
         ensemble = json.loads((runs / f"{row}-ensemble-seeds1-2.json").read_text())
         finals = [runs / f"{row}-seed{s}" / results[f"{row}-seed{s}"]["final"] for s in (1, 2)]
         assert ensemble["members"] == [str(path) for path in finals]
@@ -132,17 +135,6 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert {p: p.read_bytes() for p in runs.rglob("*.json")} == kept
     assert page.read_text() == report
 
-    # A run retrained from nothing gives the same numbers; an unfinished one resumes.
-    shutil.rmtree(runs / "rnn-seed2")
-    (runs / "transformer-seed2" / "results.json").unlink()
-    retrained = run_study(study, memorise_root, runs)
-    assert retrained.returncode == 0, retrained.stderr[-3000:]
-    assert "trainer.resume=true" in retrained.stdout
-    for name in ("rnn-seed2", "transformer-seed2"):
-        after = json.loads((runs / name / "results.json").read_text())
-        for key in ("valid", "test", "selection", "steps"):
-            assert after[key] == results[name][key]
-
     # Every run's results and test output kept apart (no checkpoints): the same report from
     # them alone, nothing trained or decoded.
     outputs = tmp_path / "outputs"
@@ -156,6 +148,17 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert alone.returncode == 0, alone.stderr[-3000:]
     assert alone.stdout.count(": finished, kept") == 4 and "mt.train" not in alone.stdout
     assert block(page.read_text()) == block(report)
+
+    # A run retrained from nothing gives the same numbers; an unfinished one resumes.
+    shutil.rmtree(runs / "rnn-seed2")
+    (runs / "transformer-seed2" / "results.json").unlink()
+    retrained = run_study(study, memorise_root, runs)
+    assert retrained.returncode == 0, retrained.stderr[-3000:]
+    assert "trainer.resume=true" in retrained.stdout
+    for name in ("rnn-seed2", "transformer-seed2"):
+        after = json.loads((runs / name / "results.json").read_text())
+        for key in ("valid", "test", "selection", "steps"):
+            assert after[key] == results[name][key]
 
     # The same run directories asked for with other settings: refused, naming the key.
     other = study_file(tmp_path / "other.yaml", tmp_path / "cache", seeds=[1])

@@ -85,12 +85,13 @@ def target_word_counts(leg: Run, data_root: str | None) -> Counter:
 
 
 def described(legs: list[Run]) -> dict:
-    """What the report says of a run: the legs' parameters and steps together, where the
-    first trained, and the commit that chained them."""
+    """What the report says of a run: the legs' parameters, steps and training time together,
+    where the first trained, and the commit that chained them."""
     first = legs[0].results
     return {
         "params": sum(leg.results["params"] for leg in legs),
         "steps": sum(leg.results["steps"] for leg in legs),
+        "train_seconds": sum(leg.results["train_seconds"] for leg in legs),
         "final": None,
         "commit": source_commit(),
         **{key: first[key] for key in ("device", "hardware", "precision") if key in first},

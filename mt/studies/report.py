@@ -14,6 +14,7 @@ from mt.studies.grid import Run, views
 from mt.studies.spec import Study, StudyRow, baseline_row
 from mt.training.comparison import (
     TestSet,
+    clock,
     largest_differences,
     same_test_set,
     significance_table,
@@ -65,7 +66,8 @@ def mean_sd(values: list[float | None]) -> str:
 def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str:
     """One line per row: test BLEU and chrF over its seeds, each seed's BLEU, the ensemble."""
     head = ["row", "seeds", "valid BLEU", "test BLEU", "test chrF", "BLEU per seed"]
-    head += ["ensemble BLEU / chrF"] * bool(ensembles) + ["params", "steps", "device", "commit"]
+    head += ["ensemble BLEU / chrF"] * bool(ensembles) + ["params", "steps", "train time"]
+    head += ["device", "commit"]
     # A multilingual model's output may be in another language than asked (zero-shot).
     languages = any("percent_in_target" in run.test for run in runs)
     head[5:5] = ["% in target language"] * languages
@@ -83,6 +85,7 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
             scores = ensembles.get(row.name)  # a row of one seed has none
             cells.append(f"{scores['bleu']:.2f} / {scores['chrf']:.2f}" if scores else "")
         cells += [f"{results[0]['params'] / 1e6:.1f}M", str(results[0]["steps"])]
+        cells.append(", ".join(clock(r["train_seconds"]) for r in results))
         # In seed order, each once.
         cells.append(", ".join(dict.fromkeys(described(r) for r in results)))
         cells.append(", ".join(dict.fromkeys((r.get("commit") or "")[:10] for r in results)))

@@ -51,7 +51,6 @@ def find_results(directories: list[str]) -> list[Path]:
 def row(path: Path) -> list[str]:
     try:
         r = json.loads(path.read_text(encoding="utf-8"))
-        seconds = round(r["train_seconds"])
         return [
             str(path.parent),
             r["model"],
@@ -62,7 +61,7 @@ def row(path: Path) -> list[str]:
             f"{r['test']['bleu_lc']:.2f}" if "bleu_lc" in r["test"] else "",
             str(r["steps"]),
             chosen(r.get("selection")),
-            f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",  # h:mm:ss
+            clock(r["train_seconds"]),
             f"{r['tgt_tokens_per_sec']:.0f}",
             r.get("hardware", r["device"]),
             (r.get("commit") or "")[:10],  # short, with its -dirty mark cut; see results.json
@@ -70,6 +69,12 @@ def row(path: Path) -> list[str]:
         ]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss."""
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def started_from(parent: dict | None) -> str:
