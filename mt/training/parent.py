@@ -69,11 +69,10 @@ class Parent:
         return from_plain_dict(self.payload["config"])
 
     @classmethod
-    def resumed(cls, run_dir: Path) -> Parent | None:
-        """A run started from a parent, being resumed: its own last.pt gives the shape and the
-        subword models (as init_from did), and its first parent stays the one on record."""
-        last = run_dir / "checkpoints" / "last.pt"
-        payload = load_checkpoint(last) if last.is_file() else {}
+    def resumed(cls, last: Path, payload: dict) -> Parent | None:
+        """A run started from a parent, being resumed: its own last.pt (payload, read from
+        last) gives the shape and the subword models (as init_from did), and its first parent
+        stays the one on record."""
         return cls(last, payload, payload["parent"]) if payload.get("parent") else None
 
     def record(self) -> dict:

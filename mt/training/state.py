@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mt.common.checkpoint import check_vocabulary, load_checkpoint, load_weights
+from mt.common.checkpoint import check_vocabulary, load_weights
 from mt.common.runtime import source_commit
 from mt.config.schema import Config
 from mt.config.store import to_plain_dict
@@ -94,12 +94,17 @@ def changed_settings(before: dict, now: dict) -> list[str]:
 
 
 def restore(
-    path: Path, tokenizer_models: dict, state: TrainState, device: torch.device, config: Config
+    path: Path,
+    payload: dict,
+    tokenizer_models: dict,
+    state: TrainState,
+    device: torch.device,
+    config: Config,
 ) -> None:
-    """Load path into state and set this rank's random state from it. Settings changed since
-    the checkpoint are logged and take effect: the optimizer's and the schedule's are set
-    again from config after their saved state is loaded."""
-    payload = load_checkpoint(path)
+    """Load the checkpoint payload (read from path) into state and set this rank's random
+    state from it. Settings changed since the checkpoint are logged and take effect: the
+    optimizer's and the schedule's are set again from config after their saved state is
+    loaded."""
     check_vocabulary(payload, tokenizer_models, path)
     load_weights(state.model, payload["model"], path)
     changes = changed_settings(payload["config"], to_plain_dict(config))

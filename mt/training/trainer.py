@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mt.common.checkpoint import keep_snapshot, save_checkpoint
+from mt.common.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
 from mt.common.runtime import pick_device, set_cpu_threads, source_commit, training_precision
@@ -44,10 +44,12 @@ class Trainer:
         t = config.trainer
         # A run started from another takes its model shape and subword models (when resumed
         # too: from its own last.pt).
+        last = run_dir / "checkpoints" / "last.pt"
+        resumed = load_checkpoint(last) if t.resume else None  # read once: it can be GBs
         if t.init_from:
             self.parent = Parent.open(t.init_from, t.init_keep)
         else:
-            self.parent = Parent.resumed(run_dir) if t.resume else None
+            self.parent = Parent.resumed(last, resumed) if resumed else None
         config = fitted(config, self.parent) if self.parent else config
         self.config, self.run_dir = config, run_dir
         set_cpu_threads(t.num_threads)
@@ -83,9 +85,8 @@ class Trainer:
         self.checkpoints = run_dir / "checkpoints"
         if distributed.is_main() and self.checkpoints.is_dir():
             remove_stale_temporaries(self.checkpoints)  # saves a kill interrupted
-        if t.resume:
-            last = self.checkpoints / "last.pt"
-            restore(last, self.tokenizer_models, self.state, self.device, config)
+        if resumed:
+            restore(last, resumed, self.tokenizer_models, self.state, self.device, config)
         elif self.parent:
             start_from(self.parent, self.state, config)
         freeze(self.model, t.freeze)
