@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig
 
 from mt.common.errors import MTError, reported
@@ -132,7 +133,9 @@ def distil(cfg: DistillConfig) -> dict:
     lines, src_lang, tgt_lang = sources(translator, cfg)
     shards = distil_shards(translator, cfg, lines, tgt_lang)
     pairs = assemble(out, shards, src_lang, tgt_lang, sources(translator, cfg)[0])
-    finished = {**record, "pairs": pairs, "shards": shards, "seconds": time.monotonic() - started}
+    seconds = time.monotonic() - started
+    finished = {**record, "pairs": pairs, "shards": shards, "seconds": seconds}
+    finished["threads"] = torch.get_num_threads()  # the seconds depend on them
     with replaced_on_success(done) as tmp:
         tmp.write_text(json.dumps(finished, indent=2) + "\n", "utf-8")
     return finished

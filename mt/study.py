@@ -42,7 +42,7 @@ def train_study(study: Study, runs: list[Run], args: argparse.Namespace) -> None
     train_all([r for r in runs if not uses_distilled(r.row)], args.data_root, args.threads)
     for corpus in study.distilled:
         teachers = [run for run in runs if run.row.name == corpus.teacher]
-        distill(corpus, teachers, args.runs, args.data_root)
+        distill(corpus, teachers, args.runs, args.data_root, args.threads)
     train_all([r for r in runs if uses_distilled(r.row)], args.data_root, args.threads)
     torch.set_num_threads(args.threads)
     for run in (run for run in runs if run.row.pivot):

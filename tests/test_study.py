@@ -224,6 +224,7 @@ def test_a_study_distils_its_teacher_row_then_trains_the_student_on_the_corpus(
     corpus = runs / "distilled" / "kd"
     record = json.loads((corpus / "distill.json").read_text())
     assert record["pairs"] == 30 and len(record["teacher"]) == 1
+    assert record["threads"] == 1  # the study's --threads, as its trainings'
     student = json.loads((runs / "student-seed1" / "results.json").read_text())
     sources = student["config"]["data"]["train_sources"]
     assert [(s["name"], s["root"]) for s in sources] == [("kd", str(corpus.parent.resolve()))]

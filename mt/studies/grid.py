@@ -5,6 +5,7 @@ rather than reused."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -148,15 +149,19 @@ def train_all(runs: list[Run], data_root: str | None, threads: int) -> None:
             raise MTError(f"{run.directory}: training failed; rerun the study to resume it")
 
 
-def distill(corpus: Distilled, teachers: list[Run], runs: Path, data_root: str | None) -> None:
-    """The distilled corpus by mt.distill (resumable; a finished one is kept as it is)."""
+def distill(
+    corpus: Distilled, teachers: list[Run], runs: Path, data_root: str | None, threads: int
+) -> None:
+    """The distilled corpus by mt.distill (resumable; a finished one is kept as it is), in
+    the study's CPU threads, as its trainings."""
     finals = ",".join(str(run.final) for run in teachers)
     command = [sys.executable, "-m", "mt.distill", f"checkpoint=[{finals}]"]
     command += [f"out={runs / 'distilled' / corpus.name}", *corpus.overrides]
     if data_root:
         command.append(f"data_root={data_root}")
     print(" ".join(command), flush=True)
-    if subprocess.run(command).returncode != 0:
+    threads_only = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # torch's default
+    if subprocess.run(command, env=threads_only).returncode != 0:
         raise MTError(f"distilled {corpus.name}: mt.distill failed; rerun the study to resume it")
 
 
