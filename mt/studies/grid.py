@@ -154,9 +154,9 @@ def distill(
 ) -> None:
     """The distilled corpus by mt.distill (resumable; a finished one is kept as it is), in
     the study's CPU threads, as its trainings."""
-    finals = ",".join(str(run.final) for run in teachers)
+    finals = ",".join(str(run.final.resolve()) for run in teachers)  # as any other call named them
     command = [sys.executable, "-m", "mt.distill", f"checkpoint=[{finals}]"]
-    command += [f"out={runs / 'distilled' / corpus.name}", *corpus.overrides]
+    command += [f"out={runs.resolve() / 'distilled' / corpus.name}", *corpus.overrides]
     if data_root:
         command.append(f"data_root={data_root}")
     print(" ".join(command), flush=True)
