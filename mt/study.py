@@ -1,13 +1,14 @@
 """`python -m mt.study STUDY.yaml [--runs runs] [--data-root DATA] [--write FILE.md...]`:
 train the study's runs that are missing (rows x seeds; unfinished ones resume, finished ones
-are kept), then its distilled corpora and the rows that train on them; evaluate what its
-report needs (ensembles, long inputs; each kept once done), and write the report:
-<runs>/<study>.md with its figures in <runs>/<study>/, and between the markers
+are kept; --jobs N trains N at once), then its distilled corpora and the rows that train on
+them; evaluate what its report needs (ensembles, long inputs; each kept once done), and write
+the report: <runs>/<study>.md with its figures in <runs>/<study>/, and between the markers
 `<!-- study: NAME -->` and `<!-- end of study: NAME -->` of each FILE.md."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -39,11 +40,13 @@ def evaluated(study: Study, runs: list[Run], args: argparse.Namespace) -> dict:
 def train_study(study: Study, runs: list[Run], args: argparse.Namespace) -> None:
     """The runs that are missing, the distilled corpora, the rows trained on them, then the
     pivot rows' translations."""
-    train_all([r for r in runs if not uses_distilled(r.row)], args.data_root, args.threads)
+    first = [r for r in runs if not uses_distilled(r.row)]
+    train_all(first, args.data_root, args.threads, args.jobs)
     for corpus in study.distilled:
         teachers = [run for run in runs if run.row.name == corpus.teacher]
         distill(corpus, teachers, args.runs, args.data_root, args.threads)
-    train_all([r for r in runs if uses_distilled(r.row)], args.data_root, args.threads)
+    students = [r for r in runs if uses_distilled(r.row)]
+    train_all(students, args.data_root, args.threads, args.jobs)
     torch.set_num_threads(args.threads)
     for run in (run for run in runs if run.row.pivot):
         evaluate_pivot(run, runs, args.data_root)
@@ -94,6 +97,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="one run per row, seed")
     parser.add_argument("--data-root", help="data.root of every run (default: mt's own)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of each run")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once (a GPU: several), logs in <runs>"
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mt.train overrides added to every run's (trainer.compile=false); kept as theirs",
+    )
     parser.add_argument("--seed", type=int, default=SEED, help="sacreBLEU's resampling seed")
     parser.add_argument("--write", type=Path, nargs="*", default=[], help="put the report here")
     parser.add_argument(
@@ -104,8 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         "--outputs", type=Path, help="copy each run's results and test output here (no weights)"
     )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs: {args.jobs}; give 1 or more")
     with reported():
         study = load_study(args.study)
+        study = replace(study, overrides=[*study.overrides, *args.set])
         blocks = markers(args.study.stem)
         for path in args.write:  # before hours of training, not after
             check_markers(path, *blocks["report"])

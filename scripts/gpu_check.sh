@@ -36,20 +36,7 @@ step() {  # name command...: run it, its output into OUT/steps.log, remember a f
   [[ $rc -eq 0 || $status -ne 0 ]] || status=$rc
 }
 
-missing=()  # the carried wheels whose package this machine lacks
-for wheel in .whl/*.whl; do
-  [[ -e $wheel ]] || continue
-  name=$(basename "$wheel" | cut -d- -f1)
-  python3 -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$name" 2>/dev/null \
-    || missing+=("$wheel")
-done
-if ((${#missing[@]})); then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/mt-site "${missing[@]}" || exit 1
-  export PYTHONPATH=/tmp/mt-site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-export MT_CACHE_DIR=${MT_CACHE_DIR:-/tmp/mt-cache}
+source scripts/gpu_env.sh
 CUDA=$(python3 -c "import torch; print(int(torch.cuda.is_available()))")
 python3 - >"$OUT/env.json" <<'EOF'
 import json, platform, torch

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -13,11 +14,20 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, TINY_MODELS
+from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
-from mt.studies.grid import LOCAL_KEYS, composed
+from mt.studies.grid import (
+    LOCAL_KEYS,
+    check_same_settings,
+    composed,
+    study_runs,
+    train_all,
+    waits_for,
+)
 from mt.studies.spec import load_study, row_overrides
 from mt.training.comparison import clock
+from mt.training.rundir import LOCK
 from mt.training.state import flat
 
 TRAINING = [
@@ -149,22 +159,22 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert alone.stdout.count(": finished, kept") == 4 and "mt.train" not in alone.stdout
     assert block(page.read_text()) == block(report)
 
-    # A run retrained from nothing gives the same numbers; an unfinished one resumes.
+    # A run retrained from nothing gives the same numbers; an unfinished one resumes; two
+    # trained at once (--jobs 2) each as alone, its output in <runs>/<run>.log.
     shutil.rmtree(runs / "rnn-seed2")
     (runs / "transformer-seed2" / "results.json").unlink()
-    retrained = run_study(study, memorise_root, runs)
+    retrained = run_study(study, memorise_root, runs, "--jobs", "2")
     assert retrained.returncode == 0, retrained.stderr[-3000:]
     assert "trainer.resume=true" in retrained.stdout
+    assert "step      6" in (runs / "rnn-seed2.log").read_text()
     for name in ("rnn-seed2", "transformer-seed2"):
         after = json.loads((runs / name / "results.json").read_text())
         for key in ("valid", "test", "selection", "steps"):
             assert after[key] == results[name][key]
 
-    # The same run directories asked for with other settings: refused, naming the key.
-    other = study_file(tmp_path / "other.yaml", tmp_path / "cache", seeds=[1])
-    text = other.read_text().replace("trainer.max_steps=6", "trainer.max_steps=7")
-    other.write_text(text)
-    refused = run_study(other, memorise_root, runs)
+    # The same run directories asked for with other settings (--set adds to every run's
+    # overrides): refused, naming the key.
+    refused = run_study(study, memorise_root, runs, "--set", "trainer.max_steps=7")
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         f"error: {runs / 'rnn-seed1'}: trained with trainer.max_steps=6, the study asks 7; "
@@ -264,6 +274,49 @@ def test_runs_and_distilled_stand_for_their_directories_in_a_rows_overrides(tmp_
         f"data.name={runs.resolve()}/distilled/kd",
     ]
     assert child[-1] == "trainer.seed=2"
+    # Trained several at once, the child waits until its parent's directory is finished.
+    child_run, parent = study_runs(loaded, runs)[1:3]  # seed 1's child, seed 2's parent
+    assert parent.directory.name == "parent-seed2" and child_run.directory.name == "child-seed1"
+    assert waits_for(child_run, [runs / "parent-seed1", parent.directory])
+    assert not waits_for(child_run, [parent.directory, child_run.directory])
+    assert not waits_for(parent, [runs / "parent-seed1", child_run.directory])
+
+
+def test_a_run_another_process_is_training_is_waited_for_not_trained_again(tmp_path, capsys):
+    # A study beside this one trains the run: its lock is held until it has finished.
+    study = load_study(study_file(tmp_path / "s.yaml", tmp_path / "cache", seeds=[1]))
+    run = study_runs(study, tmp_path / "runs")[0]
+    run.directory.mkdir(parents=True)
+    results = run.directory / "results.json"
+    finish = (
+        f"import time, pathlib; time.sleep(2); pathlib.Path({str(results)!r}).write_text('{{}}')"
+    )
+    other = subprocess.Popen([sys.executable, "-c", finish])
+    (run.directory / LOCK).write_text(f"{other.pid}@{socket.gethostname()}\n")
+    train_all([run], None, threads=1, jobs=2)
+    assert other.poll() is not None  # returned only once the other process had ended
+    assert capsys.readouterr().out == f"{run.directory}: finished, kept\n"
+
+
+def test_a_run_started_from_another_keeps_its_place_when_the_runs_move(tmp_path):
+    # Its config names the parent by the absolute path it had; the study's {runs} is now
+    # elsewhere (another machine's runs, or the kept outputs): the same run.
+    rows = [
+        {"name": "parent"},
+        {"name": "child", "overrides": ["trainer.init_from={runs}/parent-seed1"]},
+    ]
+    study = load_study(study_file(tmp_path / "s.yaml", tmp_path / "cache", rows=rows, seeds=[1]))
+    child = study_runs(study, tmp_path / "moved")[1]
+    child.directory.mkdir(parents=True)
+    for parent, accepted in (("/elsewhere/runs/parent-seed1", True), ("/elsewhere/other", False)):
+        trained = row_overrides(study, study.rows[1], 1, tmp_path)
+        trained[0] = f"trainer.init_from={parent}"
+        (child.directory / "config.yaml").write_text(OmegaConf.to_yaml(composed(trained)))
+        if accepted:
+            check_same_settings(child)
+        else:
+            with pytest.raises(MTError, match="trained with trainer.init_from=/elsewhere/other"):
+                check_same_settings(child)
 
 
 def test_the_repositorys_studies_load_and_agree_on_every_run_they_share(tmp_path):

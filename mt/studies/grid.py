@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ from mt.common.errors import MTError
 from mt.common.files import write_text
 from mt.config.store import config_dir, register_configs
 from mt.studies.spec import Distilled, Study, StudyRow, row_overrides, row_seeds
+from mt.training.rundir import lock_holder
 from mt.training.state import flat
 
 # Settings of where and how a run trains, not of what it learns: a run keeps its place in a
@@ -114,17 +116,26 @@ def check_same_settings(run: Run) -> None:
         return
     have = flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
     want = flat(composed(run.overrides))
+    root = str(run.directory.parent.resolve())
     for key in sorted(set(have) | set(want)):
-        if key not in LOCAL_KEYS and have.get(key) != want.get(key):
+        if key not in LOCAL_KEYS and not same_setting(have.get(key), want.get(key), root):
             raise MTError(
                 f"{run.directory}: trained with {key}={have.get(key)}, the study asks "
                 f"{want.get(key)}; give the row another name or the study another --runs"
             )
 
 
+def same_setting(have: object, want: object, root: str) -> bool:
+    """Equal, or paths to the same place in the runs' directory wherever it was when the run
+    trained (trainer.init_from={runs}/parent-seed1 of runs moved, or kept without weights)."""
+    if have == want:
+        return True
+    inside = isinstance(want, str) and want.startswith(root + os.sep)
+    return inside and isinstance(have, str) and have.endswith(want[len(root) :])
+
+
 def train_command(run: Run, data_root: str | None, threads: int) -> list[str] | None:
     """The mt.train command that finishes the run, or None when it has finished."""
-    check_same_settings(run)
     if (run.directory / "results.json").is_file():
         return None
     command = [sys.executable, "-m", "mt.train", *run.overrides]
@@ -136,17 +147,66 @@ def train_command(run: Run, data_root: str | None, threads: int) -> list[str] | 
     return command
 
 
-def train_all(runs: list[Run], data_root: str | None, threads: int) -> None:
-    """Train what is missing and resume what stopped, one run after another (a pivot row's
-    runs train nothing)."""
-    for run in (run for run in runs if not run.row.pivot):
-        command = train_command(run, data_root, threads)
-        if command is None:
-            print(f"{run.directory}: finished, kept", flush=True)
-            continue
-        print(" ".join(command), flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise MTError(f"{run.directory}: training failed; rerun the study to resume it")
+def train_all(runs: list[Run], data_root: str | None, threads: int, jobs: int = 1) -> None:
+    """Train what is missing and resume what stopped, up to `jobs` runs at a time (a GPU that
+    small models leave idle trains several at once). A run started from another run's
+    directory waits for it, one that another process is training (a study beside this one)
+    waits for that, and a pivot row's runs train nothing."""
+    pending = [run for run in runs if not run.row.pivot]
+    for run in pending:  # other settings are refused before anything trains
+        check_same_settings(run)
+    running: dict[Path, subprocess.Popen] = {}
+    failed: list[Path] = []
+    while running or (pending and not failed):
+        unfinished = [run.directory for run in pending] + list(running)
+        ready = [r for r in pending if not (waits_for(r, unfinished) or trained_elsewhere(r))]
+        if not (ready or running or any(trained_elsewhere(r) for r in pending)):
+            raise MTError(f"{pending[0].directory}: waits for a run that never finishes")
+        for run in ready:
+            command = train_command(run, data_root, threads)
+            if command is None:
+                print(f"{run.directory}: finished, kept", flush=True)
+            elif failed or len(running) == jobs:
+                continue
+            else:
+                print(" ".join(command), flush=True)
+                running[run.directory] = start_training(run, command, jobs)
+            pending.remove(run)
+        failed += ended_with_failure(running, waiting=bool(pending))
+    if failed:
+        names = ", ".join(str(directory) for directory in failed)
+        raise MTError(f"{names}: training failed; rerun the study to resume it")
+
+
+def waits_for(run: Run, unfinished: list[Path]) -> bool:
+    """Whether one of the run's overrides names another run's directory that is unfinished
+    (trainer.init_from={runs}/parent-seed1)."""
+    others = [str(d.resolve()) for d in unfinished if d != run.directory]
+    return any(other in override for other in others for override in run.overrides)
+
+
+def trained_elsewhere(run: Run) -> bool:
+    """Whether another live process is training the run (an unfinished run's lock)."""
+    finished = (run.directory / "results.json").is_file()
+    return not finished and lock_holder(run.directory) is not None
+
+
+def start_training(run: Run, command: list[str], jobs: int) -> subprocess.Popen:
+    """mt.train in its own process; beside others, its output goes to <runs>/<run>.log."""
+    if jobs == 1:
+        return subprocess.Popen(command)
+    run.directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(run.directory.with_name(f"{run.directory.name}.log"), "ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def ended_with_failure(running: dict[Path, subprocess.Popen], waiting: bool) -> list[Path]:
+    """The runs that ended, dropped from running, and of them those that failed; a second's
+    pause first when none has ended and runs are running or waiting."""
+    ended = [d for d, process in running.items() if process.poll() is not None]
+    if not ended and (running or waiting):
+        time.sleep(1)
+    return [d for d in ended if running.pop(d).returncode != 0]
 
 
 def distill(

@@ -32,6 +32,15 @@ def refuse_trained_run(run_dir: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def lock_holder(run_dir: Path) -> str | None:
+    """The live process ("PID@HOST") training in run_dir, if any."""
+    try:
+        holder = (run_dir / LOCK).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return holder if process_alive(holder) else None
+
+
 def acquire_lock(run_dir: Path) -> Path:
     """Create run_dir/.lock for this process; refuse while a live process holds it, take it
     over from a dead one (a killed run)."""
