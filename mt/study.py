@@ -42,10 +42,12 @@ def train_study(study: Study, runs: list[Run], args: argparse.Namespace) -> None
     pivot rows' translations."""
     first = [r for r in runs if not uses_distilled(r.row)]
     train_all(first, args.data_root, args.threads, args.jobs)
-    for corpus in study.distilled:
-        teachers = [run for run in runs if run.row.name == corpus.teacher]
-        distill(corpus, teachers, args.runs, args.data_root, args.threads)
     students = [r for r in runs if uses_distilled(r.row)]
+    # Students all trained (or their outputs kept without the corpora): nothing to distil.
+    if any(not (r.directory / "results.json").is_file() for r in students):
+        for corpus in study.distilled:
+            teachers = [run for run in runs if run.row.name == corpus.teacher]
+            distill(corpus, teachers, args.runs, args.data_root, args.threads)
     train_all(students, args.data_root, args.threads, args.jobs)
     torch.set_num_threads(args.threads)
     for run in (run for run in runs if run.row.pivot):

@@ -241,6 +241,14 @@ def test_a_study_distils_its_teacher_row_then_trains_the_student_on_the_corpus(
     # The teacher trained before the corpus, the student after it.
     out = done.stdout
     assert out.index("teacher-seed1") < out.index("mt.distill") < out.index("student-seed1")
+    # Its kept outputs (no weights, no corpus) moved elsewhere: the same report, nothing
+    # distilled or trained again, the student's corpus recognised under the new root.
+    outputs = tmp_path / "kept"
+    assert run_study(study, memorise_root, runs, "--outputs", str(outputs)).returncode == 0
+    again = run_study(study, memorise_root, outputs)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "mt.distill" not in again.stdout and "mt.train" not in again.stdout
+    assert (outputs / "kd.md").read_text() == (runs / "kd.md").read_text()
 
 
 def test_a_page_without_the_studys_markers_is_refused_before_any_training(memorise_root, tmp_path):

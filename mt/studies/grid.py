@@ -127,7 +127,15 @@ def check_same_settings(run: Run) -> None:
 
 def same_setting(have: object, want: object, root: str) -> bool:
     """Equal, or paths to the same place in the runs' directory wherever it was when the run
-    trained (trainer.init_from={runs}/parent-seed1 of runs moved, or kept without weights)."""
+    trained (trainer.init_from={runs}/parent-seed1 of runs moved, or kept without weights),
+    also inside lists and mappings (data.train_sources' roots)."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        return have.keys() == want.keys() and all(
+            same_setting(have[k], want[k], root) for k in want
+        )
+    if isinstance(have, list) and isinstance(want, list):
+        pairs = zip(have, want, strict=False)
+        return len(have) == len(want) and all(same_setting(h, w, root) for h, w in pairs)
     if have == want:
         return True
     inside = isinstance(want, str) and want.startswith(root + os.sep)
