@@ -38,13 +38,7 @@ step() {  # name command...: run it, its output into OUT/steps.log, remember a f
 
 source scripts/gpu_env.sh
 CUDA=$(python3 -c "import torch; print(int(torch.cuda.is_available()))")
-python3 - >"$OUT/env.json" <<'EOF'
-import json, platform, torch
-from mt.common.runtime import describe_device, pick_device, source_commit
-name = describe_device(pick_device("auto"))
-print(json.dumps({"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-                  "python": platform.python_version(), "commit": source_commit()}, indent=2))
-EOF
+write_env_json "$OUT/env.json"
 log "device: $(tr -d '\n' <"$OUT/env.json")"
 
 if [[ $CUDA == 1 ]]; then

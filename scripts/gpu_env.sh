@@ -1,6 +1,7 @@
 # Sourced by the GPU scripts (gpu_check.sh, gpu_studies.sh) on a fresh GPU machine: installs
 # the carried wheels in .whl/ (scripts/gpu_wheels.sh) whose packages the machine lacks, beside
-# its own torch (those it has are left alone), and puts this working tree on PYTHONPATH.
+# its own torch (those it has are left alone), and puts this working tree on PYTHONPATH;
+# write_env_json FILE records the device, torch, CUDA, Python and commit.
 missing=()
 for wheel in .whl/*.whl; do
   [[ -e $wheel ]] || continue
@@ -15,3 +16,13 @@ if ((${#missing[@]})); then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export MT_CACHE_DIR=${MT_CACHE_DIR:-/tmp/mt-cache}
+
+write_env_json() {
+  python3 - >"$1" <<'PY'
+import json, platform, torch
+from mt.common.runtime import describe_device, pick_device, source_commit
+name = describe_device(pick_device("auto"))
+print(json.dumps({"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+                  "python": platform.python_version(), "commit": source_commit()}, indent=2))
+PY
+}

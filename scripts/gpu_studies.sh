@@ -25,13 +25,7 @@ mkdir -p "$OUT" "$RUNS"
 log() { echo "[gpu_studies $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/check.log"; }
 
 source scripts/gpu_env.sh
-python3 - >"$OUT/env.json" <<'PY'
-import json, platform, torch
-from mt.common.runtime import describe_device, pick_device, source_commit
-name = describe_device(pick_device("auto"))
-print(json.dumps({"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-                  "python": platform.python_version(), "commit": source_commit()}, indent=2))
-PY
+write_env_json "$OUT/env.json"
 log "device: $(tr -d '\n' <"$OUT/env.json")"
 
 common=(--runs "$RUNS" --data-root "$DATA_ROOT" --threads 1 --set trainer.compile=false)
