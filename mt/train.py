@@ -24,8 +24,9 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with reported():
         config = to_config(cfg)
-        if distributed.is_main():
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        saved = run_dir / "config.yaml"  # the settings the run started with: a resume keeps them
+        if distributed.is_main() and not (config.trainer.resume and saved.is_file()):
+            saved.write_text(OmegaConf.to_yaml(cfg, resolve=True))
         results = train(config, run_dir)
     # The value a Hydra sweeper would maximise; under torchrun only rank 0 has results.
     return results["valid"]["bleu"] if results else None

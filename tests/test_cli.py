@@ -170,6 +170,14 @@ def test_main_job_prints_test_bleu_and_fills_its_run_directory(memorise_root, tm
     assert_clean_failure(again, f"{run_dir} holds a trained run", "trainer.resume=true")
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
+    # Resumed further, the run keeps config.yaml as it started (what a study compares); its
+    # results hold the settings it ended with.
+    more = run_train(*result.args[3:], "trainer.resume=true", "trainer.max_steps=6", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert (run_dir / "config.yaml").read_bytes() == before[run_dir / "config.yaml"]
+    ended = json.loads((run_dir / "results.json").read_text())
+    assert ended["config"]["trainer"]["max_steps"] == ended["steps"] == 6
+
 
 def test_a_second_live_run_in_one_directory_is_refused(memorise_root, tmp_path):
     run_dir = tmp_path / "run"

@@ -23,6 +23,7 @@ from mt.studies.grid import (
     composed,
     study_runs,
     train_all,
+    train_command,
     waits_for,
 )
 from mt.studies.spec import load_study, row_overrides
@@ -282,6 +283,14 @@ def test_runs_and_distilled_stand_for_their_directories_in_a_rows_overrides(tmp_
         f"data.name={runs.resolve()}/distilled/kd",
     ]
     assert child[-1] == "trainer.seed=2"
+    # Resumed, the child continues from its own last.pt (which names its parent): not with
+    # init_from too, which mt.train refuses.
+    resumed = runs / "child-seed2" / "checkpoints" / "last.pt"
+    resumed.parent.mkdir(parents=True)
+    resumed.touch()
+    command = train_command(study_runs(loaded, runs)[3], None, 1)
+    assert "trainer.resume=true" in command
+    assert not [o for o in command if o.startswith("trainer.init_from")]
     # Trained several at once, the child waits until its parent's directory is finished.
     child_run, parent = study_runs(loaded, runs)[1:3]  # seed 1's child, seed 2's parent
     assert parent.directory.name == "parent-seed2" and child_run.directory.name == "child-seed1"

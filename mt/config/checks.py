@@ -107,6 +107,11 @@ def check_trainer(trainer: TrainerConfig) -> None:
             raise MTError(f"trainer.length_penalties: {penalty} must be ≥ 0")
     if trainer.max_steps is None and trainer.max_epochs is None and trainer.max_minutes is None:
         raise MTError("set one of trainer.max_steps, trainer.max_epochs, trainer.max_minutes")
+    if trainer.resume and trainer.init_from:
+        raise MTError(
+            "trainer.resume=true continues this run; trainer.init_from starts a new one from "
+            "another: give one of them"
+        )
     for kept in trainer.init_keep:
         if kept not in INIT_KEEPABLE:
             raise MTError(f"trainer.init_keep: {kept!r} is not one of {', '.join(INIT_KEEPABLE)}")

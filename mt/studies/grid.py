@@ -151,6 +151,9 @@ def train_command(run: Run, data_root: str | None, threads: int) -> list[str] | 
     if data_root:
         command.append(f"data.root={data_root}")
     if (run.directory / "checkpoints" / "last.pt").is_file():
+        # A child run resumes from its own last.pt, which names its parent; its config.yaml
+        # keeps the init_from it started with.
+        command = [o for o in command if not o.startswith("trainer.init_from=")]
         command.append("trainer.resume=true")
     return command
 

@@ -69,23 +69,11 @@ class Parent:
         return from_plain_dict(self.payload["config"])
 
     @classmethod
-    def resumed(
-        cls, last: Path, payload: dict, init_from: str | None, keep: list[str]
-    ) -> Parent | None:
+    def resumed(cls, last: Path, payload: dict) -> Parent | None:
         """A run started from a parent, being resumed: its own last.pt (payload, read from
         last) gives the shape and the subword models (as init_from did), and its first parent
-        stays the one on record. An init_from given again (a study resuming its row) must be
-        that parent, by its bytes: the run may have moved since."""
-        origin = payload.get("parent")
-        if init_from and (
-            origin is None or sha256_file(parent_path(init_from, keep)) != origin["sha256"]
-        ):
-            started = f"from {origin['path']}" if origin else "without trainer.init_from"
-            raise MTError(
-                f"trainer.init_from={init_from}: {last.parent.parent} was started {started}; "
-                f"resume it with that, or without trainer.init_from"
-            )
-        return cls(last, payload, origin) if origin else None
+        stays the one on record."""
+        return cls(last, payload, payload["parent"]) if payload.get("parent") else None
 
     def record(self) -> dict:
         """What results.json says of the parent: where it was, its bytes, its run's code."""

@@ -46,10 +46,10 @@ class Trainer:
         # too: from its own last.pt).
         last = run_dir / "checkpoints" / "last.pt"
         resumed = load_checkpoint(last) if t.resume else None  # read once: it can be GBs
-        if resumed:  # trainer.init_from, if given too, must be the parent on record
-            self.parent = Parent.resumed(last, resumed, t.init_from, t.init_keep)
+        if t.init_from:
+            self.parent = Parent.open(t.init_from, t.init_keep)
         else:
-            self.parent = Parent.open(t.init_from, t.init_keep) if t.init_from else None
+            self.parent = Parent.resumed(last, resumed) if resumed else None
         config = fitted(config, self.parent) if self.parent else config
         self.config, self.run_dir = config, run_dir
         set_cpu_threads(t.num_threads)
