@@ -112,6 +112,22 @@ def test_ctranslate2_finds_the_hypotheses_our_search_finds(moved_checkpoint, exp
     assert differing <= len(sentences) // 10
 
 
+def test_loading_ctranslate2_leaves_torchs_threads_alone(exported):
+    # CTranslate2 sets OpenMP's thread count for the whole process; a second model then took
+    # its workers from torch's count, one, and decoded at 0.6x the speed of the first.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = ctranslate2_translator(exported, "cpu")
+        assert torch.get_num_threads() == 2
+        second = ctranslate2_translator(exported, "cpu")
+        assert (
+            second.engine.translator.num_translators == 2 == first.engine.translator.num_translators
+        )
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_ctranslate2_samples_as_asked(exported):
     sentences = multi30k_lines("train", "de", 10)
     translator = ctranslate2_translator(exported, "cpu")
