@@ -168,8 +168,8 @@ def beam5_bleu(tokenizer, outputs: list, refs: list[str]) -> float:
 
 def run_ctranslate2(name: str, quantization: str, args) -> dict:
     """The trained checkpoint exported to CTranslate2 and decoded like PyTorch (same threads,
-    sentences and batch size): speed, test BLEU and its beam-5 output. A process of its own:
-    a second CTranslate2 model in one process decoded at half speed here."""
+    sentences and batch size): speed, test BLEU and its beam-5 output, in a process of its own
+    like every row."""
     from mt.deploy.convert import export
     from mt.deploy.engine import CTranslate2Engine
 
