@@ -1,7 +1,12 @@
 # Sourced by the GPU scripts (gpu_check.sh, gpu_studies.sh) on a fresh GPU machine: installs
 # the carried wheels in .whl/ (scripts/gpu_wheels.sh) whose packages the machine lacks, beside
 # its own torch (those it has are left alone), and puts this working tree on PYTHONPATH;
-# write_env_json FILE records the device, torch, CUDA, Python and commit.
+# write_env_json FILE records the device, torch, CUDA, Python and commit. OUT must be empty.
+# An earlier run's figures in OUT are the user's: refused, never overwritten.
+if [[ -n $(ls -A "$OUT" 2>/dev/null) ]]; then
+  echo "error: $OUT holds an earlier run's files; move them or give another OUT" >&2
+  exit 2
+fi
 missing=()
 for wheel in .whl/*.whl; do
   [[ -e $wheel ]] || continue
