@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     with reported():
         if args.examples < 0:
             raise MTError(f"--examples {args.examples}: must be ≥ 0")
+        if not 0 <= args.seed < 2**32:  # numpy's generators take no negative seed
+            raise MTError(f"--seed {args.seed}: must be in [0, 2**32)")
         paths = find_results(args.runs)
         rows = [r for path in paths for r in [row(path), *direction_rows(path)]]
         print(markdown_table(rows))
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
             directions = [args.direction] * len(paths)
             test_set = same_test_set(paths, baseline, args.data_root, directions)
         if args.significance:
-            tested = significance(test_set.systems, test_set.references, args.seed)
+            systems = [(name, [hyps]) for name, hyps in test_set.systems]  # one seed each
+            tested = significance(systems, test_set.references, args.seed)
             print("\n" + significance_table(tested, len(test_set.references), args.seed))
         if args.examples:
             print("\n" + largest_differences(test_set, args.examples))

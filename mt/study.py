@@ -19,13 +19,22 @@ from mt.decoding.significance import SEED
 from mt.studies.evaluation import ensemble_file, ensemble_scores, long_input_scores
 from mt.studies.grid import Run, distill, keep_outputs, study_runs, train_all
 from mt.studies.pivots import evaluate_pivot
-from mt.studies.report import draw_figures, of_row, report_parts, sections, study_report
+from mt.studies.report import (
+    draw_figures,
+    of_row,
+    report_parts,
+    sections,
+    study_report,
+    word_f_buckets,
+)
 from mt.studies.spec import Study, load_study, uses_distilled
 
 
 def evaluated(study: Study, runs: list[Run], args: argparse.Namespace) -> dict:
-    """The ensembles' and the long inputs' scores, per row name."""
+    """The ensembles' and the long inputs' scores, per row name, and every run's word-F
+    buckets by one count table."""
     found = {"ensembles": {}, "long_inputs": {}}
+    found["word_f"] = word_f_buckets(study, runs, args.data_root)
     for row in study.rows:
         row_runs = of_row(runs, row)
         if study.ensemble and len(row_runs) > 1:
@@ -76,7 +85,7 @@ def write_reports(study: Study, runs: list[Run], args: argparse.Namespace) -> No
         parts = report_parts(section, section_runs, extra, args.data_root, args.seed)
         several = len(found) > 1
         where = figures_root / section_runs[0].compared if several else figures_root
-        figures = draw_figures(section, section_runs, extra["long_inputs"], where)
+        figures = draw_figures(section, section_runs, extra, where)
         for path, texts in reports.items():
             texts.append(study_report(parts, figures, path))
         heading = f"**{section.title}**\n\n" if several else ""

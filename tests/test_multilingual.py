@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from mt.data.batches import dropped_by, train_batches
 from mt.data.corpus import load_corpus
 from mt.data.directions import epoch_weights, sampling_weights, source_marks, tag
 from mt.data.languages import percent_in, trigram_profile
-from mt.decoding.scoring import words
+from mt.decoding.scoring import word_f_by_frequency, words
 from mt.decoding.translator import Translator
 from mt.deploy.engine import ctranslate2_translator
 from mt.training.trainer import train
@@ -368,6 +369,52 @@ def test_each_direction_gets_its_breakdowns_and_a_study_row_compares_one(
     assert line.endswith("| 1.0000 / 1.0000 | 1.0000 / 1.0000 |")  # identical: p = 1
     joined = json.loads((runs / "multi-seed1" / "long_inputs.de-en.json").read_text())["scores"]
     assert [(e["k"], e["inputs"]) for e in joined] == [(2, PAIRS // 2)]
+
+
+def all_targets(run_dir) -> Counter:
+    """The words of every training target of the multilingual run, as it counted them."""
+    config = json.loads((run_dir / "results.json").read_text())["config"]["data"]
+    languages = [direction.split("-")[1] for direction in config["directions"]]
+    return Counter(
+        w for lang in languages for s in multi30k_lines("train", lang, PAIRS) for w in words(s)
+    )
+
+
+def test_a_studys_word_f_buckets_every_row_by_the_baselines_training_counts(
+    multilingual_run, multilingual_root, tmp_path
+):
+    run_dir, _ = multilingual_run
+    runs = tmp_path / "runs"
+    shutil.copytree(run_dir, runs / "multi-seed1", ignore=shutil.ignore_patterns("*.pt"))
+    # A bilingual de-en baseline: the multilingual run's de-en output, as a de-en run's.
+    bilingual = shutil.copytree(run_dir, runs / "bilingual-seed1")
+    results = json.loads((bilingual / "results.json").read_text())
+    results["config"]["data"].update(directions=[], src_lang="de", tgt_lang="en")
+    results["test"] = results["test"]["directions"]["de-en"]
+    (bilingual / "results.json").write_text(json.dumps(results))
+    shutil.copy(run_dir / "test.hyp.de-en", bilingual / "test.hyp.en")
+    # The multilingual row's output with every third sentence's last two words dropped.
+    hyps = (run_dir / "test.hyp.de-en").read_text().splitlines()
+    hyps = [" ".join(h.split()[:-2]) if k % 3 == 0 else h for k, h in enumerate(hyps)]
+    write_lines(runs / "multi-seed1" / "test.hyp.de-en", hyps)
+    rows = [{"name": "bilingual"}, {"name": "multi", "directions": ["de-en"]}]
+    study = tmp_path / "words.yaml"
+    study.write_text(json.dumps({"title": "Words", "rows": rows}))
+    data = str(multilingual_root)
+    done = run_tool("study", str(study), "--runs", str(runs), "--data-root", data, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    report = (runs / "words.md").read_text().split("#### Target-word F-measure")[1]
+    assert report.startswith(" (%) by the word's count in the training targets of bilingual, de-en")
+    table = [line.split(" | ") for line in report.splitlines() if line.startswith("| ")][2:]
+    # The baseline's training targets: the 16 English sentences once (the multilingual run
+    # also counted its German and French targets).
+    counts = Counter(w for line in multi30k_lines("train", "en", PAIRS) for w in words(line))
+    expected = word_f_by_frequency(hyps, multi30k_lines("train", "en", PAIRS), counts)
+    assert [cells[3].strip(" |") for cells in table] == [f"{100 * b['f']:.2f}" for b in expected]
+    assert [cells[1] for cells in table] == [str(b["ref_words"]) for b in expected]
+    own = word_f_by_frequency(hyps, multi30k_lines("train", "en", PAIRS), all_targets(run_dir))
+    assert [b["ref_words"] for b in own] != [b["ref_words"] for b in expected]
 
 
 def test_a_study_of_several_directions_reports_each_and_pivots_through_a_language(

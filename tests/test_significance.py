@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 from helpers import assert_clean_failure, multi30k_lines, run_in_process, write_lines
 from sacrebleu.metrics import BLEU, CHRF
@@ -50,7 +51,7 @@ def command_line(tmp_path, systems: dict[str, list[str]], test: str) -> dict[str
 
 def test_intervals_and_p_values_equal_the_sacrebleu_command_line(tmp_path):
     systems = {"base": shortened(REFERENCES, 3), "other": shortened(REFERENCES, 5)}
-    tested = significance(list(systems.items()), REFERENCES)
+    tested = significance([(name, [hyps]) for name, hyps in systems.items()], REFERENCES)
     bootstrap = command_line(tmp_path, systems, "bs")
     randomized = command_line(tmp_path, systems, "ar")
     for t in tested:
@@ -67,14 +68,84 @@ def test_intervals_and_p_values_equal_the_sacrebleu_command_line(tmp_path):
 
 def test_identical_outputs_are_not_significant():
     output = shortened(REFERENCES, 3)
-    _, same = significance([("a", output), ("b", list(output))], REFERENCES)
+    _, same = significance([("a", [output]), ("b", [list(output)])], REFERENCES)
     assert same.p_bootstrap == same.p_randomization == {"bleu": 1.0, "chrf": 1.0}
 
 
 def test_a_third_of_the_lines_swapped_is_significantly_worse():
-    base, worse = significance([("a", REFERENCES), ("b", swapped_third(REFERENCES))], REFERENCES)
+    systems = [("a", [REFERENCES]), ("b", [swapped_third(REFERENCES)])]
+    base, worse = significance(systems, REFERENCES)
     assert worse.score["bleu"] < base.score["bleu"] - 20
     assert max(worse.p_bootstrap.values()) < 0.01 and max(worse.p_randomization.values()) < 0.01
+
+
+def printed(tested) -> list[str]:
+    """What a report prints of each system: score, mean ± interval, p-values."""
+    cells = []
+    for t in tested:
+        for m in ("bleu", "chrf"):
+            cells += [f"{t.score[m]:.2f}", f"{t.mean[m]:.2f}", f"{t.ci[m]:.2f}"]
+            if t.p_bootstrap is not None:
+                cells += [f"{t.p_bootstrap[m]:.4f}", f"{t.p_randomization[m]:.4f}"]
+    return cells
+
+
+def test_the_same_outputs_repeated_as_seeds_change_no_interval_and_no_p():
+    base, other = shortened(REFERENCES, 3), swapped_third(shortened(REFERENCES, 5))
+    once = printed(significance([("a", [base]), ("b", [other])], REFERENCES))
+    for k in (2, 3):
+        repeated = significance([("a", [base] * k), ("b", [other] * k)], REFERENCES)
+        assert printed(repeated) == once
+
+
+def brute_force_cluster_test(systems, references, seed, resamples, trials, metric):
+    """Every resample and trial scored by sacreBLEU on the full lists of lines it stands
+    for: clusters of a sentence's seeds drawn as sacreBLEU's generator draws sentences."""
+    n = len(references)
+    draws = np.random.default_rng(seed).choice(n, size=(resamples, n), replace=True)
+    swaps = np.random.default_rng(seed).integers(2, size=(trials, n), dtype=bool)
+
+    def score(seeds, sentences):
+        hyps = [hyps[i] for i in sentences for hyps in seeds]
+        return metric.corpus_score(hyps, [[references[i] for i in sentences for _ in seeds]]).score
+
+    def mixed(a, b, swap):
+        """Seed by seed, a's translation of each sentence, b's where swap says."""
+        return [[(b if swap[i] else a)[s][i] for i in range(n)] for s in range(len(a))]
+
+    boot = [np.array([score(seeds, d) for d in draws]) for _, seeds in systems]
+    found = []
+    for k, (_, seeds) in enumerate(systems):
+        ordered = np.sort(boot[k])
+        lower, upper = ordered[resamples // 40], ordered[resamples - resamples // 40 - 1]
+        entry = {"mean": boot[k].mean(), "ci": (upper - lower) / 2}
+        if k:
+            observed = abs(score(seeds, range(n)) - score(systems[0][1], range(n)))
+            diffs = np.abs(boot[k] - boot[0])
+            entry["p_bootstrap"] = (np.sum(diffs - diffs.mean() > observed) + 1) / (resamples + 1)
+            base = systems[0][1]
+            a = [score(mixed(base, seeds, w), range(n)) for w in swaps]
+            b = [score(mixed(seeds, base, w), range(n)) for w in swaps]
+            entry["p_randomization"] = (np.sum(np.abs(np.subtract(a, b)) > observed) + 1) / (
+                trials + 1
+            )
+        found.append(entry)
+    return found
+
+
+def test_three_seeds_are_resampled_as_clusters_of_a_sentences_translations():
+    references = REFERENCES[:40]
+    base = [shortened(references, k) for k in (2, 3, 4)]
+    other = [swapped_third(shortened(references, k)) for k in (3, 5, 7)]
+    systems = [("base", base), ("other", other)]
+    tested = significance(systems, references, seed=7, resamples=60, trials=40)
+    for metric, key in ((BLEU(), "bleu"), (CHRF(), "chrf")):
+        expected = brute_force_cluster_test(systems, references, 7, 60, 40, metric)
+        for t, e in zip(tested, expected, strict=True):
+            assert t.mean[key] == pytest.approx(e["mean"], abs=1e-4)
+            assert t.ci[key] == pytest.approx(e["ci"], abs=1e-4)
+        assert tested[1].p_bootstrap[key] == pytest.approx(expected[1]["p_bootstrap"])
+        assert tested[1].p_randomization[key] == pytest.approx(expected[1]["p_randomization"])
 
 
 @pytest.fixture

@@ -127,8 +127,8 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     )
     assert summary[3].startswith("| RNN | 2 |") and summary[3].count("baseline") == 2
     assert summary[4].startswith("| transformer | 2 |") and summary[4].count(" / ") == 2
-    # Significance of the seeds' concatenated outputs against the baseline (the first row).
-    assert "| RNN (baseline) |" in report and "2 x 30 sentences" in report
+    # Significance against the baseline (the first row), each sentence's seeds one cluster.
+    assert "| RNN (baseline) |" in report and "30 test sentences × 2 seeds" in report
     # Long inputs: the joined test set, per k, in each run's directory.
     joined = json.loads((runs / "transformer-seed1" / "long_inputs.json").read_text())
     assert [(e["k"], e["inputs"]) for e in joined["scores"]] == [(1, 30), (2, 15)]

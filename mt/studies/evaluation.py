@@ -5,7 +5,9 @@ in a JSON file once computed, so rerunning a study decodes nothing twice."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,8 +18,8 @@ from mt.common.files import write_text
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
-from mt.data.readers import read_split
-from mt.decoding.scoring import corpus_scores
+from mt.data.readers import read_split, training_pairs
+from mt.decoding.scoring import corpus_scores, words
 from mt.decoding.translator import Translator
 from mt.studies.grid import Run, long_inputs_file
 
@@ -42,6 +44,16 @@ def test_split(run: Run, data_root: str | None) -> tuple[list[str], list[str]]:
         data = direction_config(data, run.direction)
     data.root = data_root or data.root
     return read_split(data, "test")
+
+
+def target_word_counts(run: Run, data_root: str | None) -> Counter:
+    """How often each word (13a) occurs in the run's training targets of its direction."""
+    data = from_plain_dict(run.results["config"]).data
+    data = replace(direction_config(data, run.compared), root=data_root or data.root)
+    counts: Counter = Counter()
+    for _, target in training_pairs(data):
+        counts.update(words(target))
+    return counts
 
 
 def target_language(run: Run) -> str | None:

@@ -5,8 +5,6 @@ results.json has what a trained run's report needs, so the report treats it as o
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import replace
 from itertools import pairwise
 
 from mt.common.errors import MTError
@@ -15,10 +13,10 @@ from mt.common.runtime import source_commit
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict, to_plain_dict
 from mt.data.directions import direction_config
-from mt.data.readers import read_split, training_pairs
-from mt.decoding.scoring import corpus_scores, words
+from mt.data.readers import read_split
+from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
-from mt.studies.evaluation import target_language
+from mt.studies.evaluation import target_language, target_word_counts
 from mt.studies.grid import Run, views
 from mt.training.selection import breakdowns
 
@@ -68,20 +66,10 @@ def evaluate_pivot(run: Run, runs: list[Run], data_root: str | None) -> None:
         write_text(hyp_file, "".join(h + "\n" for h in hyps))
         results[split] = corpus_scores(hyps, references)
     # sources, hyps and references are test's here, the loop's last split.
-    counts = target_word_counts(legs[-1], data_root)
+    counts = target_word_counts(legs[-1], data_root)  # the words the last leg was taught
     results["test"].update(breakdowns(sources, hyps, references, counts))
     results.update(described(legs))
     write_text(run.directory / "results.json", json.dumps(results, indent=2) + "\n")
-
-
-def target_word_counts(leg: Run, data_root: str | None) -> Counter:
-    """How often each target word occurs in the last leg's training targets."""
-    data = from_plain_dict(leg.results["config"]).data
-    data = replace(direction_config(data, leg.compared), root=data_root or data.root)
-    counts: Counter = Counter()
-    for _, target in training_pairs(data):
-        counts.update(words(target))
-    return counts
 
 
 def described(legs: list[Run]) -> dict:

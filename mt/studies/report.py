@@ -1,15 +1,19 @@
-"""A study's report as markdown: each row's seeds as mean ± sd, significance on the rows'
-concatenated seed outputs, and where the rows differ (source length, long inputs, word
-frequency, the sentences that differ most), with the leak audit."""
+"""A study's report as markdown: each row's seeds as mean ± sd, significance with each test
+sentence's seeds' translations resampled together, and where the rows differ (source length,
+long inputs, word frequency by one count table, the sentences that differ most), with the
+leak audit."""
 
 from __future__ import annotations
 
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from mt.decoding.scoring import word_f_by_frequency
 from mt.decoding.significance import Tested, significance
+from mt.studies.evaluation import target_word_counts
 from mt.studies.grid import Run, views
 from mt.studies.spec import Study, StudyRow, baseline_row
 from mt.training.comparison import (
@@ -19,6 +23,8 @@ from mt.training.comparison import (
     same_test_set,
     significance_table,
 )
+
+Buckets = Callable[[Run], list[dict]]  # a run's test scores per bucket
 
 
 def sections(study: Study, runs: list[Run]) -> list[tuple[Study, list[Run]]]:
@@ -104,18 +110,38 @@ def as_markdown(head: list[str], lines: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
 
 
-def bucket_table(runs: list[Run], study: Study, entries: str, name: str, score: str) -> str:
-    """One line per bucket of results.json's test[entries] (by_length, word_f_by_frequency),
-    one column per row: the score's mean ± sd over the row's seeds."""
-    first = runs[0].test[entries]
+def bucket_table(study: Study, runs: list[Run], buckets: Buckets, name: str, score: str) -> str:
+    """One line per bucket (by_length, word_f_by_frequency), one column per row: the score's
+    mean ± sd over the row's seeds."""
+    first = buckets(runs[0])
     size = "sentences" if "sentences" in first[0] else "ref_words"
-    names, per_row = per_bucket(study, runs, entries, name, score)
+    names, per_row = per_bucket(study, runs, buckets, name, score)
     head = [name, size, *per_row]
     lines = [
         [names[k], str(bucket[size]), *(mean_sd(values[k]) for values in per_row.values())]
         for k, bucket in enumerate(first)
     ]
     return as_markdown(head, lines)
+
+
+def by_length(run: Run) -> list[dict]:
+    """The run's test scores by source length, as its results.json has them."""
+    return run.test["by_length"]
+
+
+def word_f_buckets(study: Study, runs: list[Run], data_root: str | None) -> dict:
+    """Every run's target-word F by training frequency, with one count table for all: the
+    baseline row's first run's training targets of the section's direction (each run's own
+    would bucket a multilingual run's words by counts of two corpora). {"counted": whose,
+    "by_run": {run directory: buckets}}."""
+    counted = of_row(runs, ordered_rows(study)[0])[0]
+    counts = target_word_counts(counted, data_root)
+    test_set = tested_runs(runs, data_root)
+    by_run = {
+        str(run.directory): word_f_by_frequency(hyps, test_set.references, counts)
+        for run, (_, hyps) in zip(runs, test_set.systems, strict=True)
+    }
+    return {"counted": f"{label(counted.row)}, {counted.compared}", "by_run": by_run}
 
 
 def scale(value: float, score: str) -> float:
@@ -147,9 +173,11 @@ def tested_runs(runs: list[Run], data_root: str | None) -> TestSet:
     return same_test_set(paths, 0, data_root, [run.direction for run in runs])
 
 
-def concatenated(study: Study, runs: list[Run], data_root: str | None) -> tuple[TestSet, int]:
-    """Each row's first n seeds' test outputs end to end (n: the fewest seeds of any row;
-    baseline row first), against the references repeated n times, and n; other references or
+def clustered(
+    study: Study, runs: list[Run], data_root: str | None
+) -> tuple[TestSet, list[tuple[str, list[list[str]]]], int]:
+    """Each row's first n seeds' test outputs (n: the fewest seeds of any row; baseline row
+    first) on their common test set, as (label, [seed outputs]), and n; other references or
     a missing output are refused by name."""
     seeds = min(len(of_row(runs, row)) for row in study.rows)
     in_order = [run for row in ordered_rows(study) for run in of_row(runs, row)[:seeds]]
@@ -157,23 +185,26 @@ def concatenated(study: Study, runs: list[Run], data_root: str | None) -> tuple[
     systems = []
     for k, row in enumerate(ordered_rows(study)):
         outputs = per_run.systems[k * seeds : (k + 1) * seeds]
-        systems.append((label(row), [line for _, hyps in outputs for line in hyps]))
-    return TestSet(per_run.sources * seeds, per_run.references * seeds, systems), seeds
+        systems.append((label(row), [hyps for _, hyps in outputs]))
+    return per_run, systems, seeds
 
 
 def significance_section(
     study: Study, runs: list[Run], data_root: str | None, seed: int
 ) -> tuple[str, list[Tested]]:
-    """sacreBLEU's intervals and paired tests of the rows' concatenated seeds: the table, and
-    each row's Tested (baseline first)."""
-    test_set, seeds = concatenated(study, runs, data_root)
-    tested = significance(test_set.systems, test_set.references, seed)
+    """sacreBLEU's intervals and paired tests of the rows' seeds, each test sentence a
+    cluster of its seeds' translations: the table, and each row's Tested (baseline first)."""
+    test_set, systems, seeds = clustered(study, runs, data_root)
+    tested = significance(systems, test_set.references, seed)
+    sentences = len(test_set.references)
+    if seeds == 1:
+        return significance_table(tested, sentences, seed), tested
     how = (
-        f"each row's first {seeds} seeds' outputs end to end ({seeds} x "
-        f"{len(test_set.references) // seeds} sentences, seed k of one row paired with seed k "
-        "of the other), so a resample draws sentences of every seed"
+        f"each row's first {seeds} seeds; a resample draws test sentences, each with all "
+        f"{seeds} of its translations (a cluster), and a randomization trial swaps the two "
+        "rows' translations of a sentence for every seed at once"
     )
-    return significance_table(tested, len(test_set.references), seed, how), tested
+    return significance_table(tested, sentences, seed, seeds, how), tested
 
 
 def summary_table(study: Study, runs: list[Run], tested: list[Tested]) -> str:
@@ -222,12 +253,12 @@ def leak_audit(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def per_bucket(study: Study, runs: list[Run], entries: str, name: str, score: str):
+def per_bucket(study: Study, runs: list[Run], buckets: Buckets, name: str, score: str):
     """Bucket names, and per row label, per bucket, its seeds' values of score."""
-    names = [bucket[name] for bucket in runs[0].test[entries]]
+    names = [bucket[name] for bucket in buckets(runs[0])]
     lines = {}
     for row in ordered_rows(study):
-        tests = [run.test[entries] for run in of_row(runs, row)]
+        tests = [buckets(run) for run in of_row(runs, row)]
         lines[label(row)] = [
             [None if t[k][score] is None else scale(t[k][score], score) for t in tests]
             for k in range(len(names))
@@ -235,13 +266,13 @@ def per_bucket(study: Study, runs: list[Run], entries: str, name: str, score: st
     return names, lines
 
 
-def draw_figures(study: Study, runs: list[Run], long_scores: dict, directory: Path) -> dict:
+def draw_figures(study: Study, runs: list[Run], extra: dict, directory: Path) -> dict:
     """The study's PNG figures in directory, by name: by_length, long_inputs, word_f."""
     from mt.studies.plots import draw  # matplotlib: an optional extra, only for figures
 
-    drawn = {}
-    _, bleu = per_bucket(study, runs, "by_length", "words", "bleu")
-    _, chrf = per_bucket(study, runs, "by_length", "words", "chrf")
+    drawn, long_scores = {}, extra["long_inputs"]
+    _, bleu = per_bucket(study, runs, by_length, "words", "bleu")
+    _, chrf = per_bucket(study, runs, by_length, "words", "chrf")
     buckets = runs[0].test["by_length"]
     names = [f"{b['words']}\n({b['sentences']})" for b in buckets]
     drawn["by_length"] = directory / "by_length.png"
@@ -256,9 +287,11 @@ def draw_figures(study: Study, runs: list[Run], long_scores: dict, directory: Pa
                 panels[title][label(row)] = [[s[j][key] for s in seeds] for j in range(len(ks))]
         drawn["long_inputs"] = directory / "long_inputs.png"
         draw(drawn["long_inputs"], ks, panels, "test sentences joined into one input")
-    names, f = per_bucket(study, runs, "word_f_by_frequency", "train_count", "f")
+    word_f = extra["word_f"]["by_run"]
+    names, f = per_bucket(study, runs, lambda run: word_f[str(run.directory)], "train_count", "f")
     drawn["word_f"] = directory / "word_f.png"
-    draw(drawn["word_f"], names, {"target-word F-measure": f}, "occurrences in training")
+    where = f"occurrences in the training targets of {extra['word_f']['counted']}"
+    draw(drawn["word_f"], names, {"target-word F-measure": f}, where)
     return drawn
 
 
@@ -287,7 +320,9 @@ def study_report(parts: dict, figures: dict, written_to: Path) -> str:
             + image(figures, "long_inputs", "BLEU and length ratio by k", written_to)
         )
     sections.append(
-        "#### Target-word F-measure (%) by the word's count in the training targets\n\n"
+        "#### Target-word F-measure (%) by the word's count in the training targets of "
+        + parts["word_f_counted"]
+        + "\n\n"
         + parts["word_f"]
         + image(figures, "word_f", "word F-measure by training frequency", written_to)
     )
@@ -300,13 +335,20 @@ def study_report(parts: dict, figures: dict, written_to: Path) -> str:
 def report_parts(
     study: Study, runs: list[Run], extra: dict, data_root: str | None, seed: int
 ) -> dict:
-    """Every table of the report, by name; extra holds the ensembles' and long inputs' scores."""
+    """Every table of the report, by name; extra holds the ensembles', the long inputs' and
+    the word-F buckets' scores."""
+    word_f = extra["word_f"]["by_run"]
+
+    def word_f_of(run: Run) -> list[dict]:
+        return word_f[str(run.directory)]
+
     parts = {
         "title": f"### {study.title}",
         "rows": rows_table(study, runs, extra["ensembles"]),
-        "bleu_by_length": bucket_table(runs, study, "by_length", "words", "bleu"),
-        "chrf_by_length": bucket_table(runs, study, "by_length", "words", "chrf"),
-        "word_f": bucket_table(runs, study, "word_f_by_frequency", "train_count", "f"),
+        "bleu_by_length": bucket_table(study, runs, by_length, "words", "bleu"),
+        "chrf_by_length": bucket_table(study, runs, by_length, "words", "chrf"),
+        "word_f": bucket_table(study, runs, word_f_of, "train_count", "f"),
+        "word_f_counted": extra["word_f"]["counted"],
         "leaks": leak_audit(runs),
     }
     parts["significance"], tested = significance_section(study, runs, data_root, seed)

@@ -214,7 +214,7 @@ SIGNIFICANCE_COLUMNS = ("run", "test BLEU (95% CI)", "test chrF (95% CI)", "p BL
 
 
 def significance_table(
-    tested: list[Tested], sentences: int, seed: int, unit: str = "one run per row"
+    tested: list[Tested], sentences: int, seed: int, seeds: int = 1, how: str = "one run per row"
 ) -> str:
     """Markdown: score (bootstrap mean ± 95% half-interval) and p-values (paired bootstrap /
     approximate randomization) per run, the baseline first; then how they were computed."""
@@ -226,10 +226,12 @@ def significance_table(
             p = t.p_bootstrap
             cells.append("" if p is None else f"{p[m]:.4f} / {t.p_randomization[m]:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
+    drawn = f"{sentences} test sentences" + (f" × {seeds} seeds" if seeds > 1 else "")
     lines.append(
         f"\np: paired bootstrap ({RESAMPLES} resamples) / approximate randomization ({TRIALS} "
-        f"trials) against the baseline; sacreBLEU {sacrebleu_version}, seed {seed}, "
-        f"{sentences} test sentences, {unit}. Training seeds are not resampled."
+        f"trials) against the baseline; sacreBLEU {sacrebleu_version}, seed {seed}, {drawn}, "
+        f"{how}. Only test sentences are resampled: the intervals do not cover what other "
+        "training seeds would give."
     )
     return "\n".join(lines)
 
