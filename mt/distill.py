@@ -5,11 +5,14 @@ teacher with beam search, for a student to train on.
 The teacher is a checkpoint, an ensemble [A,B,C], or a CTranslate2 export (engine=ctranslate2
 model_dir=DIR: the fastest). Its own training corpus is read (data_root= where it lies now),
 or any other source file (input=FILE). The sources are decoded in shards of shard_lines lines,
-each written whole into OUT/shards/ (a temporary name, renamed when complete). A rerun skips
-the shards that exist, so a killed distillation continues where it stopped. When every shard
-is there, OUT/train.SRC.gz and OUT/train.TGT.gz (the corpus) and OUT/distill.json (teacher,
-settings, counts, seconds) are written. A finished distillation is never redone, and a
-different teacher or setting for the same OUT is refused. A student trains on it alone or
+each written whole into OUT/shards/ (a temporary name, renamed when complete). Before the
+first shard, OUT/distilling.json records what makes them: the teacher's files and the input
+by sha256, the decode settings and the shard size. A rerun with the same record skips the
+shards that exist, so a killed distillation continues where it stopped; a rerun with another
+is refused, so one corpus never mixes two teachers. When every shard is there (each with as
+many lines as its sources), OUT/train.SRC.gz and OUT/train.TGT.gz (the corpus) and
+OUT/distill.json (the record, counts, seconds) are written. A finished distillation is never
+redone. A student trains on it alone or
 beside the original pairs:
 
     python -m mt.train +experiment=transformer_fast \
@@ -19,6 +22,7 @@ beside the original pairs:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import itertools
 import json
 import sys
@@ -45,7 +49,7 @@ from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
 
 register_configs()
-DONE = "distill.json"
+DONE, RECORD = "distill.json", "distilling.json"
 
 
 def say(line: str) -> None:
@@ -87,20 +91,57 @@ def distil_shards(translator: Translator, cfg: DistillConfig, lines: Iterator[st
     return index
 
 
-def teacher_record(cfg: DistillConfig, models: list[Path]) -> dict:
-    """What identifies a distillation: the teacher's files (by sha256) and the settings."""
+def teacher_record(cfg: DistillConfig, models: list[Path], lines: Iterator[str]) -> dict:
+    """What identifies a distillation: the teacher's files and the input lines (by sha256),
+    the engine and the decode settings, and the shard size."""
     files = sorted(p for m in models for p in ([m] if m.is_file() else sorted(m.iterdir())))
-    return {
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8") + b"\n")
+    record = {
         "teacher": {str(path): sha256_file(path) for path in files},
         "engine": cfg.engine.value,
         "input": cfg.input,
+        "input_sha256": digest.hexdigest(),
         "decode": {k: v for k, v in vars(cfg.decode).items() if v is not None},
         "shard_lines": cfg.shard_lines,
     }
+    return json.loads(json.dumps(record))  # as it reads back from a file
 
 
-def assemble(out: Path, shards: int, src_lang: str, tgt_lang: str, lines: Iterator[str]) -> int:
-    """The corpus from the shards: OUT/train.SRC.gz (the sources) and OUT/train.TGT.gz."""
+def begin(out: Path, record: dict) -> None:
+    """OUT/distilling.json, written before the first shard; the shards of a rerun with
+    another record are refused, never mixed into one corpus."""
+    path = out / RECORD
+    if path.is_file():
+        if read_record(path) != record:
+            raise MTError(
+                f"out={out}: its shards were made by another teacher, input or settings "
+                f"({path}); give another out= or delete {out} to start over"
+            )
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise MTError(f"out={out} holds other files: give a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with replaced_on_success(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", "utf-8")
+
+
+def read_record(path: Path) -> dict:
+    """A distillation's record (distilling.json, distill.json), or one line naming the file."""
+    try:
+        found = json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MTError(f"{path}: not a distillation record ({e})") from None
+    if not isinstance(found, dict):
+        raise MTError(f"{path}: not a distillation record (not a JSON object)")
+    return found
+
+
+def assemble(out: Path, cfg: DistillConfig, shards: int, langs: tuple, lines) -> int:
+    """The corpus from the shards: OUT/train.SRC.gz (the sources) and OUT/train.TGT.gz; a
+    shard with another number of lines than its sources is refused, naming it."""
+    src_lang, tgt_lang = langs
     count = 0
     with replaced_on_success(out / f"train.{src_lang}.gz") as src_tmp:
         with gzip.open(src_tmp, "wt", encoding="utf-8") as src:
@@ -110,7 +151,15 @@ def assemble(out: Path, shards: int, src_lang: str, tgt_lang: str, lines: Iterat
     with replaced_on_success(out / f"train.{tgt_lang}.gz") as tgt_tmp:
         with gzip.open(tgt_tmp, "wt", encoding="utf-8") as tgt:
             for index in range(shards):
-                tgt.write(shard_path(out, index, tgt_lang).read_text("utf-8"))
+                path = shard_path(out, index, tgt_lang)
+                text = path.read_text("utf-8")
+                expected = min(cfg.shard_lines, count - index * cfg.shard_lines)
+                if text.count("\n") != expected or not text.endswith("\n"):
+                    raise MTError(
+                        f"{path}: {text.count(chr(10))} lines for {expected} sources; delete "
+                        "it to decode it again"
+                    )
+                tgt.write(text)
     return count
 
 
@@ -118,21 +167,21 @@ def distil(cfg: DistillConfig) -> dict:
     """Decode what is missing, assemble the corpus once, and return what distill.json says."""
     _, models = model_source(cfg.checkpoint, cfg.engine, cfg.model_dir)
     out = Path(cfg.out)
-    record = teacher_record(cfg, models)
+    translator = open_translator(cfg.engine, models, cfg.device)  # a missing one: named
+    lines, src_lang, tgt_lang = sources(translator, cfg)
+    record = teacher_record(cfg, models, lines)
     done = out / DONE
     if done.is_file():
-        finished = json.loads(done.read_text("utf-8"))
+        finished = read_record(done)
         if {k: finished.get(k) for k in record} != record:
             raise MTError(f"out={out}: distilled by another teacher or other settings ({done})")
         say(f"{out}: already distilled ({finished['pairs']} pairs); nothing to do")
         return finished
-    if out.is_dir() and not (out / "shards").is_dir() and any(out.iterdir()):
-        raise MTError(f"out={out} holds other files: give a new or empty directory")
-    translator = open_translator(cfg.engine, models, cfg.device)
+    begin(out, record)
     started = time.monotonic()
-    lines, src_lang, tgt_lang = sources(translator, cfg)
-    shards = distil_shards(translator, cfg, lines, tgt_lang)
-    pairs = assemble(out, shards, src_lang, tgt_lang, sources(translator, cfg)[0])
+    shards = distil_shards(translator, cfg, sources(translator, cfg)[0], tgt_lang)
+    langs = (src_lang, tgt_lang)
+    pairs = assemble(out, cfg, shards, langs, sources(translator, cfg)[0])
     seconds = time.monotonic() - started
     finished = {**record, "pairs": pairs, "shards": shards, "seconds": seconds}
     finished["threads"] = torch.get_num_threads()  # the seconds depend on them

@@ -102,23 +102,51 @@ def write_reports(study: Study, runs: list[Run], args: argparse.Namespace) -> No
         replace_block(path, "\n\n".join(summaries), *blocks["table"])
 
 
+def bounded(low: int, high: int):
+    """An argparse type: an integer in [low, high], else argparse's one-line error."""
+
+    def parsed(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    parsed.__name__ = "integer"  # named in argparse's message
+    return parsed
+
+
+def override(text: str) -> str:
+    """An argparse type: a Hydra override KEY=VALUE (or +KEY=VALUE, ~KEY)."""
+    if "=" not in text and not text.startswith("~"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mt.study", description=__doc__)
     parser.add_argument("study", type=Path, help="a study file, e.g. studies/architectures.yaml")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="one run per row, seed")
     parser.add_argument("--data-root", help="data.root of every run (default: mt's own)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads of each run")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="runs trained at once (a GPU: several), logs in <runs>"
+        "--threads", type=bounded(1, 1024), default=2, help="CPU threads of each run"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=bounded(1, 256),
+        default=1,
+        help="runs trained at once (a GPU: several), logs in <runs>",
     )
     parser.add_argument(
         "--set",
+        type=override,
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
         help="mt.train overrides added to every run's (trainer.compile=false); kept as theirs",
     )
-    parser.add_argument("--seed", type=int, default=SEED, help="sacreBLEU's resampling seed")
+    parser.add_argument(
+        "--seed", type=bounded(0, 2**32 - 1), default=SEED, help="sacreBLEU's resampling seed"
+    )
     parser.add_argument("--write", type=Path, nargs="*", default=[], help="put the report here")
     parser.add_argument(
         "--table", type=Path, nargs="*", default=[], help="put the summary table here (README)"
@@ -128,8 +156,6 @@ def main(argv: list[str] | None = None) -> None:
         "--outputs", type=Path, help="copy each run's results and test output here (no weights)"
     )
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs: {args.jobs}; give 1 or more")
     with reported():
         study = load_study(args.study)
         study = replace(study, overrides=[*study.overrides, *args.set])

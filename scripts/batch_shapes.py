@@ -12,6 +12,7 @@ of the configured corpus.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,8 @@ def main() -> None:
         src, tgt = split.src_lengths(), split.tgt_lengths()
         kept = (src <= d.max_len) & (tgt <= d.max_len)
         src, tgt = src[kept], tgt[kept]
-    for name, batching in (("exact", token_batches), ("fixed", fixed_shape_batches)):
+    fixed = partial(fixed_shape_batches, longest=d.max_len)
+    for name, batching in (("exact", token_batches), ("fixed", fixed)):
         batches = batching(src, tgt, d.max_tokens, np.random.default_rng(1))
         print(f"{name}: {describe(batches, src, tgt)}")
 

@@ -21,6 +21,7 @@ import math
 import platform
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,8 @@ def synthetic_updates(config, vocab: int, mean: float, count: int, fixed: bool) 
     rng = np.random.default_rng(0)
     per_update = config.trainer.accumulate
     src_lens, tgt_lens = synthetic_lengths(20 * count * per_update * 64, mean, rng)
-    batching = fixed_shape_batches if fixed else token_batches
+    fixed_shapes = partial(fixed_shape_batches, longest=config.data.max_len)
+    batching = fixed_shapes if fixed else token_batches
     chosen = batching(src_lens, tgt_lens, config.data.max_tokens, rng)[: count * per_update]
 
     def batch(chosen: np.ndarray | FixedBatch) -> Batch:

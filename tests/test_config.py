@@ -133,6 +133,19 @@ def test_every_numeric_field_has_a_range(schema):
     assert unchecked == set()
 
 
+# Counts that bound what is read, not what is allocated, and seeds: a huge one is harmless.
+UNBOUNDED = {"seed", "train_limit", "spm_sample"}
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
+def test_every_size_has_an_upper_bound(schema):
+    hints = typing.get_type_hints(schema)
+    sizes = {name for name in numeric_fields(schema) if hints[name] in (int, int | None)}
+    rules = getattr(schema, "RANGES", {})
+    unbounded = {name for name in sizes - UNBOUNDED if rules[name][0](10**12)}
+    assert unbounded == set()
+
+
 def test_the_range_walk_sees_a_numeric_field_without_a_rule():
     @dataclasses.dataclass
     class Tool:
@@ -187,3 +200,11 @@ def test_the_papers_recipes_build_the_papers_model_sizes(experiment, vocabulary,
         model = build_model(config.model, vocabulary, vocabulary, joint=True)
     assert low <= count_parameters(model) <= high
     assert config.data.max_tokens * config.trainer.accumulate == 25000  # tokens per update
+
+
+def test_data_max_len_must_fit_the_transformers_positions():
+    overrides = ["+experiment=transformer", "data.max_len=512", "model.max_positions=128"]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        composed = compose("config", overrides)
+    with pytest.raises(MTError, match=r"data.max_len=512 exceeds model.max_positions=128"):
+        to_config(composed)

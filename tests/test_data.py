@@ -124,7 +124,7 @@ def shapes_and_efficiency(src: np.ndarray, tgt: np.ndarray, max_tokens: int, fix
     efficiency (real tokens / padded slots, both sides)."""
     rng = np.random.default_rng(0)
     if fixed:
-        planned = fixed_shape_batches(src, tgt, max_tokens, rng)
+        planned = fixed_shape_batches(src, tgt, max_tokens, rng, longest=128)
         batches = [(b.indices, *b.lengths) for b in planned]
     else:
         planned = token_batches(src, tgt, max_tokens, rng)
@@ -176,7 +176,9 @@ def test_merged_keys_merge_the_rarest_into_the_nearest_longer_key():
 
 def test_fixed_lengths_are_multiples_of_2_then_4_then_8():
     lengths = np.array([1, 2, 3, 32, 33, 64, 65, 72, 73, 128])
-    assert fixed_length(lengths).tolist() == [2, 2, 4, 32, 36, 64, 72, 72, 80, 128]
+    assert fixed_length(lengths, 128).tolist() == [2, 2, 4, 32, 36, 64, 72, 72, 80, 128]
+    # Never past the longest a pair may be (data.max_len, within the model's positions).
+    assert fixed_length(np.array([73, 121, 125, 126]), 126).tolist() == [80, 126, 126, 126]
 
 
 def test_epochs_shuffle_deterministically_by_seed(small):

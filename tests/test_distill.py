@@ -5,14 +5,16 @@ corpus; a finished one is not redone."""
 from __future__ import annotations
 
 import gzip
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from helpers import make_config, multi30k_lines, write_lines
+from helpers import assert_clean_failure, make_config, multi30k_lines, write_lines
 
+from mt.common.files import sha256_file
 from mt.config.schema import DecodeOverrides
 from mt.config.tools import DistillConfig
 from mt.decoding.translator import Translator
@@ -100,3 +102,43 @@ def test_a_killed_distillation_resumes_into_the_same_corpus(memorised_run, tmp_p
     assert capsys.readouterr().err.count("shard ") == 24 - shards
     assert corpus(out) == corpus(tmp_path / "whole")
     assert finished["pairs"] == 240 and finished["shards"] == 24
+
+
+def test_a_distillation_begun_with_one_teacher_is_never_finished_with_another(
+    memorised_run, tmp_path
+):
+    checkpoints = memorised_run[0] / "checkpoints"
+    teacher, other = checkpoints / "final.pt", checkpoints / "last.pt"
+    assert sha256_file(teacher) != sha256_file(other)
+    lines = write_lines(tmp_path / "in.de", SOURCES * 2)  # 60 lines, 6 shards of 10
+    same = [f"input={lines}", "shard_lines=10", "device=cpu"]
+    whole = tmp_path / "whole"
+    assert distil(f"checkpoint={teacher}", *same, f"out={whole}", cwd=tmp_path).returncode == 0
+    # As a kill leaves it: the record and three of the six shards, no corpus.
+    killed = tmp_path / "killed"
+    shutil.copytree(whole, killed, ignore=shutil.ignore_patterns("distill.json", "train.*"))
+    for index in (3, 4, 5):
+        (killed / "shards" / f"00000{index}.en").unlink()
+    changed = write_lines(tmp_path / "changed.de", SOURCES[::-1] * 2)
+    for args in (
+        [f"checkpoint={other}", *same],
+        [f"checkpoint={teacher}", *same, "decode.beam_size=1"],
+        [f"checkpoint={teacher}", f"input={changed}", *same[1:]],
+        [f"checkpoint={teacher}", *same[:1], "shard_lines=20", "device=cpu"],
+    ):
+        refused = distil(*args, f"out={killed}", cwd=tmp_path)
+        assert_clean_failure(refused, f"error: out={killed}: its shards were made by another")
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (killed / "distill.json").exists()
+    # A damaged shard is named, not assembled into a corpus out of step.
+    damaged = killed / "shards" / "000001.en"
+    damaged.write_text("".join(damaged.read_text().splitlines(keepends=True)[:-1]))
+    result = distil(f"checkpoint={teacher}", *same, f"out={killed}", cwd=tmp_path)
+    assert_clean_failure(result, f"error: {damaged}: 9 lines for 10 sources")
+    damaged.unlink()  # decoded again: the corpus the uninterrupted run made
+    assert distil(f"checkpoint={teacher}", *same, f"out={killed}", cwd=tmp_path).returncode == 0
+    assert corpus(killed) == corpus(whole)
+    # A teacher that is not there is named as a missing checkpoint.
+    gone = tmp_path / "gone.pt"
+    missing = distil(f"checkpoint={gone}", *same, f"out={tmp_path / 'new'}", cwd=tmp_path)
+    assert_clean_failure(missing, f"error: {gone}: checkpoint not found")

@@ -301,6 +301,12 @@ def test_a_damaged_export_is_refused_in_one_line(exported, tmp_path, damaged, ca
         assert_clean_failure(result, f"error: {copy / damaged}: {expected}")
         assert result.stderr.count("\n") == 1 and not (tmp_path / "out.en").exists()
         (copy / damaged).unlink(missing_ok=True)  # then the same with the file gone
+    # An export whose metadata lost its digest table is refused, not decoded unchecked.
+    metadata = json.loads((copy / "mt.json").read_text())
+    del metadata["sha256"][damaged]
+    (copy / "mt.json").write_text(json.dumps(metadata))
+    result = run_in_process(translate.main, *args, capsys=capsys, monkeypatch=monkeypatch)
+    assert_clean_failure(result, f"error: {copy / 'mt.json'}: no sha256 of {damaged}")
 
 
 def test_the_decoding_speed_script_times_a_checkpoint_an_ensemble_and_an_export(

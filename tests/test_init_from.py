@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import MULTI30K, make_config, multi30k_lines, scalars
+from helpers import MULTI30K, assert_clean_failure, make_config, multi30k_lines, run_train, scalars
 
 from mt.common.checkpoint import load_checkpoint
 from mt.common.errors import MTError
@@ -56,6 +56,21 @@ def test_a_child_on_other_data_starts_with_the_parents_weights_and_pieces(
     assert split_loss(trainer.model, valid, 512, device) == split_loss(
         parent_model, valid, 512, device
     )
+
+
+def test_a_child_is_never_written_into_its_parents_directory(parent, memorise_root, tmp_path):
+    before = digests(parent)
+    for init_from in (parent, parent / "checkpoints" / "final.pt"):
+        result = run_train(
+            "data.name=tiny",
+            f"data.root={memorise_root}",
+            f"trainer.init_from={init_from}",
+            "trainer.overwrite=true",
+            f"hydra.run.dir={parent}",
+            cwd=tmp_path,
+        )
+        assert_clean_failure(result, "a child run never writes into its parent's directory")
+    assert digests(parent) == before
 
 
 def test_a_child_run_restarts_the_schedule_records_its_parent_and_leaves_it_alone(
@@ -147,4 +162,15 @@ def test_a_child_resumes_with_its_parents_pieces_and_keeps_its_parent_on_record(
     resume = ["trainer.resume=true", "trainer.max_steps=4", *common]
     resumed = train(make_config(small_root, "small", cache_dir, *resume), child)
     assert resumed["steps"] == 4 and resumed["parent"] == first["parent"]
+    # Its config keeps the init_from it started with, as its config.yaml does.
+    assert resumed["config"]["trainer"]["init_from"] == str(parent)
     assert first["parent"]["path"] == str((parent / "checkpoints" / "final.pt").resolve())
+
+
+def test_freezing_every_part_is_refused_in_one_line(parent, memorise_root, cache_dir, tmp_path):
+    freeze_all = "trainer.freeze=[embeddings,encoder,decoder]"
+    config = make_config(
+        memorise_root, "tiny", cache_dir, f"trainer.init_from={parent}", freeze_all
+    )
+    with pytest.raises(MTError, match=r"trainer.freeze=\[.*\]: leaves nothing of the model"):
+        Trainer(config, tmp_path / "child")

@@ -24,6 +24,7 @@ from sacrebleu.metrics import BLEU
 
 from mt import evaluate, translate
 from mt.common.errors import MTError
+from mt.common.files import sha256_file
 from mt.config.checks import check_data
 from mt.config.schema import DataConfig, TrainSource
 from mt.data.batches import dropped_by, train_batches
@@ -463,6 +464,20 @@ def test_a_study_of_several_directions_reports_each_and_pivots_through_a_languag
     assert "| % in target language |" in en_fr and f"| {percent:.2f} |" in en_fr
     table = readme.read_text()
     assert table.count("**Pivots: ") == 3 and "| zero-shot | 1 |" in table
+
+    # mt.compare reads the study's runs, the pivot's results among them.
+    compared = run_tool("compare", str(runs), cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    assert f"| {pivot} | transformer → transformer |" in compared.stdout
+
+    # A leg trained again: the pivot made from the earlier legs is made again, not kept.
+    leg = runs / "en_de-seed1" / "results.json"
+    leg.write_text(leg.read_text() + " ")
+    again = run_tool("study", str(study), *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{pivot / 'results.json'}: made from other runs than these" in again.stdout
+    made = json.loads((pivot / "results.json").read_text())["made_from"]
+    assert made[0] == {"run": "en_de-seed1", "results_sha256": sha256_file(leg)}
 
     # A chain whose languages do not meet is refused in one line.
     rows[3]["pivot"] = ["de_fr", "en_de"]

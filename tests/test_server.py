@@ -4,10 +4,12 @@ requests, two models at once, and the explorer page in headless Chromium."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -132,6 +134,8 @@ def test_attention_rows_are_distributions_over_the_real_source_pieces(server, na
         ({"model": "model", "sentences": ["x"], "length_penalty": 1e308}, 422, "length_penalty:"),
         ({"model": "model", "sentences": ["x"], "length_penalty": float("inf")}, 422, "length_"),
         ({"model": "model", "sentences": ["ein \ud800 Hund"]}, 422, "sentences.0: not text"),
+        ({"model": "model", "sentences": ["x"], "tgt_lang": "\ud800"}, 422, "tgt_lang: Value"),
+        ({"model": "\ud800", "sentences": ["x"]}, 422, "model: Value error, not text"),
         ({"model": "model", "sentences": ["x" * 250] * 20}, 413, "this server takes 5000"),
     ],
 )
@@ -215,6 +219,39 @@ STALLED_BODY = (
     b"Content-Length: 100\r\n\r\n{"
 )
 STALLED_HEADERS = b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Ty"
+
+
+def answer_status(connection: socket.socket) -> bytes:
+    """The status line of the server's next answer, read whole (b"" if it closed instead)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(4096)
+        if not chunk:
+            return b""
+        received += chunk
+    head, body = received.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+    while len(body) < length:
+        body += connection.recv(4096)
+    return head.split(b"\r\n")[0]
+
+
+def test_a_read_deadline_belongs_to_one_request(moved_checkpoint):
+    with serving(f"checkpoint={moved_checkpoint}", "read_timeout_s=4") as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = socket.create_connection((host, int(port)), timeout=10)
+        started = time.monotonic()
+        time.sleep(2)
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer_status(connection) == b"HTTP/1.1 200 OK"  # the next deadline: 6 s
+        body = json.dumps({"sentences": SENTENCES[:1]}).encode()
+        head = "POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        connection.sendall(head.encode() + body[:1])
+        time.sleep(max(0.0, 5 - (time.monotonic() - started)))  # past the first deadline
+        connection.sendall(body[1:])
+        assert answer_status(connection) == b"HTTP/1.1 200 OK"
+        connection.close()
 
 
 def test_slow_clients_are_bounded_in_time_and_number_and_health_keeps_answering(

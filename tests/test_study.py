@@ -10,6 +10,7 @@ import socket
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from helpers import REPO, TINY_MODELS
 from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
+from mt.common.files import sha256_file
 from mt.studies.grid import (
     LOCAL_KEYS,
     check_same_settings,
@@ -172,6 +174,15 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         after = json.loads((runs / name / "results.json").read_text())
         for key in ("valid", "test", "selection", "steps"):
             assert after[key] == results[name][key]
+    # What was computed from the earlier runs (ensembles, long inputs) is made again.
+    for stale in ("rnn-ensemble-seeds1-2.json", "transformer-seed2/long_inputs.json"):
+        assert f"{runs / stale}: made from other runs than these" in retrained.stdout
+    for row in ("rnn", "transformer"):
+        made = json.loads((runs / f"{row}-ensemble-seeds1-2.json").read_text())["made_from"]
+        assert made[1] == {
+            "run": f"{row}-seed2",
+            "results_sha256": sha256_file(runs / f"{row}-seed2" / "results.json"),
+        }
 
     # The same run directories asked for with other settings (--set adds to every run's
     # overrides): refused, naming the key.
@@ -278,7 +289,7 @@ def test_runs_and_distilled_stand_for_their_directories_in_a_rows_overrides(tmp_
     loaded = load_study(study)
     runs = tmp_path / "runs"
     child = row_overrides(loaded, loaded.rows[1], 2, runs)
-    assert child[:2] == [
+    assert child[-3:-1] == [
         f"trainer.init_from={runs.resolve()}/parent-seed1",
         f"data.name={runs.resolve()}/distilled/kd",
     ]
@@ -297,6 +308,12 @@ def test_runs_and_distilled_stand_for_their_directories_in_a_rows_overrides(tmp_
     assert waits_for(child_run, [runs / "parent-seed1", parent.directory])
     assert not waits_for(child_run, [parent.directory, child_run.directory])
     assert not waits_for(parent, [runs / "parent-seed1", child_run.directory])
+    # A run named by a longer name is another run: parent-seed10 is not parent-seed1.
+    assert not waits_for(child_run, [runs / "parent-seed10", runs / "parent-seed"])
+    assert waits_for(
+        replace(child_run, overrides=[f"x=[{runs.resolve()}/parent-seed1]"]),
+        [runs / "parent-seed1"],
+    )
 
 
 def test_a_run_another_process_is_training_is_waited_for_not_trained_again(tmp_path, capsys):
@@ -315,6 +332,23 @@ def test_a_run_another_process_is_training_is_waited_for_not_trained_again(tmp_p
     assert capsys.readouterr().out == f"{run.directory}: finished, kept\n"
 
 
+def test_two_studies_started_together_share_their_run_and_train_it_once(memorise_root, tmp_path):
+    rows = [{"name": "rnn", "overrides": ["+experiment=rnn", *TINY_MODELS["rnn"]]}]
+    runs = tmp_path / "runs"
+    studies = []
+    for name in ("first", "second"):
+        study = study_file(tmp_path / f"{name}.yaml", tmp_path / "cache", rows=rows, seeds=[1])
+        command = [sys.executable, "-m", "mt.study", str(study), "--runs", str(runs)]
+        command += ["--data-root", str(memorise_root), "--threads", "1"]
+        studies.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True))
+    outputs = [study.communicate(timeout=600)[0] for study in studies]
+    assert [study.returncode for study in studies] == [0, 0], outputs
+    # One of them trained it (one mt.train that finished, not refused), the other waited.
+    trained = json.loads((runs / "rnn-seed1" / "results.json").read_text())
+    assert trained["steps"] == 6
+    assert sum("mt.train" in output for output in outputs) >= 1
+
+
 def test_a_run_started_from_another_keeps_its_place_when_the_runs_move(tmp_path):
     # Its config names the parent by the absolute path it had; the study's {runs} is now
     # elsewhere (another machine's runs, or the kept outputs): the same run.
@@ -326,14 +360,61 @@ def test_a_run_started_from_another_keeps_its_place_when_the_runs_move(tmp_path)
     child = study_runs(study, tmp_path / "moved")[1]
     child.directory.mkdir(parents=True)
     for parent, accepted in (("/elsewhere/runs/parent-seed1", True), ("/elsewhere/other", False)):
-        trained = row_overrides(study, study.rows[1], 1, tmp_path)
-        trained[0] = f"trainer.init_from={parent}"
+        trained = [
+            f"trainer.init_from={parent}" if o.startswith("trainer.init_from=") else o
+            for o in row_overrides(study, study.rows[1], 1, tmp_path)
+        ]
         (child.directory / "config.yaml").write_text(OmegaConf.to_yaml(composed(trained)))
         if accepted:
             check_same_settings(child)
         else:
             with pytest.raises(MTError, match="trained with trainer.init_from=/elsewhere/other"):
                 check_same_settings(child)
+    # Finished, it says where it trained: a path inside that directory must be exactly the
+    # study's place in it, not any path that ends alike.
+    where = {"directory": "/elsewhere/runs/child-seed1", "config": {}, "valid": {}, "test": {}}
+    (child.directory / "results.json").write_text(json.dumps(where))
+    for parent, accepted in (
+        ("/elsewhere/runs/parent-seed1", True),
+        ("/elsewhere/runs/old/parent-seed1", False),
+        ("/other/runs/parent-seed1", False),
+    ):
+        trained = [
+            f"trainer.init_from={parent}" if o.startswith("trainer.init_from=") else o
+            for o in row_overrides(study, study.rows[1], 1, tmp_path)
+        ]
+        (child.directory / "config.yaml").write_text(OmegaConf.to_yaml(composed(trained)))
+        if accepted:
+            check_same_settings(child)
+        else:
+            with pytest.raises(MTError, match=f"trained with trainer.init_from={parent}"):
+                check_same_settings(child)
+
+
+def test_a_rows_own_setting_beats_the_studys(tmp_path):
+    rows = [{"name": "a"}, {"name": "b", "overrides": ["trainer.lr=1e-3"]}]
+    path = study_file(tmp_path / "s.yaml", tmp_path / "cache", rows=rows)
+    study = load_study(path)
+    study.overrides.append("trainer.lr=3e-3")
+    lrs = [composed(run.overrides)["trainer"]["lr"] for run in study_runs(study, tmp_path)]
+    assert lrs == [3e-3, 1e-3, 3e-3, 1e-3]  # seeds 1 and 2 of a, b
+
+
+def test_a_setting_an_older_run_lacks_counts_as_its_schema_default(tmp_path):
+    study = load_study(study_file(tmp_path / "s.yaml", tmp_path / "cache", seeds=[1]))
+    run = study_runs(study, tmp_path / "runs")[0]
+    run.directory.mkdir(parents=True)
+    older = composed(run.overrides)
+    del older["trainer"]["patience"]  # the study asks the default, 10: the same run
+    (run.directory / "config.yaml").write_text(OmegaConf.to_yaml(older))
+    check_same_settings(run)
+    del older["trainer"]["max_steps"]  # the study asks 6, the default is none: another run
+    (run.directory / "config.yaml").write_text(OmegaConf.to_yaml(older))
+    with pytest.raises(MTError, match="trained with trainer.max_steps=None, the study asks 6"):
+        check_same_settings(run)
+    (run.directory / "config.yaml").write_bytes(b"\xff\xfe\x00 binary")
+    with pytest.raises(MTError, match="config.yaml: not a run's config"):
+        check_same_settings(run)
 
 
 def test_the_repositorys_studies_load_and_agree_on_every_run_they_share(tmp_path):

@@ -24,6 +24,18 @@ def within(low: float, high: float) -> Rule:
     return (lambda value: low <= value <= high), f"must be in [{low}, {high}]"
 
 
+# Upper bounds on sizes: each is past anything a model or run here needs, and far below what
+# would take a machine's memory or an overflow before any check could see it.
+WIDTH: Rule = within(1, 16384)  # d_model, hidden sizes: GPT-3's is 12288
+FF_WIDTH: Rule = within(1, 65536)  # feed-forward width: 4 x 16384
+DEPTH: Rule = within(1, 256)  # layers, heads
+POSITIONS: Rule = within(1, 65536)  # a sequence's tokens (positions table, data.max_len)
+TOKENS: Rule = within(1, 2**20)  # tokens in one batch
+BEAM: Rule = within(1, 1000)  # hypotheses kept, or returned, per sentence
+VOCABULARY: Rule = within(5, 1_000_000)  # the 4 special pieces and at least one more
+STEPS: Rule = within(1, 10**9)  # steps, epochs, intervals: years of training at 30 steps/s
+COUNT: Rule = within(0, 10**6)  # things kept or shown: checkpoints, samples, maps
+PROCESSES: Rule = within(1, 1024)  # threads, processes, workers
 FRACTION: Rule = (lambda value: 0 <= value < 1), "must be in [0, 1)"
 # torch's generators take a signed 64-bit seed, numpy's a non-negative one.
 SEED: Rule = within(0, 2**63 - 1)

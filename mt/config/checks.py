@@ -21,6 +21,12 @@ def check_config(config: Config) -> None:
     check_trainer(config.trainer)
     check_decode(config.decode)
     config.model.check()
+    positions = getattr(config.model, "max_positions", None)  # the Transformer's table
+    if positions is not None and data.max_len > positions:
+        raise MTError(
+            f"data.max_len={data.max_len} exceeds model.max_positions={positions}: a pair that "
+            "long would stop training when it came; lower data.max_len or raise max_positions"
+        )
     if config.model.tie_embeddings and not data.joint_vocab:
         raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
 

@@ -14,7 +14,22 @@ from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
-from mt.common.ranges import EPOCH_WEIGHT, FRACTION, SEED, Rule, above, at_least, within
+from mt.common.ranges import (
+    BEAM,
+    COUNT,
+    EPOCH_WEIGHT,
+    FRACTION,
+    POSITIONS,
+    PROCESSES,
+    SEED,
+    STEPS,
+    TOKENS,
+    VOCABULARY,
+    Rule,
+    above,
+    at_least,
+    within,
+)
 
 LANGUAGES_OF_MULTI30K = ("de", "en", "fr", "cs")
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
@@ -90,11 +105,14 @@ class DataConfig:
     fixed_shapes: bool | None = None
 
     RANGES: ClassVar[dict[str, Rule]] = {
-        **{k: at_least(1) for k in ("train_limit", "max_len", "max_tokens", "num_proc")},
-        "spm_sample": at_least(101),  # sentencepiece's own minimum
+        "train_limit": at_least(1),  # a limit on what is read: no size of its own
+        "max_len": POSITIONS,
+        "max_tokens": TOKENS,
+        "num_proc": PROCESSES,
+        "spm_sample": at_least(101),  # sentencepiece's own minimum; a limit, as train_limit
         "max_length_ratio": at_least(1),
-        "loader_workers": at_least(0),
-        "vocab_size": at_least(5),  # the 4 special pieces and at least one more
+        "loader_workers": within(0, 1024),
+        "vocab_size": VOCABULARY,
         "temperature": ((lambda value: 0 < value <= 100), "must be in (0, 100]"),
     }
 
@@ -152,14 +170,17 @@ class TrainerConfig:
 
     RANGES: ClassVar[dict[str, Rule]] = {
         "seed": SEED,
-        "num_threads": at_least(1),
-        **{k: at_least(1) for k in ("max_steps", "max_epochs", "warmup_steps", "accumulate")},
-        **{k: above(0) for k in ("max_minutes", "lr", "clip_norm")},
+        "num_threads": PROCESSES,
+        **dict.fromkeys(("max_steps", "max_epochs", "warmup_steps", "patience"), STEPS),
+        **dict.fromkeys(("log_every", "valid_every", "save_every"), STEPS),
+        "accumulate": within(1, 10**4),  # batches held for one update
+        "max_minutes": within(1e-9, 10**8),  # a century, above 0
+        **{k: above(0) for k in ("lr", "clip_norm")},
         "weight_decay": at_least(0),
         "label_smoothing": FRACTION,
-        **{k: at_least(1) for k in ("log_every", "valid_every", "valid_beam_size", "patience")},
-        **{k: at_least(1) for k in ("save_every", "ddp_timeout_s")},
-        **{k: at_least(0) for k in ("keep_last", "num_samples", "attention_maps", "average_last")},
+        "valid_beam_size": BEAM,
+        "ddp_timeout_s": within(1, 7 * 86400),
+        **dict.fromkeys(("keep_last", "num_samples", "attention_maps", "average_last"), COUNT),
     }
 
 
@@ -186,8 +207,12 @@ class DecodeConfig:
     seed: int = 1  # the same seed and input give the same samples
 
     RANGES: ClassVar[dict[str, Rule]] = {
-        **{k: at_least(1) for k in ("beam_size", "nbest", "max_tokens", "top_k")},
-        **{k: at_least(0) for k in ("max_len_a", "max_len_b")},
+        **dict.fromkeys(("beam_size", "nbest"), BEAM),
+        "max_tokens": TOKENS,
+        "top_k": within(1, 1_000_000),  # a vocabulary's size at most
+        # Output length a * source length + b: past the positions any model here holds.
+        "max_len_a": within(0, 100),
+        "max_len_b": within(0, 65536),
         # GNMT's alpha is 0.6 to 2 in practice; past 10, ((5 + |Y|) / 6) ** alpha overflows.
         "length_penalty": ((lambda value: 0 <= value <= 10), "must be in [0, 10]"),
         "top_p": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),

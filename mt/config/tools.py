@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from omegaconf import MISSING
 
 from mt.common.errors import MTError
-from mt.common.ranges import Rule, at_least
+from mt.common.ranges import BEAM, TOKENS, Rule, within
 from mt.config.schema import DataConfig, DecodeOverrides, Engine
 
 
@@ -63,7 +63,7 @@ class TranslateConfig:
     device: str = "auto"
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
-    RANGES: ClassVar[dict[str, Rule]] = {"lines_per_batch": at_least(1)}
+    RANGES: ClassVar[dict[str, Rule]] = {"lines_per_batch": within(1, 10**7)}
 
 
 @dataclass
@@ -80,7 +80,7 @@ class DistillConfig:
     device: str = "auto"
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the teacher's
 
-    RANGES: ClassVar[dict[str, Rule]] = {"shard_lines": at_least(1)}
+    RANGES: ClassVar[dict[str, Rule]] = {"shard_lines": within(1, 10**7)}
 
 
 @dataclass
@@ -95,7 +95,7 @@ class ScoreConfig:
     tgt_lang: str | None = None  # a multilingual model's language of ref
     device: str = "auto"
 
-    RANGES: ClassVar[dict[str, Rule]] = {"max_tokens": at_least(1)}
+    RANGES: ClassVar[dict[str, Rule]] = {"max_tokens": TOKENS}
 
 
 @dataclass
@@ -134,10 +134,13 @@ class ServeConfig:
     max_connections: int = 1000
 
     RANGES: ClassVar[dict[str, Rule]] = {
-        **{k: at_least(1) for k in ("max_sentences", "max_chars", "max_beam_size")},
-        **{k: at_least(1) for k in ("max_body_bytes", "batch_tokens", "max_queued")},
+        **dict.fromkeys(("max_sentences", "max_queued"), within(1, 10**6)),
+        "max_chars": within(1, 10**6),
+        "max_beam_size": BEAM,
+        "max_body_bytes": within(1, 2**30),
+        "batch_tokens": TOKENS,
         "read_timeout_s": ((lambda value: 0 < value <= 3600), "must be in (0, 3600]"),
-        "max_connections": at_least(1),
+        "max_connections": within(1, 10**6),
         "port": ((lambda value: 0 <= value <= 65535), "must be in [0, 65535]"),
     }
 

@@ -78,12 +78,13 @@ def token_batches(
     return batches
 
 
-def fixed_length(lengths: np.ndarray) -> np.ndarray:
+def fixed_length(lengths: np.ndarray, longest: int) -> np.ndarray:
     """Lengths rounded up onto the grid fixed shapes are chosen from: multiples of 2 up to
-    32, of 4 up to 64, of 8 beyond. Multi30k's sentences are short (about 16 pieces), so a
-    coarser grid would waste a tenth of them in padding before any merging."""
+    32, of 4 up to 64, of 8 beyond, never past longest (data.max_len, which the model's
+    positions hold). Multi30k's sentences are short (about 16 pieces), so a coarser grid
+    would waste a tenth of them in padding before any merging."""
     step = np.where(lengths > 64, 8, np.where(lengths > 32, 4, 2))
-    return -(-lengths // step) * step
+    return np.minimum(-(-lengths // step) * step, np.maximum(lengths, longest))
 
 
 class FixedBatch(NamedTuple):
@@ -131,6 +132,8 @@ def fixed_shape_batches(
     tgt_lens: np.ndarray,
     max_tokens: int,
     rng: np.random.Generator,
+    *,
+    longest: int,
     most: int = MOST_SHAPES,
 ) -> list[FixedBatch]:
     """Batches of a few fixed shapes, for compiled steps and CUDA graphs. Each pair's lengths
@@ -138,7 +141,7 @@ def fixed_shape_batches(
     until `most` are left (merged_keys). Each key is cut into batches of as many pairs as
     max_tokens allows at its longer side, its remainder joining the nearest longer key, so
     only keys without a longer one end in a smaller batch."""
-    src_fixed, tgt_fixed = fixed_length(src_lens), fixed_length(tgt_lens)
+    src_fixed, tgt_fixed = fixed_length(src_lens, longest), fixed_length(tgt_lens, longest)
     width = int(tgt_fixed.max(initial=0)) + 1  # one code per pair of lengths: a 1-d unique
     codes, key_of, counts = np.unique(
         src_fixed * width + tgt_fixed, return_inverse=True, return_counts=True
@@ -211,7 +214,9 @@ def train_batches(
     pairs = np.arange(len(split)) if weights is None else epoch_pairs(split.sources, weights, rng)
     keep = pairs[~dropped[pairs]]
     if fixed_shapes:
-        batches = fixed_shape_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)
+        batches = fixed_shape_batches(
+            src_lens[keep], tgt_lens[keep], max_tokens, rng, longest=max_len
+        )
         return [FixedBatch(keep[b.indices], b.lengths) for b in batches]
     return [keep[b] for b in token_batches(src_lens[keep], tgt_lens[keep], max_tokens, rng)]
 

@@ -61,7 +61,7 @@ def read_export(model_dir: Path) -> tuple[dict, Tokenizer]:
             f"{model_dir}/{METADATA}: not written by this mt.export ({FORMAT}); export the "
             f"checkpoint again"
         )
-    check_digests(model_dir, metadata.get("sha256", {}))
+    check_digests(model_dir, metadata.get("sha256"))
     try:
         spm = [(model_dir / name).read_bytes() for name in (SOURCE_SPM, TARGET_SPM)]
         tokenizer = Tokenizer(*spm)
@@ -76,8 +76,16 @@ def export_digests(model_dir: Path) -> dict[str, str]:
     return {path.name: sha256_file(path) for path in files}
 
 
-def check_digests(model_dir: Path, expected: dict[str, str]) -> None:
-    """Every file mt.export wrote is there with the bytes it wrote, or one line naming it."""
+def check_digests(model_dir: Path, expected: dict[str, str] | None) -> None:
+    """Every file mt.export wrote is there with the bytes it wrote, or one line naming it; a
+    table that lost the model's or the subword models' digests is refused, not trusted."""
+    named = set(expected) if isinstance(expected, dict) else set()
+    unlisted = sorted({"model.bin", SOURCE_SPM, TARGET_SPM} - named)
+    if unlisted:
+        raise MTError(
+            f"{model_dir / METADATA}: no sha256 of {', '.join(unlisted)}; its files cannot be "
+            "checked: export the checkpoint again"
+        )
     for name, digest in expected.items():
         path = model_dir / name
         if not path.is_file():

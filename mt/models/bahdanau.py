@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mt.common.errors import MTError
-from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
+from mt.common.ranges import FRACTION, WIDTH, Rule, check_ranges
 from mt.common.special_ids import PAD_ID
 from mt.models.attention import Attention, AttentionScore
 from mt.models.contract import State, select_rows
@@ -34,7 +34,7 @@ class BahdanauConfig:
     tie_embeddings: bool = True
 
     RANGES: ClassVar[dict[str, Rule]] = {
-        **{k: at_least(1) for k in ("emb_dim", "hidden_dim", "attention_dim")},
+        **dict.fromkeys(("emb_dim", "hidden_dim", "attention_dim"), WIDTH),
         "dropout": FRACTION,
     }
 

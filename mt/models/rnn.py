@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
+from mt.common.ranges import DEPTH, FRACTION, WIDTH, Rule, check_ranges
 from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
 from mt.models.dropout import Dropout
@@ -43,7 +43,8 @@ class RNNConfig:
     reverse_source: bool = True
 
     RANGES: ClassVar[dict[str, Rule]] = {
-        **{k: at_least(1) for k in ("emb_dim", "hidden_dim", "num_layers")},
+        **dict.fromkeys(("emb_dim", "hidden_dim"), WIDTH),
+        "num_layers": DEPTH,
         "dropout": FRACTION,
     }
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mt.common.errors import MTError
-from mt.common.ranges import FRACTION, Rule, at_least, check_ranges
+from mt.common.ranges import DEPTH, FF_WIDTH, FRACTION, POSITIONS, WIDTH, Rule, check_ranges
 from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
 from mt.models.dropout import Dropout, dropout
@@ -35,8 +35,10 @@ class TransformerConfig:
     max_positions: int = 1024
 
     RANGES: ClassVar[dict[str, Rule]] = {
-        **{k: at_least(1) for k in ("d_model", "num_heads", "num_layers", "ff_dim")},
-        "max_positions": at_least(1),
+        "d_model": WIDTH,
+        "ff_dim": FF_WIDTH,
+        **dict.fromkeys(("num_heads", "num_layers"), DEPTH),
+        "max_positions": POSITIONS,
         "dropout": FRACTION,
     }
 

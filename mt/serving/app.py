@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mt.common.errors import MTError
@@ -79,6 +79,17 @@ class TranslateRequest(BaseModel):
     length_penalty: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
     attention: bool = False
     tgt_lang: str | None = None  # a multilingual model's language to translate into
+
+    @field_validator("model", "tgt_lang")
+    @classmethod
+    def is_text(cls, value: str | None) -> str | None:
+        """ "\ud800" parses as JSON but is no text: refused here, not a 500 where it is printed."""
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"not text ({e.reason} at {e.start})") from None
+        return value
 
 
 class BadRequest(Exception):

@@ -14,7 +14,7 @@ import torch
 from sacrebleu.metrics import BLEU, CHRF
 
 from mt.common.errors import MTError
-from mt.common.files import write_text
+from mt.common.files import sha256_file, write_text
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
@@ -24,15 +24,37 @@ from mt.decoding.translator import Translator
 from mt.studies.grid import Run, long_inputs_file
 
 
-def kept(path: Path, compute: Callable[[], dict]) -> dict:
-    """path's JSON when it exists, else compute() written there (temporary name, renamed)."""
-    if path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise MTError(f"{path}: not JSON ({e}); delete it to compute it again") from None
-    found = compute()
-    write_text(path, json.dumps(found, indent=2) + "\n")
+def made_from(runs: list[Run]) -> list[dict]:
+    """What a kept result is computed from: each run by name, with the sha256 of its
+    results.json (a run trained again writes another)."""
+    return [
+        {"run": run.directory.name, "results_sha256": sha256_file(run.directory / "results.json")}
+        for run in runs
+    ]
+
+
+def read_kept(path: Path, inputs: list[dict]) -> dict | None:
+    """path's JSON if it was made from these inputs; None when it is missing, or made from
+    others (said in a line: it is computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MTError(f"{path}: not JSON ({e}); delete it to compute it again") from None
+    if isinstance(found, dict) and found.get("made_from") == inputs:
+        return found
+    print(f"{path}: made from other runs than these; computing it again", flush=True)
+    return None
+
+
+def kept(path: Path, compute: Callable[[], dict], inputs: list[dict]) -> dict:
+    """path's JSON when it was made from these inputs, else compute() written there with
+    them (temporary name, renamed)."""
+    found = read_kept(path, inputs)
+    if found is None:
+        found = {**compute(), "made_from": inputs}
+        write_text(path, json.dumps(found, indent=2) + "\n")
     return found
 
 
@@ -82,7 +104,7 @@ def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> d
         scores = corpus_scores(hyps, references)
         return {"members": [str(run.final) for run in row_runs], **scores}
 
-    return kept(ensemble_file(row_runs, runs), compute)
+    return kept(ensemble_file(row_runs, runs), compute, made_from(row_runs))
 
 
 def joined(lines: list[str], k: int) -> list[str]:
@@ -95,7 +117,9 @@ def long_input_scores(run: Run, ks: list[int], data_root: str | None) -> list[di
     run's final.pt and scored against the joined references (BLEU, chrF, output/reference
     length ratio); kept in the run's long_inputs.json (long_inputs.<direction>.json)."""
     path = run.directory / long_inputs_file(run)
-    found = kept(path, lambda: {"checkpoint": run.results["final"], "scores": []})
+    inputs = made_from([run])
+    found = read_kept(path, inputs)
+    found = found or {"checkpoint": run.results["final"], "scores": [], "made_from": inputs}
     missing = [k for k in ks if k not in {entry["k"] for entry in found["scores"]}]
     if missing:
         sources, references = test_split(run, data_root)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,11 +14,13 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
 from mt.common.files import write_text
+from mt.config.schema import Config
 from mt.config.store import config_dir, register_configs
 from mt.studies.spec import Distilled, Study, StudyRow, row_overrides, row_seeds
 from mt.training.rundir import lock_holder
@@ -26,6 +29,9 @@ from mt.training.state import flat
 # Settings of where and how a run trains, not of what it learns: a run keeps its place in a
 # study when they differ (another data root, thread count, a resume).
 LOCAL_KEYS = ("data.root", "data.cache_dir", "trainer.num_threads", "trainer.resume")
+
+
+RESULTS_KEYS = ("config", "valid", "test")  # what every results.json has, pivots' too
 
 
 @dataclass
@@ -41,9 +47,13 @@ class Run:
         """The finished run's results.json, read once (a report reads it many times)."""
         path = self.directory / "results.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise MTError(f"{path}: not JSON ({e})") from None
+        missing = [k for k in RESULTS_KEYS if not isinstance(found, dict) or k not in found]
+        if missing:
+            raise MTError(f"{path}: not an mt results file (no {', '.join(missing)})")
+        return found
 
     @property
     def test(self) -> dict:
@@ -101,45 +111,72 @@ def views(run: Run) -> list[Run]:
     return [replace(run, direction=d) for d in run.row.directions] or [run]
 
 
-def composed(overrides: list[str]) -> dict:
-    """The resolved training config these overrides give, as mt.train would compose it."""
+def composed(overrides: list[str], defaults: bool = False) -> dict:
+    """The resolved training config these overrides give, as mt.train would compose it (with
+    defaults: the schemas' defaults for the architecture they choose, every value unset)."""
     register_configs()
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         config = compose("config", overrides=overrides)
+        if defaults:
+            model = OmegaConf.to_object(config.model)
+            config = OmegaConf.structured(Config(model=type(model)()))
         return OmegaConf.to_container(config, resolve=True, enum_to_str=True)
 
 
 def check_same_settings(run: Run) -> None:
-    """Refuse a run directory trained with settings other than the study's for it."""
+    """Refuse a run directory trained with settings other than the study's for it; a setting
+    its config.yaml lacks (one added since it trained) counts as the schema's default."""
     saved = run.directory / "config.yaml"
     if not saved.is_file():
         return
-    have = flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+    try:
+        have = flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+        raise MTError(f"{saved}: not a run's config ({type(e).__name__})") from None
     want = flat(composed(run.overrides))
+    default = flat(composed(run.overrides, defaults=True))
+    have = {**{k: default[k] for k in want.keys() - have.keys() if k in default}, **have}
     root = str(run.directory.parent.resolve())
+    trained_in = trained_root(run)
     for key in sorted(set(have) | set(want)):
-        if key not in LOCAL_KEYS and not same_setting(have.get(key), want.get(key), root):
+        if key in LOCAL_KEYS:
+            continue
+        if not same_setting(have.get(key), want.get(key), root, trained_in):
             raise MTError(
                 f"{run.directory}: trained with {key}={have.get(key)}, the study asks "
                 f"{want.get(key)}; give the row another name or the study another --runs"
             )
 
 
-def same_setting(have: object, want: object, root: str) -> bool:
+def trained_root(run: Run) -> str | None:
+    """The runs' directory the run trained in, as its results.json records it (None for an
+    unfinished run, or one finished before 2026-12-07)."""
+    if not (run.directory / "results.json").is_file():
+        return None
+    directory = run.results.get("directory")
+    return str(Path(directory).parent) if directory else None
+
+
+def same_setting(have: object, want: object, root: str, trained_in: str | None = None) -> bool:
     """Equal, or paths to the same place in the runs' directory wherever it was when the run
     trained (trainer.init_from={runs}/parent-seed1 of runs moved, or kept without weights),
-    also inside lists and mappings (data.train_sources' roots)."""
+    also inside lists and mappings (data.train_sources' roots). Where the run recorded that
+    directory (trained_in), a path must be exactly that place in it; an older run's must end
+    as the study's does."""
     if isinstance(have, dict) and isinstance(want, dict):
         return have.keys() == want.keys() and all(
-            same_setting(have[k], want[k], root) for k in want
+            same_setting(have[k], want[k], root, trained_in) for k in want
         )
     if isinstance(have, list) and isinstance(want, list):
         pairs = zip(have, want, strict=False)
-        return len(have) == len(want) and all(same_setting(h, w, root) for h, w in pairs)
+        same = all(same_setting(h, w, root, trained_in) for h, w in pairs)
+        return len(have) == len(want) and same
     if have == want:
         return True
-    inside = isinstance(want, str) and want.startswith(root + os.sep)
-    return inside and isinstance(have, str) and have.endswith(want[len(root) :])
+    if not (isinstance(want, str) and want.startswith(root + os.sep) and isinstance(have, str)):
+        return False
+    inside = want[len(root) :]
+    return have == trained_in + inside if trained_in else have.endswith(inside)
 
 
 def train_command(run: Run, data_root: str | None, threads: int) -> list[str] | None:
@@ -168,6 +205,7 @@ def train_all(runs: list[Run], data_root: str | None, threads: int, jobs: int = 
         check_same_settings(run)
     running: dict[Path, subprocess.Popen] = {}
     failed: list[Path] = []
+    by_directory = {run.directory: run for run in pending}
     while running or (pending and not failed):
         unfinished = [run.directory for run in pending] + list(running)
         ready = [r for r in pending if not (waits_for(r, unfinished) or trained_elsewhere(r))]
@@ -183,7 +221,14 @@ def train_all(runs: list[Run], data_root: str | None, threads: int, jobs: int = 
                 print(" ".join(command), flush=True)
                 running[run.directory] = start_training(run, command, jobs)
             pending.remove(run)
-        failed += ended_with_failure(running, waiting=bool(pending))
+        for directory in ended_with_failure(running, waiting=bool(pending)):
+            run = by_directory[directory]
+            if trained_elsewhere(run) or (directory / "results.json").is_file():
+                # A study beside this one started it at the same moment and holds its lock.
+                print(f"{directory}: another process is training it; waiting", flush=True)
+                pending.append(run)
+            else:
+                failed.append(directory)
     if failed:
         names = ", ".join(str(directory) for directory in failed)
         raise MTError(f"{names}: training failed; rerun the study to resume it")
@@ -193,7 +238,9 @@ def waits_for(run: Run, unfinished: list[Path]) -> bool:
     """Whether one of the run's overrides names another run's directory that is unfinished
     (trainer.init_from={runs}/parent-seed1)."""
     others = [str(d.resolve()) for d in unfinished if d != run.directory]
-    return any(other in override for other in others for override in run.overrides)
+    # The whole directory name: a-seed1 is not a-seed10.
+    named = [re.compile(re.escape(other) + r"(?![^/,\]}'\" ])") for other in others]
+    return any(name.search(override) for name in named for override in run.overrides)
 
 
 def trained_elsewhere(run: Run) -> bool:

@@ -16,7 +16,7 @@ from mt.data.directions import direction_config
 from mt.data.readers import read_split
 from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
-from mt.studies.evaluation import target_language, target_word_counts
+from mt.studies.evaluation import made_from, read_kept, target_language, target_word_counts
 from mt.studies.grid import Run, views
 from mt.training.selection import breakdowns
 
@@ -47,16 +47,18 @@ def pivot_direction(run: Run, legs: list[Run]) -> str:
 
 
 def evaluate_pivot(run: Run, runs: list[Run], data_root: str | None) -> None:
-    """The pivot run's results.json and hypotheses, once (a finished one is kept)."""
-    if (run.directory / "results.json").is_file():
-        return
+    """The pivot run's results.json and hypotheses, once (one made from these legs' results
+    is kept; one made from others is made again)."""
     legs = legs_of(run, runs)
+    if read_kept(run.directory / "results.json", made_from(legs)) is not None:
+        return
     config = from_plain_dict(legs[-1].results["config"])
     config.data = direction_config(config.data, pivot_direction(run, legs))
     config.data.root = data_root or config.data.root
     print(f"{run.directory}: {' -> '.join(str(leg.final) for leg in legs)}", flush=True)
     translators = [Translator.from_checkpoint(leg.final) for leg in legs]
     results = {"config": to_plain_dict(config), "pivot": [str(leg.directory) for leg in legs]}
+    results["model"] = " → ".join(leg.results["model"] for leg in legs)
     for split in ("valid", "test"):
         sources, references = read_split(config.data, split)
         hyps = sources
@@ -68,7 +70,7 @@ def evaluate_pivot(run: Run, runs: list[Run], data_root: str | None) -> None:
     # sources, hyps and references are test's here, the loop's last split.
     counts = target_word_counts(legs[-1], data_root)  # the words the last leg was taught
     results["test"].update(breakdowns(sources, hyps, references, counts))
-    results.update(described(legs))
+    results.update(described(legs), made_from=made_from(legs))
     write_text(run.directory / "results.json", json.dumps(results, indent=2) + "\n")
 
 
@@ -80,6 +82,7 @@ def described(legs: list[Run]) -> dict:
         "params": sum(leg.results["params"] for leg in legs),
         "steps": sum(leg.results["steps"] for leg in legs),
         "train_seconds": sum(leg.results["train_seconds"] for leg in legs),
+        "tgt_tokens_per_sec": None,  # two models' speeds make no one speed
         "final": None,
         "commit": source_commit(),
         **{key: first[key] for key in ("device", "hardware", "precision") if key in first},

@@ -63,6 +63,8 @@ def load_study(path: Path) -> Study:
         study = to_object(OmegaConf.merge(OmegaConf.structured(Study), loaded))
     except FileNotFoundError:
         raise MTError(f"{path}: no such study file") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise MTError(f"{path}: not a YAML study file ({type(e).__name__})") from None
     except (OmegaConfBaseException, YAMLError) as e:
         key = getattr(e, "full_key", None)
         raise MTError(f"{path}: {key + ': ' if key else ''}{first_line(e)}") from None
@@ -104,8 +106,8 @@ def check_study(study: Study, path: Path) -> None:
     for k in study.long_inputs:
         if not 1 <= k <= LONG_INPUT_MAX:
             raise MTError(f"{path}: long_inputs: {k} is outside 1..{LONG_INPUT_MAX}")
-    if study.examples < 0:
-        raise MTError(f"{path}: examples: {study.examples}; must be ≥ 0")
+    if not 0 <= study.examples <= 1000:
+        raise MTError(f"{path}: examples: {study.examples}; must be in 0..1000")
 
 
 def check_distilled(study: Study, path: Path) -> None:
@@ -159,13 +161,14 @@ def row_seeds(study: Study, row: StudyRow) -> list[int]:
 
 
 def row_overrides(study: Study, row: StudyRow, seed: int, runs: Path) -> list[str]:
-    """The mt.train overrides of one run of the study: the row's, the study's, the seed;
+    """The mt.train overrides of one run of the study: the study's, then the row's (the later
+    of two values of a key wins, so a row's own setting beats the study's), the seed;
     {distilled} and {runs} replaced by the directories they stand for."""
     where = str(runs.resolve())
     overrides = [
         o.replace(DISTILLED, f"{where}/distilled").replace(RUNS, where) for o in row.overrides
     ]
-    return [*overrides, *study.overrides, f"trainer.seed={seed}"]
+    return [*study.overrides, *overrides, f"trainer.seed={seed}"]
 
 
 def baseline_row(study: Study) -> StudyRow:

@@ -62,12 +62,12 @@ def row(path: Path) -> list[str]:
             str(r["steps"]),
             chosen(r.get("selection")),
             clock(r["train_seconds"]),
-            f"{r['tgt_tokens_per_sec']:.0f}",
+            "" if r["tgt_tokens_per_sec"] is None else f"{r['tgt_tokens_per_sec']:.0f}",
             r.get("hardware", r["device"]),
             (r.get("commit") or "")[:10],  # short, with its -dirty mark cut; see results.json
             started_from(r.get("parent")),
         ]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None
 
 
@@ -137,7 +137,7 @@ def test_lines(
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
         config = from_plain_dict(results["config"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None
     data, suffix = config.data, config.data.tgt_lang
     if data.directions:

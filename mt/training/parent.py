@@ -84,6 +84,15 @@ class Parent:
         return {"path": path, "sha256": sha256_file(self.path), "commit": commits[-1]}
 
 
+def kept_init_from(config: Config, payload: dict) -> Config:
+    """A resumed child run (trainer.init_from left out, as resuming asks) keeps on record the
+    init_from it started with, which its own last.pt holds."""
+    started = payload["config"]["trainer"].get("init_from")
+    if config.trainer.init_from or not started:
+        return config
+    return replace(config, trainer=replace(config.trainer, init_from=started))
+
+
 def languages(data: DataConfig) -> set[str]:
     """Every language a run reads or writes."""
     if data.directions:
@@ -148,3 +157,5 @@ def freeze(model: nn.Module, groups: list[str]) -> None:
             raise MTError(f"trainer.freeze: {type(model).__name__} has no {group} parameters")
         for parameter in matched:
             parameter.requires_grad_(False)
+    if groups and not any(p.requires_grad for p in model.parameters()):
+        raise MTError(f"trainer.freeze={groups}: leaves nothing of the model to train")

@@ -32,6 +32,19 @@ def refuse_trained_run(run_dir: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def refuse_parents_directory(run_dir: Path, init_from: str | None) -> None:
+    """A child run (trainer.init_from) never writes where its parent is, whatever
+    trainer.overwrite says: its checkpoints would replace the parent's."""
+    if not init_from:
+        return
+    parent, here = Path(init_from).resolve(), run_dir.resolve()
+    if here == parent or here in parent.parents:
+        raise MTError(
+            f"hydra.run.dir={run_dir} holds the parent trainer.init_from={init_from}: a child "
+            "run never writes into its parent's directory; choose another hydra.run.dir"
+        )
+
+
 def lock_holder(run_dir: Path) -> str | None:
     """The live process ("PID@HOST") training in run_dir, if any."""
     try:
@@ -75,5 +88,6 @@ class RunDirGuard(Callback):
             return
         run_dir = Path(config.hydra.run.dir)
         with reported():
+            refuse_parents_directory(run_dir, config.trainer.init_from)
             refuse_trained_run(run_dir, config.trainer.resume, config.trainer.overwrite)
             acquire_lock(run_dir)

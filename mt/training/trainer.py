@@ -26,7 +26,7 @@ from mt.data.languages import held_out_profiles
 from mt.models import build_model, count_parameters
 from mt.training import distributed
 from mt.training.heatmap import attention_images
-from mt.training.parent import Parent, fitted, freeze, start_from
+from mt.training.parent import Parent, fitted, freeze, kept_init_from, start_from
 from mt.training.reporting import Reporter, Window, run_results, write_results
 from mt.training.schedule import eta_seconds, limit_reached
 from mt.training.selection import final_test
@@ -51,6 +51,7 @@ class Trainer:
         else:
             self.parent = Parent.resumed(last, resumed) if resumed else None
         config = fitted(config, self.parent) if self.parent else config
+        config = kept_init_from(config, resumed) if resumed else config
         self.config, self.run_dir = config, run_dir
         set_cpu_threads(t.num_threads)
         timeout = timedelta(seconds=t.ddp_timeout_s)
@@ -328,5 +329,6 @@ def train_and_test(trainer: Trainer) -> dict | None:
     results = run_results(
         trainer.config, name, scores, trainer.progress, params, trainer.device, wall, parent
     )
+    results["directory"] = str(trainer.run_dir.resolve())  # where it trained: paths moved with it
     write_results(trainer.run_dir, results)
     return results
