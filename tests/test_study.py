@@ -349,6 +349,20 @@ def test_two_studies_started_together_share_their_run_and_train_it_once(memorise
     assert sum("mt.train" in output for output in outputs) >= 1
 
 
+def check_parent_path(study, child, parent: str, accepted: bool, tmp_path) -> None:
+    """The child's config.yaml as if trained from parent: kept, or refused naming it."""
+    trained = [
+        f"trainer.init_from={parent}" if o.startswith("trainer.init_from=") else o
+        for o in row_overrides(study, study.rows[1], 1, tmp_path)
+    ]
+    (child.directory / "config.yaml").write_text(OmegaConf.to_yaml(composed(trained)))
+    if accepted:
+        check_same_settings(child)
+    else:
+        with pytest.raises(MTError, match=f"trained with trainer.init_from={parent}"):
+            check_same_settings(child)
+
+
 def test_a_run_started_from_another_keeps_its_place_when_the_runs_move(tmp_path):
     # Its config names the parent by the absolute path it had; the study's {runs} is now
     # elsewhere (another machine's runs, or the kept outputs): the same run.
@@ -360,16 +374,7 @@ def test_a_run_started_from_another_keeps_its_place_when_the_runs_move(tmp_path)
     child = study_runs(study, tmp_path / "moved")[1]
     child.directory.mkdir(parents=True)
     for parent, accepted in (("/elsewhere/runs/parent-seed1", True), ("/elsewhere/other", False)):
-        trained = [
-            f"trainer.init_from={parent}" if o.startswith("trainer.init_from=") else o
-            for o in row_overrides(study, study.rows[1], 1, tmp_path)
-        ]
-        (child.directory / "config.yaml").write_text(OmegaConf.to_yaml(composed(trained)))
-        if accepted:
-            check_same_settings(child)
-        else:
-            with pytest.raises(MTError, match="trained with trainer.init_from=/elsewhere/other"):
-                check_same_settings(child)
+        check_parent_path(study, child, parent, accepted, tmp_path)
     # Finished, it says where it trained: a path inside that directory must be exactly the
     # study's place in it, not any path that ends alike.
     where = {"directory": "/elsewhere/runs/child-seed1", "config": {}, "valid": {}, "test": {}}
@@ -379,16 +384,7 @@ def test_a_run_started_from_another_keeps_its_place_when_the_runs_move(tmp_path)
         ("/elsewhere/runs/old/parent-seed1", False),
         ("/other/runs/parent-seed1", False),
     ):
-        trained = [
-            f"trainer.init_from={parent}" if o.startswith("trainer.init_from=") else o
-            for o in row_overrides(study, study.rows[1], 1, tmp_path)
-        ]
-        (child.directory / "config.yaml").write_text(OmegaConf.to_yaml(composed(trained)))
-        if accepted:
-            check_same_settings(child)
-        else:
-            with pytest.raises(MTError, match=f"trained with trainer.init_from={parent}"):
-                check_same_settings(child)
+        check_parent_path(study, child, parent, accepted, tmp_path)
 
 
 def test_a_rows_own_setting_beats_the_studys(tmp_path):
