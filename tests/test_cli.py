@@ -67,18 +67,22 @@ def test_a_key_added_with_plus_is_refused_like_a_typo(train_in_process, tmp_path
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("trainer.warmup_steps=0", "trainer.warmup_steps=0: must be ≥ 1"),
+        ("trainer.warmup_steps=0", "trainer.warmup_steps=0: must be in [1, 1000000000]"),
         ("trainer.lr=-0.001", "trainer.lr=-0.001: must be > 0"),
         ("trainer.label_smoothing=1.0", "trainer.label_smoothing=1.0: must be in [0, 1)"),
-        ("trainer.valid_every=0", "trainer.valid_every=0: must be ≥ 1"),
-        ("trainer.max_steps=0", "trainer.max_steps=0: must be ≥ 1"),
+        ("trainer.valid_every=0", "trainer.valid_every=0: must be in [1, 1000000000]"),
+        ("trainer.max_steps=0", "trainer.max_steps=0: must be in [1, 1000000000]"),
+        ("trainer.max_steps=10000000000", "trainer.max_steps=10000000000: must be in [1, 1000"),
         ("model.dropout=-0.1", "model.dropout=-0.1: must be in [0, 1)"),
-        ("data.max_len=0", "data.max_len=0: must be ≥ 1"),
-        ("decode.max_len_a=-1", "decode.max_len_a=-1.0: must be ≥ 0"),
+        ("data.max_len=0", "data.max_len=0: must be in [1, 65536]"),
+        ("decode.max_len_a=-1", "decode.max_len_a=-1.0: must be in [0, 100]"),
+        ("decode.beam_size=1000000", "decode.beam_size=1000000: must be in [1, 1000]"),
+        ("model.d_model=1000000", "model.d_model=1000000: must be in [1, 16384]"),
         ("trainer.seed=12345678901234567890123", "trainer.seed=12345678901234567890123: must be"),
         ("trainer.lr=inf", "trainer.lr=inf: must be a finite number"),
         ("trainer.lr=nan", "trainer.lr=nan: must be > 0"),
-        ("decode.max_len_a=inf", "decode.max_len_a=inf: must be a finite number"),
+        ("decode.max_len_a=inf", "decode.max_len_a=inf: must be in [0, 100]"),
+        ("trainer.max_minutes=inf", "trainer.max_minutes=inf: must be in [1e-09, 100000000]"),
     ],
 )
 def test_each_out_of_range_setting_is_named(memorise_root, cache_dir, setting, message):

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from helpers import assert_clean_failure, make_config, multi30k_lines, write_lines
 
+from mt.common.errors import MTError
 from mt.common.files import sha256_file
 from mt.config.schema import DecodeOverrides
 from mt.config.tools import DistillConfig
@@ -111,34 +113,44 @@ def test_a_distillation_begun_with_one_teacher_is_never_finished_with_another(
     teacher, other = checkpoints / "final.pt", checkpoints / "last.pt"
     assert sha256_file(teacher) != sha256_file(other)
     lines = write_lines(tmp_path / "in.de", SOURCES * 2)  # 60 lines, 6 shards of 10
-    same = [f"input={lines}", "shard_lines=10", "device=cpu"]
+
+    def settings(out: Path, **changes) -> DistillConfig:
+        given = {"checkpoint": str(teacher), "input": str(lines), "shard_lines": 10}
+        return DistillConfig(out=str(out), device="cpu", **{**given, **changes})
+
     whole = tmp_path / "whole"
-    assert distil(f"checkpoint={teacher}", *same, f"out={whole}", cwd=tmp_path).returncode == 0
+    distil_corpus(settings(whole))
     # As a kill leaves it: the record and three of the six shards, no corpus.
     killed = tmp_path / "killed"
     shutil.copytree(whole, killed, ignore=shutil.ignore_patterns("distill.json", "train.*"))
     for index in (3, 4, 5):
         (killed / "shards" / f"00000{index}.en").unlink()
     changed = write_lines(tmp_path / "changed.de", SOURCES[::-1] * 2)
-    for args in (
-        [f"checkpoint={other}", *same],
-        [f"checkpoint={teacher}", *same, "decode.beam_size=1"],
-        [f"checkpoint={teacher}", f"input={changed}", *same[1:]],
-        [f"checkpoint={teacher}", *same[:1], "shard_lines=20", "device=cpu"],
+    for changes in (
+        {"checkpoint": str(other)},
+        {"decode": DecodeOverrides(beam_size=1)},
+        {"input": str(changed)},
+        {"shard_lines": 20},
     ):
-        refused = distil(*args, f"out={killed}", cwd=tmp_path)
-        assert_clean_failure(refused, f"error: out={killed}: its shards were made by another")
-        assert len(refused.stderr.strip().splitlines()) == 1
+        with pytest.raises(MTError, match=f"out={killed}: its shards were made by another"):
+            distil_corpus(settings(killed, **changes))
     assert not (killed / "distill.json").exists()
     # A damaged shard is named, not assembled into a corpus out of step.
     damaged = killed / "shards" / "000001.en"
     damaged.write_text("".join(damaged.read_text().splitlines(keepends=True)[:-1]))
-    result = distil(f"checkpoint={teacher}", *same, f"out={killed}", cwd=tmp_path)
-    assert_clean_failure(result, f"error: {damaged}: 9 lines for 10 sources")
+    with pytest.raises(MTError, match=f"{damaged}: 9 lines for 10 sources"):
+        distil_corpus(settings(killed))
     damaged.unlink()  # decoded again: the corpus the uninterrupted run made
-    assert distil(f"checkpoint={teacher}", *same, f"out={killed}", cwd=tmp_path).returncode == 0
+    distil_corpus(settings(killed))
     assert corpus(killed) == corpus(whole)
-    # A teacher that is not there is named as a missing checkpoint.
+    # On the command line: one line; a teacher that is not there is named as missing.
+    other_teacher = distil(
+        f"checkpoint={other}", f"input={lines}", "shard_lines=10", f"out={killed}", cwd=tmp_path
+    )
+    assert_clean_failure(other_teacher, f"error: out={killed}: distilled by another teacher")
     gone = tmp_path / "gone.pt"
-    missing = distil(f"checkpoint={gone}", *same, f"out={tmp_path / 'new'}", cwd=tmp_path)
+    missing = distil(
+        f"checkpoint={gone}", f"input={lines}", f"out={tmp_path / 'new'}", cwd=tmp_path
+    )
     assert_clean_failure(missing, f"error: {gone}: checkpoint not found")
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -23,6 +23,7 @@ from helpers import (
     run_tool,
     write_lines,
 )
+from sacrebleu.metrics import BLEU
 
 from mt import translate
 from mt.common.checkpoint import save_checkpoint
@@ -211,7 +212,11 @@ def test_int8_export_is_smaller_and_translates_nearly_alike(moved_checkpoint, ex
     sentences = multi30k_lines("train", "de", 30)
     float32 = ctranslate2_translator(exported, "cpu").translate(sentences)
     int8 = ctranslate2_translator(tmp_path / "int8", "cpu").translate(sentences)
-    assert sum(a == b for a, b in zip(float32, int8, strict=True)) >= 24
+    # int8 rounding moves a few tokens, how many depends on the CPU's int8 kernels (6 of 30
+    # sentences on one machine, 9 on another, 2026-12-07): the outputs stay close to
+    # float32's (86 BLEU against them there), and to the references the model memorised.
+    assert BLEU().corpus_score(int8, [float32]).score >= 70
+    assert BLEU().corpus_score(int8, [multi30k_lines("train", "en", 30)]).score >= 70
 
 
 def test_export_never_replaces_an_existing_directory_unasked(moved_checkpoint, exported, tmp_path):

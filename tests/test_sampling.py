@@ -121,7 +121,8 @@ def test_top_k_one_through_decode_ids_equals_greedy(trained_model):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"top_k": 0}, "decode.top_k=0: must be ≥ 1"),
+        ({"top_k": 0}, "decode.top_k=0: must be in [1, 1000000]"),
+        ({"nbest": 10**8}, "decode.nbest=100000000: must be in [1, 1000]"),
         ({"top_p": 0.0}, "decode.top_p=0.0: must be in (0, 1]"),
         ({"top_p": 1.5}, "decode.top_p=1.5: must be in (0, 1]"),
         ({"temperature": 0.0}, "decode.temperature=0.0: must be in [0.01, 100]"),
