@@ -2,8 +2,10 @@
 
 Reads stdin (or input=FILE, plain or .gz) in chunks of lines_per_batch lines, so a pipe
 streams, and writes one translation per input line to stdout (or output=FILE); an empty
-input line gives an empty output line. With decode.nbest=N > 1 every input line gives N
-lines in the format
+input line gives an empty output line. A line of several sentences (a paragraph) is split
+into sentences, each translated, and joined again with the line's spacing (segment=false:
+each line is one input; mt/decoding/documents.py). With decode.nbest=N > 1 (or prefix=)
+each line is one input, and every input line gives N lines in the format
 
     LINE<TAB>SCORE<TAB>TRANSLATION
 
@@ -31,6 +33,7 @@ from mt.common.ranges import check_ranges
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import TranslateConfig, model_inputs, model_source
 from mt.data.readers import decode_line, iter_lines
+from mt.decoding.documents import translate_lines
 from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
 
@@ -95,12 +98,18 @@ def translate_stream(
         forced = None if prefixes is None else prefixes[done : done + len(chunk)]
         if forced is not None and len(forced) < len(chunk):
             raise mismatch(cfg.prefix, len(prefixes), name, "more")
-        nbests = translator.translate_nbest(chunk, decode, done + 1, forced, cfg.tgt_lang)
-        if decode.nbest == 1:
-            sink.writelines(nbest[0][0] + "\n" for nbest in nbests)
+        if decode.nbest == 1 and forced is None:
+            translated = translate_lines(
+                translator, chunk, decode, done + 1, cfg.tgt_lang, cfg.segment, cfg.src_lang
+            )
+            sink.writelines(line + "\n" for line in translated)
         else:
+            nbests = translator.translate_nbest(chunk, decode, done + 1, forced, cfg.tgt_lang)
             for i, nbest in enumerate(nbests, start=done):
-                sink.writelines(f"{i}\t{score:.4f}\t{text}\n" for text, score in nbest)
+                if decode.nbest == 1:
+                    sink.write(nbest[0][0] + "\n")
+                else:
+                    sink.writelines(f"{i}\t{score:.4f}\t{text}\n" for text, score in nbest)
         sink.flush()
         done += len(chunk)
     if prefixes is not None and done != len(prefixes):

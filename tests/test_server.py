@@ -117,6 +117,36 @@ def test_attention_rows_are_distributions_over_the_real_source_pieces(server, na
                     assert sum(row) == pytest.approx(1, abs=1e-3)
 
 
+def test_a_paragraph_is_translated_sentence_by_sentence_with_each_ones_offsets(
+    server, moved_checkpoint
+):
+    three = SENTENCES[:3]
+    paragraph = "  ".join(three)
+    request = {"model": "model", "sentences": [paragraph, three[0]], "attention": True}
+    status, body = http_post(server + "/translate", request)
+    assert status == 200, body
+    alone = Translator.from_checkpoint(moved_checkpoint, "cpu").translate(three)
+    joined, single = body["translations"]
+    assert joined["text"] == "  ".join(alone)  # byte for byte, with the paragraph's spacing
+    assert joined["attention"] is None and len(joined["sentences"]) == 3
+    for sentence, source, target in zip(joined["sentences"], three, alone, strict=True):
+        assert paragraph[slice(*sentence["source"])] == source
+        assert joined["text"][slice(*sentence["target"])] == target
+        assert sentence["attention"]["target"]  # each sentence's own attention
+    # One sentence: its n-best and attention as before, and its one span.
+    assert single["text"] == alone[0] and single["attention"]["maps"]
+    assert single["sentences"] == [{"source": [0, len(three[0])], "target": [0, len(alone[0])]}]
+    # Off: the paragraph is one input, as before.
+    status, body = http_post(server + "/translate", {**request, "segment": False})
+    whole = Translator.from_checkpoint(moved_checkpoint, "cpu").translate([paragraph])
+    assert status == 200 and body["translations"][0]["text"] == whole[0]
+    # The limit counts sentences as translated: 4 entries of 2 sentences are 8, past 6.
+    status, body = http_post(
+        server + "/translate", {**request, "sentences": [" ".join(three[:2])] * 4}
+    )
+    assert status == 413 and "8 sentences once split" in body["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -170,7 +200,8 @@ def test_the_page_shows_every_models_translation_and_heatmap_in_chromium(
 ):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Chromium and chromedriver: apt-get install chromium chromium-driver")
-    sentence = SENTENCES[0]
+    six = multi30k_lines("train", "de", 6)
+    sentence = " ".join(six)  # a pasted paragraph: its sentences translated one by one
     command = [sys.executable, str(REPO / "scripts" / "explorer_screenshot.py"), "--beam", "3"]
     command += ["--checkpoint", str(moved_checkpoint), "--checkpoint", str(bahdanau_checkpoint)]
     command += ["--sentence", sentence, "--screenshot", str(tmp_path / "page.png")]
@@ -182,7 +213,7 @@ def test_the_page_shows_every_models_translation_and_heatmap_in_chromium(
     for name, path in (("model", moved_checkpoint), ("bahdanau", bahdanau_checkpoint)):
         translator = Translator.from_checkpoint(path, "cpu")
         decode = DecodeConfig(**{**translator.config.decode.__dict__, "beam_size": 3})
-        assert page[name]["translation"] == translator.translate([sentence], decode)[0]
+        assert page[name]["translation"] == " ".join(translator.translate(six, decode))
         assert page[name]["heatmap_cells"] > 0
     # Hovering the first target piece lit up the source pieces it attended to.
     assert any(shown["highlighted_sources"] > 0 for shown in page.values())

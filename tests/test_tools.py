@@ -74,7 +74,7 @@ def test_evaluate_a_split_of_the_checkpoints_own_data(memorised_run, moved_check
 
 def test_translate_keeps_every_line_in_place(moved_checkpoint, tmp_path):
     seen = multi30k_lines("train", "de", 30)
-    very_long = " ".join(seen) * 3  # far over the source limit: cut, not dropped
+    very_long = " ".join(seen * 3)  # far over the source limit: its sentences one by one
     lines = [seen[0], "", seen[1], "   ", very_long, seen[2], ""]
     result = run_tool(
         "translate",
@@ -87,12 +87,11 @@ def test_translate_keeps_every_line_in_place(moved_checkpoint, tmp_path):
     out = result.stdout.split("\n")[:-1]
     assert len(out) == len(lines)
     assert [bool(line) for line in out] == [True, False, True, False, True, True, False]
-    assert "input line 5" in result.stderr  # the cut is reported, naming the line
+    assert len(out[4].split()) > 0.8 * len(very_long.split())  # all of it, nothing cut
     # The memorised model reproduces its references, so each output sits at its input's line.
     refs = multi30k_lines("train", "en", 3)
     assert sum(out[i] == refs[k] for k, i in enumerate((0, 2, 5))) >= 2
-    # The Python API gives the same translations. (Not compared: the cut line, whose garbage
-    # output turns on float-level ties that differ with the batch it was decoded in.)
+    # The Python API gives the same translations (of the lines that are one sentence).
     api = Translator.from_checkpoint(moved_checkpoint).translate(lines)
     assert api[:4] + api[5:] == out[:4] + out[5:]
 

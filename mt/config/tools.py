@@ -60,6 +60,11 @@ class TranslateConfig:
     prefix: str | None = None  # a target prefix per input line that each output starts with
     lines_per_batch: int = 1000  # read this many lines, translate them, write them
     tgt_lang: str | None = None  # a multilingual model's language to translate into
+    # Split each line into sentences, translate them, join them (mt/decoding/documents.py);
+    # false: each line is one sentence already. src_lang: the segmenter's language (default:
+    # the model's source language).
+    segment: bool = True
+    src_lang: str | None = None
     device: str = "auto"
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 

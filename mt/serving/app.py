@@ -31,6 +31,7 @@ from mt.common.errors import MTError
 from mt.config.schema import DecodeConfig
 from mt.config.tools import ServeConfig
 from mt.decoding.alignment import labelled
+from mt.decoding.documents import prepared, spans
 from mt.decoding.translator import Translator
 from mt.models import build_model, count_parameters, model_name
 from mt.serving.batcher import Batcher, Busy
@@ -79,6 +80,10 @@ class TranslateRequest(BaseModel):
     length_penalty: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
     attention: bool = False
     tgt_lang: str | None = None  # a multilingual model's language to translate into
+    # Each entry split into sentences, translated, joined (mt/decoding/documents.py); false:
+    # each entry is one sentence. An entry of several sentences has one n-best entry, the
+    # joined best, and its attention per sentence.
+    segment: bool = True
 
     @field_validator("model", "tgt_lang")
     @classmethod
@@ -163,6 +168,27 @@ def translation_json(served: Served, result, attention: bool) -> dict:
     return entry
 
 
+def entry_json(served: Served, pairs: list, attention: bool) -> dict:
+    """One entry's answer: its sentences' translations joined with the entry's spacing, and
+    per sentence its source and target offsets (and attention); one sentence keeps its n-best."""
+    entries = [
+        (piece, None if found is None else translation_json(served, found, attention))
+        for piece, found in pairs
+    ]
+    text, offsets = spans([(piece, e and e["text"]) for piece, e in entries])
+    translated = [e for _, e in entries if e is not None]
+    if len(translated) == 1:
+        return {**translated[0], "text": text, "sentences": offsets}
+    # A paragraph: one joined text, its score the sum of its sentences', attention by sentence.
+    score = sum(e["nbest"][0]["score"] for e in translated)
+    answer = {"text": text, "nbest": [{"text": text, "score": score}], "sentences": offsets}
+    if attention:
+        answer["attention"] = None
+        for offset, entry in zip(offsets, translated, strict=True):
+            offset["attention"] = entry["attention"]
+    return answer
+
+
 def queue_request(served: Served, request: TranslateRequest, limits: ServeConfig) -> Future:
     """The request checked and queued: the future holds its JSON answer, built on the
     model's worker thread (which alone runs the model)."""
@@ -172,13 +198,19 @@ def queue_request(served: Served, request: TranslateRequest, limits: ServeConfig
         served.translator.target_tag(request.tgt_lang)
     except MTError as refused:
         raise BadRequest(422, str(refused)) from None
+    documents = prepared(served.translator, request.sentences, request.tgt_lang, request.segment)
+    if len(documents.texts()) > limits.max_sentences:  # counted in sentences, as translated
+        message = f"sentences: {len(documents.texts())} sentences once split"
+        raise BadRequest(413, f"{message}, this server takes {limits.max_sentences}")
 
     def answer(found: list) -> dict:
-        translations = [translation_json(served, result, request.attention) for result in found]
+        translations = [
+            entry_json(served, pairs, request.attention) for pairs in documents.per_line(found)
+        ]
         return {"model": served.name, "translations": translations}
 
     try:
-        return served.batcher.submit(request.sentences, decode, answer, request.tgt_lang)
+        return served.batcher.submit(documents.texts(), decode, answer, request.tgt_lang)
     except Busy as busy:
         raise BadRequest(503, f"model {served.name!r}: {busy}") from None
 

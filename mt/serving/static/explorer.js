@@ -100,9 +100,17 @@ function translationView(translation) {
   const view = el("article", { class: "sentence" }, el("p", { class: "translation" }, translation.text));
   view.append(el("ol", { class: "nbest" }, ...translation.nbest.map((h) =>
     el("li", {}, el("span", { class: "score" }, h.score.toFixed(3)), " ", h.text))));
-  const attention = translation.attention;
-  if (attention && Object.keys(attention.maps).length) view.append(attentionView(attention));
-  else if (attention) view.append(el("p", { class: "none" }, "No attention: the decoder sees only the encoder's final state."));
+  // A paragraph: each sentence's span of the translation, and its attention, one by one.
+  const parts = translation.attention === null && translation.sentences.length > 1
+    ? translation.sentences : [translation];
+  for (const part of parts) {
+    if (part !== translation) {
+      view.append(el("p", { class: "span" }, translation.text.slice(...part.target)));
+    }
+    const attention = part.attention;
+    if (attention && Object.keys(attention.maps).length) view.append(attentionView(attention));
+    else if (attention) view.append(el("p", { class: "none" }, "No attention: the decoder sees only the encoder's final state."));
+  }
   return view;
 }
 
