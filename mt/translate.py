@@ -40,6 +40,10 @@ from mt.deploy.engine import open_translator
 register_configs()
 log = logging.getLogger("mt")
 
+# The longest line translated (a long paragraph; 1.5 MB of a line is refused in one line, not
+# decoded for an hour): about 15,000 words, a thousand sentences.
+MAX_LINE_CHARS = 100_000
+
 
 def open_file(path: Path, mode: str, stack: ExitStack) -> BinaryIO | TextIO:
     """Plain or .gz, by the name; mode "rb" (input, decoded line by line) or "w" (output)."""
@@ -56,10 +60,23 @@ def chunks(lines: Iterator[bytes], size: int, source: str) -> Iterator[list[str]
     truncated .gz) named by its file and line."""
     numbered = enumerate(lines, start=1)
     try:
-        while chunk := [decode_line(raw, source, n) for n, raw in itertools.islice(numbered, size)]:
+        while chunk := [
+            check_length(decode_line(raw, source, n), source, n)
+            for n, raw in itertools.islice(numbered, size)
+        ]:
             yield chunk
     except (OSError, EOFError) as e:
         raise MTError(f"{source}: cannot read it ({e})") from None
+
+
+def check_length(line: str, source: str, number: int) -> str:
+    """line, or one error naming it when it is longer than MAX_LINE_CHARS."""
+    if len(line) > MAX_LINE_CHARS:
+        raise MTError(
+            f"{source}: line {number}: {len(line)} characters, past the {MAX_LINE_CHARS} a "
+            "line may have; break the text into lines (paragraphs)"
+        )
+    return line
 
 
 def mismatch(prefix: str, prefixes: int, source: str, lines: int | str) -> MTError:

@@ -8,7 +8,14 @@ import subprocess
 import sys
 
 import sentencex
-from helpers import REPO, multi30k_lines, run_in_process, run_tool, write_lines
+from helpers import (
+    REPO,
+    assert_clean_failure,
+    multi30k_lines,
+    run_in_process,
+    run_tool,
+    write_lines,
+)
 
 from mt import translate
 from mt.common.checkpoint import load_checkpoint, save_checkpoint
@@ -97,3 +104,14 @@ def test_the_segmentation_script_measures_boundaries_on_joined_test_sentences():
     for lang in ("de", "cs"):
         found, true = rows[lang][1].rstrip("%").split("% of ")
         assert float(found) > 80 and int(true) > 0
+
+
+def test_a_megabyte_line_is_refused_in_one_line_and_nothing_is_written(
+    moved_checkpoint, tmp_path, capsys, monkeypatch
+):
+    source = write_lines(tmp_path / "huge.de", [SENTENCES[0], "Hund " * 200_000])
+    output = tmp_path / "out.en"
+    args = [f"checkpoint={moved_checkpoint}", f"input={source}", f"output={output}"]
+    result = run_in_process(translate.main, *args, capsys=capsys, monkeypatch=monkeypatch)
+    assert_clean_failure(result, f"error: {source}: line 2: 1000000 characters, past the 100000")
+    assert result.stderr.count("\n") == 1 and not output.exists()
