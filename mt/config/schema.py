@@ -92,6 +92,10 @@ class DataConfig:
         None  # ... and those whose longer side is this many times longer
     )
     max_tokens: int = 2048  # per batch, counting padding: batch size * longest side
+    # Concatenation augmentation (mt/data/concat.py): each epoch, a pair starts with this
+    # probability an example of up to concat_max neighbouring pairs of its corpus, joined.
+    concat_prob: float = 0.0
+    concat_max: int = 2
     vocab_size: int = 8000
     dedup: bool = False  # drop repeated training pairs (their first occurrence stays)
     num_proc: int = 1  # processes encoding the corpus (a large one: the machine's cores)
@@ -108,6 +112,8 @@ class DataConfig:
         "train_limit": at_least(1),  # a limit on what is read: no size of its own
         "max_len": POSITIONS,
         "max_tokens": TOKENS,
+        "concat_prob": within(0, 1),
+        "concat_max": within(2, 64),
         "num_proc": PROCESSES,
         "spm_sample": at_least(101),  # sentencepiece's own minimum; a limit, as train_limit
         "max_length_ratio": at_least(1),

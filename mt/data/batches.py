@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
+from mt.data.concat import JoinedSplit
 from mt.data.corpus import MappedSplit, Split
 
 # How many (source, target) lengths fixed-shape batches may take: each is one compiled graph
@@ -195,7 +196,7 @@ def dropped_by(
 
 
 def train_batches(
-    split: Split | MappedSplit,
+    split: Split | MappedSplit | JoinedSplit,
     max_tokens: int,
     max_len: int,
     seed: int,
@@ -210,6 +211,8 @@ def train_batches(
     of a few fixed shapes when asked (fixed_shape_batches)."""
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
     dropped = np.logical_or.reduce(list(dropped_by(split, max_len, max_ratio, src_marks).values()))
+    if isinstance(split, JoinedSplit):  # joined to an earlier pair this epoch
+        dropped |= split.counts < 0
     rng = np.random.default_rng([seed, epoch])
     pairs = np.arange(len(split)) if weights is None else epoch_pairs(split.sources, weights, rng)
     keep = pairs[~dropped[pairs]]

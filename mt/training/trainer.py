@@ -19,6 +19,7 @@ from mt.common.files import remove_stale_temporaries
 from mt.common.runtime import pick_device, set_cpu_threads, source_commit, training_precision
 from mt.config.schema import Config, DecodeConfig
 from mt.data.batches import train_batches
+from mt.data.concat import joined_split
 from mt.data.corpus import Corpus, load_corpus
 from mt.data.directions import epoch_weights, source_marks
 from mt.data.feed import updates
@@ -145,17 +146,20 @@ class Trainer:
         with self.stop_requests:
             reason = self.agreed_stop()
             while reason is None:
+                concat = (data.concat_prob, data.concat_max, data.max_len)
+                marks = source_marks(data)
+                split = joined_split(self.corpus.train, concat, t.seed, p.epoch, marks)
                 # Every rank shuffles the same way, then takes its own share of the batches.
                 batches = distributed.shard(
                     train_batches(
-                        self.corpus.train,
+                        split,
                         data.max_tokens,
                         data.max_len,
                         t.seed,
                         p.epoch,
                         data.max_length_ratio,
                         epoch_weights(data, self.corpus.train.sources),
-                        src_marks=source_marks(data),
+                        src_marks=marks,
                         fixed_shapes=self.fixed_shapes,
                     )
                 )
@@ -163,7 +167,7 @@ class Trainer:
                 chunks = [
                     batches[i : i + t.accumulate] for i in range(done, len(batches), t.accumulate)
                 ]
-                for update in self.feed(chunks):
+                for update in self.feed(split, chunks):
                     self.run_step(update, window)
                     done += len(update)
                     p.batch_in_epoch = done * world
@@ -181,13 +185,13 @@ class Trainer:
         self.finish(reason)
         return reason
 
-    def feed(self, chunks: list) -> Iterable[list]:
+    def feed(self, split, chunks: list) -> Iterable[list]:
         """The padded batches of each update, prepared ahead on a GPU (data.loader_workers)."""
         workers = self.config.data.loader_workers
         if workers is None:
             workers = 1 if self.device.type == "cuda" else 0  # on a CPU it would steal a core
         pin = self.device.type == "cuda"
-        return updates(self.corpus.train, chunks, workers, pin)
+        return updates(split, chunks, workers, pin)
 
     def run_step(self, update: list, window: Window) -> None:
         """One update on its padded batches, counted in progress and the log window."""
