@@ -41,7 +41,8 @@ def evaluated(study: Study, runs: list[Run], args: argparse.Namespace) -> dict:
             found["ensembles"][row.name] = ensemble_scores(row_runs, args.runs, args.data_root)
         if study.long_inputs:
             found["long_inputs"][row.name] = [
-                long_input_scores(run, study.long_inputs, args.data_root) for run in row_runs
+                long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
+                for run in row_runs
             ]
     return found
 

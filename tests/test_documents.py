@@ -21,6 +21,7 @@ from mt import translate
 from mt.common.checkpoint import load_checkpoint, save_checkpoint
 from mt.decoding.documents import fitted, sentences, split_lines
 from mt.decoding.translator import Translator
+from mt.studies.evaluation import joined_scores
 
 SENTENCES = multi30k_lines("train", "de", 6)  # memorised by the tiny model, each one sentence
 
@@ -115,3 +116,12 @@ def test_a_megabyte_line_is_refused_in_one_line_and_nothing_is_written(
     result = run_in_process(translate.main, *args, capsys=capsys, monkeypatch=monkeypatch)
     assert_clean_failure(result, f"error: {source}: line 2: 1000000 characters, past the 100000")
     assert result.stderr.count("\n") == 1 and not output.exists()
+
+
+def test_a_studys_long_inputs_split_into_sentences_score_as_the_sentences_do(moved_checkpoint):
+    translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
+    sources, references = multi30k_lines("train", "de", 30), multi30k_lines("train", "en", 30)
+    entry = joined_scores(translator, sources, references, 6, None, segmented=True)
+    # The memorised sentences one by one are its references; six of them as one input are not.
+    assert entry["segmented"]["bleu"] > 95 and entry["segmented"]["length_ratio"] > 0.95
+    assert entry["bleu"] < entry["segmented"]["bleu"] - 20

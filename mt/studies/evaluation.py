@@ -19,6 +19,7 @@ from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import read_split, training_pairs
+from mt.decoding.documents import translate_lines
 from mt.decoding.scoring import corpus_scores, words
 from mt.decoding.translator import Translator
 from mt.studies.grid import Run, long_inputs_file
@@ -112,36 +113,52 @@ def joined(lines: list[str], k: int) -> list[str]:
     return [" ".join(lines[i : i + k]) for i in range(0, len(lines), k)]
 
 
-def long_input_scores(run: Run, ks: list[int], data_root: str | None) -> list[dict]:
+def long_input_scores(
+    run: Run, ks: list[int], data_root: str | None, segmented: bool = False
+) -> list[dict]:
     """Per k: the test set's sentences joined k at a time, translated as single inputs by the
     run's final.pt and scored against the joined references (BLEU, chrF, output/reference
-    length ratio); kept in the run's long_inputs.json (long_inputs.<direction>.json)."""
+    length ratio), and with segmented the same of each input split into sentences first
+    (mt.translate's way); kept in the run's long_inputs.json (long_inputs.<direction>.json)."""
     path = run.directory / long_inputs_file(run)
     inputs = made_from([run])
     found = read_kept(path, inputs)
     found = found or {"checkpoint": run.results["final"], "scores": [], "made_from": inputs}
-    missing = [k for k in ks if k not in {entry["k"] for entry in found["scores"]}]
+    have = {entry["k"] for entry in found["scores"] if "segmented" in entry or not segmented}
+    missing = [k for k in ks if k not in have]
+    found["scores"] = [entry for entry in found["scores"] if entry["k"] not in missing]
     if missing:
         sources, references = test_split(run, data_root)
         translator = Translator.from_checkpoint(run.final)
         for k in missing:
             tgt_lang = target_language(run)
-            found["scores"].append(joined_scores(translator, sources, references, k, tgt_lang))
+            entry = joined_scores(translator, sources, references, k, tgt_lang, segmented)
+            found["scores"].append(entry)
         found["scores"].sort(key=lambda entry: entry["k"])
         write_text(path, json.dumps(found, indent=2) + "\n")
     return [entry for entry in found["scores"] if entry["k"] in ks]
 
 
-def joined_scores(translator: Translator, sources, references, k: int, tgt_lang) -> dict:
+def joined_scores(
+    translator: Translator, sources, references, k: int, tgt_lang, segmented: bool = False
+) -> dict:
+    """Scores of the test set joined k sentences at a time, each join one input (and, with
+    segmented, split into sentences first)."""
     inputs, targets = joined(sources, k), joined(references, k)
     with torch.inference_mode():
         hyps = translator.translate(inputs, tgt_lang=tgt_lang)
+        entry = {"k": k, "inputs": len(inputs)}
+        entry["longest_source_words"] = max(len(s.split()) for s in inputs)
+        entry.update(length_scores(hyps, targets))
+        if segmented:
+            decode = translator.config.decode
+            split = translate_lines(translator, inputs, decode, tgt_lang=tgt_lang)
+            entry["segmented"] = length_scores(split, targets)
+    return entry
+
+
+def length_scores(hyps: list[str], targets: list[str]) -> dict:
+    """BLEU, chrF and output / reference length ratio."""
     bleu = BLEU().corpus_score(hyps, [targets])
-    return {
-        "k": k,
-        "inputs": len(inputs),
-        "longest_source_words": max(len(s.split()) for s in inputs),
-        "bleu": bleu.score,
-        "chrf": CHRF().corpus_score(hyps, [targets]).score,
-        "length_ratio": bleu.sys_len / bleu.ref_len,
-    }
+    chrf = CHRF().corpus_score(hyps, [targets]).score
+    return {"bleu": bleu.score, "chrf": chrf, "length_ratio": bleu.sys_len / bleu.ref_len}

@@ -153,15 +153,22 @@ def long_inputs_table(study: Study, scores: dict[str, list[list[dict]]]) -> str:
     """Per k (sentences joined): BLEU and output/reference length ratio of each row."""
     rows = ordered_rows(study)
     first = scores[rows[0].name][0]
+    ways = [("", lambda e: e)] + [(", segmented", lambda e: e["segmented"])] * study.segmented
     head = ["k", "inputs", "longest source (words)"]
-    head += [f"{label(row)}: {what}" for row in rows for what in ("BLEU", "length ratio")]
+    head += [
+        f"{label(row)}{way}: {what}"
+        for row in rows
+        for way, _ in ways
+        for what in ("BLEU", "length ratio")
+    ]
     lines = []
     for j, entry in enumerate(first):
         cells = [str(entry["k"]), str(entry["inputs"]), str(entry["longest_source_words"])]
         for row in rows:
             per_seed = [seed_scores[j] for seed_scores in scores[row.name]]
-            cells.append(mean_sd([e["bleu"] for e in per_seed]))
-            cells.append(mean_sd([e["length_ratio"] for e in per_seed]))
+            for _, scored in ways:
+                cells.append(mean_sd([scored(e)["bleu"] for e in per_seed]))
+                cells.append(mean_sd([scored(e)["length_ratio"] for e in per_seed]))
         lines.append(cells)
     return as_markdown(head, lines)
 

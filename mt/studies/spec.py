@@ -52,6 +52,7 @@ class Study:
     baseline: str | None = None  # the row the others are tested against (default: the first)
     ensemble: bool = False  # also score each row's seeds as one ensemble (mt.evaluate)
     long_inputs: list[int] = field(default_factory=list)  # k: test sentences joined k at a time
+    segmented: bool = False  # long inputs also split into sentences first (documents.py)
     examples: int = 0  # the sentences where the baseline and each other row differ most
     distilled: list[Distilled] = field(default_factory=list)  # corpora the rows may train on
 
