@@ -337,7 +337,8 @@ def test_two_studies_started_together_share_their_run_and_train_it_once(memorise
     runs = tmp_path / "runs"
     studies = []
     for name in ("first", "second"):
-        study = study_file(tmp_path / f"{name}.yaml", tmp_path / "cache", rows=rows, seeds=[1])
+        lean = {"rows": rows, "seeds": [1], "ensemble": False, "long_inputs": [], "examples": 0}
+        study = study_file(tmp_path / f"{name}.yaml", tmp_path / "cache", **lean)
         command = [sys.executable, "-m", "mt.study", str(study), "--runs", str(runs)]
         command += ["--data-root", str(memorise_root), "--threads", "1"]
         studies.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True))
