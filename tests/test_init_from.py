@@ -17,6 +17,7 @@ from mt.common.errors import MTError
 from mt.common.files import sha256_file
 from mt.decoding.translator import load_trained
 from mt.training.comparison import markdown_table, row
+from mt.training.rundir import refuse_parents_directory
 from mt.training.trainer import Trainer, train
 from mt.training.validation import split_loss
 
@@ -71,6 +72,9 @@ def test_a_child_is_never_written_into_its_parents_directory(parent, memorise_ro
         )
         assert_clean_failure(result, "a child run never writes into its parent's directory")
     assert digests(parent) == before
+    # Beside the parent, or in the folder above it, a child writes nothing of the parent's.
+    for beside in (parent.parent, parent.parent / "child"):
+        refuse_parents_directory(beside, str(parent / "checkpoints" / "final.pt"))
 
 
 def test_a_child_run_restarts_the_schedule_records_its_parent_and_leaves_it_alone(

@@ -21,13 +21,13 @@ def joins(
     src_lens: np.ndarray,
     tgt_lens: np.ndarray,
     sources: np.ndarray | None,
-    longest: tuple[float, int, int],
+    concat: tuple[float, int, int],
     rng: np.random.Generator,
     src_marks: int = 0,
 ) -> np.ndarray:
     """Per pair: how many following pairs it is joined with this epoch (0: alone), or -1 for
-    a pair joined to an earlier one. longest is (concat_prob, concat_max, max_len)."""
-    prob, most, max_len = longest
+    a pair joined to an earlier one. concat is (concat_prob, concat_max, max_len)."""
+    prob, most, max_len = concat
     n = len(src_lens)
     counts = np.zeros(n, dtype=np.int64)
     starts = np.flatnonzero(rng.random(n) < prob)

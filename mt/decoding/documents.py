@@ -84,16 +84,7 @@ class Documents:
 
     def joined(self, translations: list[str]) -> list[str]:
         """Each line again: its pieces' translations between their original spacing."""
-        texts = iter(translations)
-        pieces = iter(self.pieces)
-        lines = []
-        for count in self.counts:
-            parts = []
-            for piece in (next(pieces) for _ in range(count)):
-                text = "" if piece.text is None else next(texts)
-                parts.append(piece.before + text + piece.after)
-            lines.append("".join(parts))
-        return lines
+        return [spans(pairs)[0] for pairs in self.per_line(translations)]
 
     def texts(self) -> list[str]:
         return [piece.text for piece in self.pieces if piece.text is not None]

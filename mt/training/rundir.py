@@ -37,8 +37,11 @@ def refuse_parents_directory(run_dir: Path, init_from: str | None) -> None:
     trainer.overwrite says: its checkpoints would replace the parent's."""
     if not init_from:
         return
-    parent, here = Path(init_from).resolve(), run_dir.resolve()
-    if here == parent or here in parent.parents:
+    parent = Path(init_from).resolve()
+    owner = parent if parent.is_dir() else parent.parent  # a checkpoint's folder
+    if owner.name == "checkpoints":  # a run's checkpoints: the run directory is above
+        owner = owner.parent
+    if run_dir.resolve() == owner:
         raise MTError(
             f"hydra.run.dir={run_dir} holds the parent trainer.init_from={init_from}: a child "
             "run never writes into its parent's directory; choose another hydra.run.dir"
