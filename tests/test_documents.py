@@ -79,6 +79,25 @@ def test_a_sentence_too_long_for_the_model_is_split_translated_whole_and_warned_
     assert result.stdout == " ".join(model.translate([p.strip() for p in parts])) + "\n"
 
 
+def test_a_language_the_segmenter_cannot_know_falls_back_to_english_with_one_warning(
+    moved_checkpoint, tmp_path, capsys, monkeypatch, caplog
+):
+    # "Mr." ends no sentence for English's rules but does for Russian's: the fallback shows.
+    lines = ["Mr. " + SENTENCES[0] + " " + SENTENCES[1]] * 3
+    _, out = translate_file(
+        moved_checkpoint, lines, tmp_path, capsys, monkeypatch, "src_lang=german"
+    )
+    warnings = [r.getMessage() for r in caplog.records if "'german'" in r.getMessage()]
+    assert len(warnings) == 1 and "English rules" in warnings[0]
+    _, english = translate_file(
+        moved_checkpoint, lines, tmp_path, capsys, monkeypatch, "src_lang=en"
+    )
+    _, russian = translate_file(
+        moved_checkpoint, lines, tmp_path, capsys, monkeypatch, "src_lang=ru"
+    )
+    assert out == english != russian
+
+
 def test_pieces_join_back_into_the_line_and_each_fits():
     line = "a b c, d e f; g h i j k l m n o p q r s t u v w x y z " * 3
 

@@ -12,10 +12,12 @@ sentence per line) translates each line as one input, as before, long lines stil
 
 from __future__ import annotations
 
+import locale
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import sentencex
 
@@ -38,6 +40,23 @@ class Piece:
     before: str
     text: str | None
     after: str
+
+
+# The languages Python's locale table names (ISO 639 codes): sentencex has no list of its own
+# to ask, and gives a code it does not know its default, English, rules.
+LANGUAGES = {alias.split(".")[0].split("_")[0].lower() for alias in locale.locale_alias.values()}
+
+
+@cache
+def check_language(lang: str) -> None:
+    """Warn, once per language, when lang names no language the segmenter could know."""
+    primary = lang.replace("_", "-").split("-")[0].lower()
+    if primary not in LANGUAGES:
+        log.warning(
+            "segmenting: %r is not a language code (ISO 639, e.g. de); "
+            "sentences are split by sentencex's fallback, its English rules",
+            lang,
+        )
 
 
 def sentences(line: str, lang: str) -> list[str]:
@@ -176,6 +195,8 @@ def prepared(
         return len(translator.tokenizer.encode_src([text], tag)[0]) <= limit
 
     lang = lang or translator.config.data.src_lang
+    if segment:
+        check_language(lang)
     return split_lines(lines, lang, fits, first_line, segment)
 
 
