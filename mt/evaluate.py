@@ -24,6 +24,7 @@ from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import EvaluateConfig, model_inputs, model_source
 from mt.data.directions import direction_config
 from mt.data.readers import read_aligned, read_split, source_files, split_name
+from mt.decoding.documents import translate_lines
 from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
@@ -98,7 +99,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     for side, named, lines in zip(("src", "tgt"), sides, (src, refs), strict=True):
         for warning in translator.language_warnings(named, lines, side, cfg.tgt_lang):
             log.warning("warning: %s", warning)
-    hyps = translator.translate(src, decode, tgt_lang=cfg.tgt_lang)
+    hyps = translate_lines(translator, src, decode, 1, cfg.tgt_lang, cfg.segment, cfg.src_lang)
     scores = corpus_scores(hyps, refs)
     write_text(hyps_path, "".join(h + "\n" for h in hyps))
     metrics = {
@@ -107,6 +108,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         **origin,
         "sentences": len(src),
         **scores,
+        "segment": cfg.segment,
         "decode": asdict(decode),
         "hyps": str(hyps_path),
     }

@@ -4,6 +4,7 @@ model is split and translated whole, never cut; segmentation off is each line as
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from helpers import (
     write_lines,
 )
 
-from mt import translate
+from mt import evaluate, translate
 from mt.common.checkpoint import load_checkpoint, save_checkpoint
 from mt.decoding.documents import fitted, sentences, split_lines
 from mt.decoding.translator import Translator
@@ -54,6 +55,26 @@ def test_a_paragraph_is_its_sentences_translated_one_by_one_and_joined(
     model = Translator.from_checkpoint(moved_checkpoint, "cpu")
     assert whole == model.translate(lines)
     assert len(whole[0].split()) < len(out[0].split())
+
+
+def test_evaluate_splits_paragraphs_when_asked_and_records_it(
+    moved_checkpoint, tmp_path, capsys, monkeypatch
+):
+    lines = [" ".join(SENTENCES[:3]), " ".join(SENTENCES[3:])]
+    _, translated = translate_file(moved_checkpoint, lines, tmp_path, capsys, monkeypatch)
+    src = write_lines(tmp_path / "paragraphs.de", lines)
+    ref = write_lines(tmp_path / "paragraphs.en", translated)
+    for segment in ("true", "false"):
+        hyps = tmp_path / f"segment-{segment}.hyp"
+        args = [f"checkpoint={moved_checkpoint}", f"src={src}", f"ref={ref}", f"hyps={hyps}"]
+        result = run_in_process(
+            evaluate.main, *args, f"segment={segment}", capsys=capsys, monkeypatch=monkeypatch
+        )
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads(hyps.with_name(hyps.name + ".metrics.json").read_text())
+        assert metrics["segment"] == (segment == "true")
+        assert (metrics["bleu"] > 99.99) == (segment == "true")
+    assert (tmp_path / "segment-true.hyp").read_text(encoding="utf-8").splitlines() == translated
 
 
 def test_a_sentence_too_long_for_the_model_is_split_translated_whole_and_warned_about(

@@ -44,6 +44,9 @@ class EvaluateConfig:
     # language of the source side read (default: the checkpoint's data.src_lang)
     tgt_lang: str | None = None
     src_lang: str | None = None
+    # Test sets are a sentence per line: split into sentences only lines that are paragraphs
+    # (true), as mt.translate does; a sentence too long for the model is split either way.
+    segment: bool = False
     device: str = "auto"
     decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
