@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 
 from mt.common.errors import MTError, reported
-from mt.decoding.significance import SEED, significance
-from mt.training.comparison import (
+from mt.evaluation.comparison import (
     baseline_index,
     direction_rows,
     find_results,
@@ -21,6 +20,7 @@ from mt.training.comparison import (
     same_test_set,
     significance_table,
 )
+from mt.evaluation.significance import SEED, significance
 
 
 def main(argv: list[str] | None = None) -> None:

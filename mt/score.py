@@ -11,7 +11,6 @@ checkpoints scores with their ensemble.
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -25,23 +24,10 @@ from mt.config.schema import Engine
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import ScoreConfig, model_inputs, model_source
 from mt.data.readers import read_aligned
-from mt.decoding.likelihood import Likelihood
+from mt.decoding.likelihood import score_lines, summary
 from mt.deploy.engine import open_translator
 
 register_configs()
-
-
-def score_lines(found: list[Likelihood]) -> str:
-    return "".join(f"{s.log_prob:.4f}\t{s.per_token:.4f}\t{s.tokens}\n" for s in found)
-
-
-def summary(found: list[Likelihood]) -> str:
-    tokens = sum(s.tokens for s in found)
-    log_prob = sum(s.log_prob for s in found)
-    return (
-        f"{len(found)} lines | {tokens} tokens | log-prob {log_prob:.2f} | "
-        f"ppl {math.exp(-log_prob / max(tokens, 1)):.2f}"
-    )
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="score")

@@ -16,23 +16,17 @@ from mt.config.tools import ServeConfig
 register_configs()
 
 
-def import_server():
-    """uvicorn and our app, or one line naming the missing extra."""
-    try:
-        import uvicorn
-
-        from mt.serving import app, connections, loading
-    except ImportError as e:
-        raise missing_extra("mt.serve", "serve", e.name) from None
-    return uvicorn, app, connections, loading
-
-
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="serve")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: ServeConfig = to_object(cfg)
         check_ranges(config, "")
-        uvicorn, app, connections, loading = import_server()
+        try:  # the serve extra: FastAPI and uvicorn
+            import uvicorn
+
+            from mt.serving import app, connections, loading
+        except ImportError as e:
+            raise missing_extra("mt.serve", "serve", e.name) from None
         models = loading.load_models(config)
         served = app.create_app(models, config)
         protocol = connections.bounded_protocol(config.read_timeout_s)

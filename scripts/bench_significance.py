@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-from mt.decoding.significance import significance
+from mt.evaluation.significance import significance
 
 
 def main() -> None:

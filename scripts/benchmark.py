@@ -41,7 +41,7 @@ from mt.config.store import register_configs, to_config
 from mt.data.batches import make_batch, train_batches
 from mt.data.corpus import load_corpus
 from mt.decoding.inference import TorchEngine
-from mt.decoding.scoring import corpus_scores
+from mt.evaluation.scores import corpus_scores
 from mt.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ COMMANDS = {
 }
 # Lower layers first: a module may import from its own layer and the ones before it.
 LAYERS = [
-    *("common", "models", "config", "data", "decoding", "deploy", "training", "studies"),
+    *("common", "models", "config", "data", "decoding", "deploy", "evaluation", "training"),
+    "studies",
     "serving",
 ]
 
@@ -99,6 +100,51 @@ def test_imports_run_from_higher_layers_to_lower_ones():
         if layer(name) is not None and layer(name) > layer(module)
     ]
     assert upward == []
+
+
+def defined_functions(path: Path) -> list[str]:
+    """The names of the functions and classes a module defines at its top level."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return [node.name for node in tree.body if isinstance(node, kinds)]
+
+
+def test_commands_only_parse_and_call_the_library():
+    # A command is its main: parse the settings, call the library, print. Whatever else it
+    # would define is library code, which tests and other commands import from mt/<layer>/.
+    extra = {
+        name: defined
+        for name in sorted(COMMANDS)
+        if (defined := [f for f in defined_functions(PACKAGE / f"{name}.py") if f != "main"])
+    }
+    assert extra == {}
+
+
+def function_lengths(path: Path) -> dict[str, int]:
+    """Every function's length in lines, by its qualified place in the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+    return {
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name}": node.end_lineno - node.lineno + 1
+        for node in ast.walk(tree)
+        if isinstance(node, kinds)
+    }
+
+
+def test_functions_and_files_stay_small():
+    files = sorted(PACKAGE.rglob("*.py"))
+    long_functions = {
+        where: length
+        for path in files
+        for where, length in function_lengths(path).items()
+        if length > 60
+    }
+    long_files = {
+        str(path.relative_to(REPO)): n
+        for path in files
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 350
+    }
+    assert (long_functions, long_files) == ({}, {})
 
 
 def test_there_is_no_import_cycle():

@@ -20,13 +20,13 @@ from mt.common.files import sha256_file
 from mt.config.schema import DecodeOverrides
 from mt.config.tools import DistillConfig
 from mt.decoding.translator import Translator
-from mt.distill import distil as distil_corpus
+from mt.training.distillation import distill as distill_corpus
 from mt.training.trainer import train
 
 SOURCES = multi30k_lines("train", "de", 30)
 
 
-def distil(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def distill(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mt.distill", *args], cwd=cwd, capture_output=True, text=True
     )
@@ -43,7 +43,7 @@ def test_a_student_of_a_memorising_teacher_translates_as_it_does(
     memorised_run, memorise_root, cache_dir, tmp_path
 ):
     teacher = memorised_run[0] / "checkpoints" / "final.pt"
-    result = distil(f"checkpoint={teacher}", f"out={tmp_path / 'kd'}", cwd=tmp_path)
+    result = distill(f"checkpoint={teacher}", f"out={tmp_path / 'kd'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     sources, targets = corpus(tmp_path / "kd")
     teacher_says = [
@@ -60,11 +60,11 @@ def test_a_student_of_a_memorising_teacher_translates_as_it_does(
     # A directory of the user's own is never written into.
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "train.en.gz").write_bytes(b"keep")
-    refused = distil(f"checkpoint={teacher}", f"out={tmp_path / 'mine'}", cwd=tmp_path)
+    refused = distill(f"checkpoint={teacher}", f"out={tmp_path / 'mine'}", cwd=tmp_path)
     assert refused.returncode != 0 and "holds other files" in refused.stderr
     assert (tmp_path / "mine" / "train.en.gz").read_bytes() == b"keep"
     # Run again: nothing is redone.
-    again = distil(f"checkpoint={teacher}", f"out={tmp_path / 'kd'}", cwd=tmp_path)
+    again = distill(f"checkpoint={teacher}", f"out={tmp_path / 'kd'}", cwd=tmp_path)
     assert again.returncode == 0 and "already distilled" in again.stderr
 
 
@@ -82,7 +82,7 @@ def test_a_killed_distillation_resumes_into_the_same_corpus(memorised_run, tmp_p
             decode=DecodeOverrides(beam_size=2),
         )
 
-    distil_corpus(settings(tmp_path / "whole"))
+    distill_corpus(settings(tmp_path / "whole"))
     out = tmp_path / "killed"
     args = [f"checkpoint={teacher}", f"input={lines}", "shard_lines=10", "decode.beam_size=2"]
     process = subprocess.Popen(
@@ -99,7 +99,7 @@ def test_a_killed_distillation_resumes_into_the_same_corpus(memorised_run, tmp_p
     shards = len(list((out / "shards").glob("*.en")))
     assert 3 <= shards < 24 and not (out / "distill.json").exists()
     capsys.readouterr()
-    finished = distil_corpus(settings(out))
+    finished = distill_corpus(settings(out))
     # Only the missing shards were decoded, into the corpus an uninterrupted run made.
     assert capsys.readouterr().err.count("shard ") == 24 - shards
     assert corpus(out) == corpus(tmp_path / "whole")
@@ -119,7 +119,7 @@ def test_a_distillation_begun_with_one_teacher_is_never_finished_with_another(
         return DistillConfig(out=str(out), device="cpu", **{**given, **changes})
 
     whole = tmp_path / "whole"
-    distil_corpus(settings(whole))
+    distill_corpus(settings(whole))
     # As a kill leaves it: the record and three of the six shards, no corpus.
     killed = tmp_path / "killed"
     shutil.copytree(whole, killed, ignore=shutil.ignore_patterns("distill.json", "train.*"))
@@ -133,23 +133,23 @@ def test_a_distillation_begun_with_one_teacher_is_never_finished_with_another(
         {"shard_lines": 20},
     ):
         with pytest.raises(MTError, match=f"out={killed}: its shards were made by another"):
-            distil_corpus(settings(killed, **changes))
+            distill_corpus(settings(killed, **changes))
     assert not (killed / "distill.json").exists()
     # A damaged shard is named, not assembled into a corpus out of step.
     damaged = killed / "shards" / "000001.en"
     damaged.write_text("".join(damaged.read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(MTError, match=f"{damaged}: 9 lines for 10 sources"):
-        distil_corpus(settings(killed))
+        distill_corpus(settings(killed))
     damaged.unlink()  # decoded again: the corpus the uninterrupted run made
-    distil_corpus(settings(killed))
+    distill_corpus(settings(killed))
     assert corpus(killed) == corpus(whole)
     # On the command line: one line; a teacher that is not there is named as missing.
-    other_teacher = distil(
+    other_teacher = distill(
         f"checkpoint={other}", f"input={lines}", "shard_lines=10", f"out={killed}", cwd=tmp_path
     )
     assert_clean_failure(other_teacher, f"error: out={killed}: distilled by another teacher")
     gone = tmp_path / "gone.pt"
-    missing = distil(
+    missing = distill(
         f"checkpoint={gone}", f"input={lines}", f"out={tmp_path / 'new'}", cwd=tmp_path
     )
     assert_clean_failure(missing, f"error: {gone}: checkpoint not found")

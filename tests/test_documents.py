@@ -22,7 +22,7 @@ from mt import evaluate, translate
 from mt.common.checkpoint import load_checkpoint, save_checkpoint
 from mt.decoding.documents import fitted, sentences, split_lines
 from mt.decoding.translator import Translator
-from mt.studies.evaluation import joined_scores
+from mt.evaluation.long_inputs import joined_scores
 
 SENTENCES = multi30k_lines("train", "de", 6)  # memorised by the tiny model, each one sentence
 

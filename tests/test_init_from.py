@@ -16,7 +16,7 @@ from mt.common.checkpoint import load_checkpoint
 from mt.common.errors import MTError
 from mt.common.files import sha256_file
 from mt.decoding.translator import load_trained
-from mt.training.comparison import markdown_table, row
+from mt.evaluation.comparison import markdown_table, row
 from mt.training.rundir import refuse_parents_directory
 from mt.training.trainer import Trainer, train
 from mt.training.validation import split_loss

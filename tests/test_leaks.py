@@ -8,8 +8,8 @@ from dataclasses import replace
 from helpers import multi30k_lines, write_corpus
 
 from mt.config.schema import DataConfig
-from mt.data.leaks import leak_audit, normalised
 from mt.data.readers import read_split, training_pairs
+from mt.evaluation.leaks import leak_audit, normalised
 
 
 def audit(tmp_path, copied: int) -> dict:

@@ -31,9 +31,9 @@ from mt.data.batches import dropped_by, train_batches
 from mt.data.corpus import load_corpus
 from mt.data.directions import epoch_weights, sampling_weights, source_marks, tag
 from mt.data.languages import percent_in, trigram_profile
-from mt.decoding.scoring import word_f_by_frequency, words
 from mt.decoding.translator import Translator
 from mt.deploy.engine import ctranslate2_translator
+from mt.evaluation.scores import word_f_by_frequency, words
 from mt.training.trainer import train
 
 DIRECTIONS = ["de-en", "en-de", "de-fr"]

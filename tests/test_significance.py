@@ -17,8 +17,8 @@ from helpers import assert_clean_failure, multi30k_lines, run_in_process, write_
 from sacrebleu.metrics import BLEU, CHRF
 
 from mt import compare
-from mt.decoding.scoring import by_source_length, word_f_by_frequency, words
-from mt.decoding.significance import significance
+from mt.evaluation.scores import by_source_length, word_f_by_frequency, words
+from mt.evaluation.significance import significance
 
 REFERENCES = multi30k_lines("train", "en", 300)
 

@@ -19,17 +19,10 @@ from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
 from mt.common.files import sha256_file
-from mt.studies.grid import (
-    LOCAL_KEYS,
-    check_same_settings,
-    composed,
-    study_runs,
-    train_all,
-    train_command,
-    waits_for,
-)
+from mt.evaluation.comparison import clock
+from mt.studies.grid import LOCAL_KEYS, check_same_settings, composed, study_runs
+from mt.studies.launch import train_all, train_command, waits_for
 from mt.studies.spec import load_study, row_overrides
-from mt.training.comparison import clock
 from mt.training.rundir import LOCK
 from mt.training.state import flat
 
@@ -224,7 +217,7 @@ def test_a_missing_study_file_is_named(tmp_path):
         load_study(tmp_path / "none.yaml")
 
 
-def test_a_study_distils_its_teacher_row_then_trains_the_student_on_the_corpus(
+def test_a_study_distills_its_teacher_row_then_trains_the_student_on_the_corpus(
     memorise_root, tmp_path
 ):
     tiny = ["+experiment=transformer", *TINY_MODELS["transformer"]]

@@ -82,6 +82,11 @@ def check_directions(data: DataConfig) -> None:
         raise MTError("data.directions: a tsv corpus has no languages to choose from")
     if not data.joint_vocab:
         raise MTError("data.directions: a multilingual run needs data.joint_vocab=true")
+    check_direction_weights(data)
+
+
+def check_direction_weights(data: DataConfig) -> None:
+    """One weight per direction, each an allowed epoch weight."""
     weights = data.direction_weights
     if weights and len(weights) != len(data.directions):
         raise MTError(
@@ -95,7 +100,7 @@ def check_directions(data: DataConfig) -> None:
 
 
 # What a run started from another (trainer.init_from) may keep of it besides the weights,
-# and the groups of parameters trainer.freeze can name (mt.training.parent.FREEZABLE).
+# and the groups of parameters trainer.freeze can name (mt.training.parent.in_group).
 INIT_KEEPABLE = ("optimizer", "schedule")
 FREEZABLE = ("embeddings", "encoder", "decoder")
 
@@ -118,6 +123,11 @@ def check_trainer(trainer: TrainerConfig) -> None:
             "trainer.resume=true continues this run; trainer.init_from starts a new one from "
             "another: give one of them"
         )
+    check_lineage(trainer)
+
+
+def check_lineage(trainer: TrainerConfig) -> None:
+    """What a run started from another keeps of it, and which parameter groups it freezes."""
     for kept in trainer.init_keep:
         if kept not in INIT_KEEPABLE:
             raise MTError(f"trainer.init_keep: {kept!r} is not one of {', '.join(INIT_KEEPABLE)}")

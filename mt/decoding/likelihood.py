@@ -4,6 +4,7 @@ marian-scorer), for filtering noisy corpora and reranking n-best lists."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,3 +69,18 @@ def score_pairs(
             found[i] = likelihood
     model.train(was_training)
     return found
+
+
+def score_lines(found: list[Likelihood]) -> str:
+    """LOG_PROB<TAB>LOG_PROB_PER_TOKEN<TAB>TOKENS per line (mt.score's output)."""
+    return "".join(f"{s.log_prob:.4f}\t{s.per_token:.4f}\t{s.tokens}\n" for s in found)
+
+
+def summary(found: list[Likelihood]) -> str:
+    """Lines, tokens, total log-probability and corpus perplexity in one line."""
+    tokens = sum(s.tokens for s in found)
+    log_prob = sum(s.log_prob for s in found)
+    return (
+        f"{len(found)} lines | {tokens} tokens | log-prob {log_prob:.2f} | "
+        f"ppl {math.exp(-log_prob / max(tokens, 1)):.2f}"
+    )

@@ -215,14 +215,12 @@ def queue_request(served: Served, request: TranslateRequest, limits: ServeConfig
         raise BadRequest(503, f"model {served.name!r}: {busy}") from None
 
 
-def create_app(models: list[Served], limits: ServeConfig) -> FastAPI:
-    """The FastAPI application serving models (names unique) within limits."""
-    by_name = {served.name: served for served in models}
-    app = FastAPI(title="mt translation server")
+def add_error_handlers(app: FastAPI, limits: ServeConfig) -> None:
+    """Every refusal and failure answered as JSON {"error": one line}, and a body announced
+    larger than the limit refused before it is read."""
 
     @app.middleware("http")
     async def bounded(request: Request, call_next):
-        """A body announced larger than the limit is refused before it is read."""
         size = request.headers.get("content-length", "0")
         if size.isdigit() and int(size) > limits.max_body_bytes:
             message = f"body: {size} bytes, this server takes {limits.max_body_bytes}"
@@ -249,6 +247,24 @@ def create_app(models: list[Served], limits: ServeConfig) -> FastAPI:
         message = " ".join(f"{type(error).__name__}: {error}".split())
         return JSONResponse({"error": f"internal error: {message}"}, status_code=500)
 
+
+def requested_model(models: list[Served], name: str | None) -> Served:
+    """The model a request names (the only one when it names none), else a 422 or 404."""
+    by_name = {served.name: served for served in models}
+    if name is None and len(models) == 1:
+        return models[0]
+    if name is None:
+        raise BadRequest(422, f"model: required when several are served ({', '.join(by_name)})")
+    if name not in by_name:
+        raise BadRequest(404, f"model: no model named {name!r} ({', '.join(by_name)})")
+    return by_name[name]
+
+
+def create_app(models: list[Served], limits: ServeConfig) -> FastAPI:
+    """The FastAPI application serving models (names unique) within limits."""
+    app = FastAPI(title="mt translation server")
+    add_error_handlers(app, limits)
+
     @app.get("/models")
     def list_models() -> list[dict]:
         return [served.description for served in models]
@@ -262,13 +278,9 @@ def create_app(models: list[Served], limits: ServeConfig) -> FastAPI:
     # (on the route, so that its 413 reaches the handlers above and is JSON too).
     @app.post("/translate", max_body_size=limits.max_body_bytes)
     async def translate_request(request: TranslateRequest) -> dict:
-        name = request.model or (models[0].name if len(models) == 1 else None)
-        if name is None:
-            raise BadRequest(422, f"model: required when several are served ({', '.join(by_name)})")
-        if name not in by_name:
-            raise BadRequest(404, f"model: no model named {name!r} ({', '.join(by_name)})")
+        served = requested_model(models, request.model)
         # Awaited, not waited for in a thread: a thousand waiting clients hold no threads.
-        return await asyncio.wrap_future(queue_request(by_name[name], request, limits))
+        return await asyncio.wrap_future(queue_request(served, request, limits))
 
     @app.get("/")
     def page() -> FileResponse:

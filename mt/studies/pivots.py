@@ -14,11 +14,10 @@ from mt.config.checks import parse
 from mt.config.store import from_plain_dict, to_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import read_split
-from mt.decoding.scoring import corpus_scores
 from mt.decoding.translator import Translator
-from mt.studies.evaluation import made_from, read_kept, target_language, target_word_counts
+from mt.evaluation.scores import breakdowns, corpus_scores
 from mt.studies.grid import Run, views
-from mt.training.selection import breakdowns
+from mt.studies.kept import made_from, read_kept, target_language, target_word_counts
 
 
 def legs_of(run: Run, runs: list[Run]) -> list[Run]:

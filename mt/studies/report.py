@@ -11,18 +11,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from mt.decoding.scoring import word_f_by_frequency
-from mt.decoding.significance import Tested, significance
-from mt.studies.evaluation import target_word_counts
-from mt.studies.grid import Run, views
-from mt.studies.spec import Study, StudyRow, baseline_row
-from mt.training.comparison import (
+from mt.evaluation.comparison import (
     TestSet,
     clock,
     largest_differences,
     same_test_set,
     significance_table,
 )
+from mt.evaluation.scores import word_f_by_frequency
+from mt.evaluation.significance import Tested, significance
+from mt.studies.grid import Run, views
+from mt.studies.kept import target_word_counts
+from mt.studies.spec import Study, StudyRow, baseline_row
 
 Buckets = Callable[[Run], list[dict]]  # a run's test scores per bucket
 
@@ -108,6 +108,19 @@ def described(results: dict) -> str:
 def as_markdown(head: list[str], lines: list[list[str]]) -> str:
     rows = [head, ["---"] * len(head), *lines]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
+def per_bucket(study: Study, runs: list[Run], buckets: Buckets, name: str, score: str):
+    """Bucket names, and per row label, per bucket, its seeds' values of score."""
+    names = [bucket[name] for bucket in buckets(runs[0])]
+    lines = {}
+    for row in ordered_rows(study):
+        tests = [buckets(run) for run in of_row(runs, row)]
+        lines[label(row)] = [
+            [None if t[k][score] is None else scale(t[k][score], score) for t in tests]
+            for k in range(len(names))
+        ]
+    return names, lines
 
 
 def bucket_table(study: Study, runs: list[Run], buckets: Buckets, name: str, score: str) -> str:
@@ -258,48 +271,6 @@ def leak_audit(runs: list[Run]) -> str:
     split = runs[0].results["config"]["data"]["train_split"]
     lines.append(f"- the subword model: trained on the `{split}` split alone (train_tokenizer)")
     return "\n".join(lines)
-
-
-def per_bucket(study: Study, runs: list[Run], buckets: Buckets, name: str, score: str):
-    """Bucket names, and per row label, per bucket, its seeds' values of score."""
-    names = [bucket[name] for bucket in buckets(runs[0])]
-    lines = {}
-    for row in ordered_rows(study):
-        tests = [buckets(run) for run in of_row(runs, row)]
-        lines[label(row)] = [
-            [None if t[k][score] is None else scale(t[k][score], score) for t in tests]
-            for k in range(len(names))
-        ]
-    return names, lines
-
-
-def draw_figures(study: Study, runs: list[Run], extra: dict, directory: Path) -> dict:
-    """The study's PNG figures in directory, by name: by_length, long_inputs, word_f."""
-    from mt.studies.plots import draw  # matplotlib: an optional extra, only for figures
-
-    drawn, long_scores = {}, extra["long_inputs"]
-    _, bleu = per_bucket(study, runs, by_length, "words", "bleu")
-    _, chrf = per_bucket(study, runs, by_length, "words", "chrf")
-    buckets = runs[0].test["by_length"]
-    names = [f"{b['words']}\n({b['sentences']})" for b in buckets]
-    drawn["by_length"] = directory / "by_length.png"
-    draw(drawn["by_length"], names, {"BLEU": bleu, "chrF": chrf}, "source words (sentences)")
-    if long_scores:
-        rows = ordered_rows(study)
-        ks = [str(entry["k"]) for entry in long_scores[rows[0].name][0]]
-        panels = {"BLEU": {}, "output / reference length": {}}
-        for row in rows:
-            seeds = long_scores[row.name]
-            for title, key in zip(panels, ("bleu", "length_ratio"), strict=True):
-                panels[title][label(row)] = [[s[j][key] for s in seeds] for j in range(len(ks))]
-        drawn["long_inputs"] = directory / "long_inputs.png"
-        draw(drawn["long_inputs"], ks, panels, "test sentences joined into one input")
-    word_f = extra["word_f"]["by_run"]
-    names, f = per_bucket(study, runs, lambda run: word_f[str(run.directory)], "train_count", "f")
-    drawn["word_f"] = directory / "word_f.png"
-    where = f"occurrences in the training targets of {extra['word_f']['counted']}"
-    draw(drawn["word_f"], names, {"target-word F-measure": f}, where)
-    return drawn
 
 
 def image(figures: dict, name: str, caption: str, written_to: Path) -> str:

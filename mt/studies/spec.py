@@ -80,16 +80,8 @@ def first_line(error: Exception) -> str:
 
 
 def check_study(study: Study, path: Path) -> None:
-    names = [row.name for row in study.rows]
-    if not names:
-        raise MTError(f"{path}: rows: empty; a study needs at least one row")
-    for name in names:
-        if names.count(name) > 1:
-            raise MTError(f"{path}: rows: '{name}' twice; each row needs its own name")
-        if not name or "/" in name or name.startswith("."):
-            raise MTError(f"{path}: rows: '{name}' is not a directory name")
-    if study.baseline is not None and study.baseline not in names:
-        raise MTError(f"{path}: baseline: '{study.baseline}' is none of the rows {names}")
+    """The study as a whole: rows, seeds, distilled corpora, directions, pivots, sizes."""
+    check_row_names(study, path)
     for where, seeds in [
         ("seeds", study.seeds),
         *((f"rows: {r.name}: seeds", r.seeds) for r in study.rows if r.seeds is not None),
@@ -109,6 +101,20 @@ def check_study(study: Study, path: Path) -> None:
             raise MTError(f"{path}: long_inputs: {k} is outside 1..{LONG_INPUT_MAX}")
     if not 0 <= study.examples <= 1000:
         raise MTError(f"{path}: examples: {study.examples}; must be in 0..1000")
+
+
+def check_row_names(study: Study, path: Path) -> None:
+    """At least one row, each a distinct directory name; the baseline one of them."""
+    names = [row.name for row in study.rows]
+    if not names:
+        raise MTError(f"{path}: rows: empty; a study needs at least one row")
+    for name in names:
+        if names.count(name) > 1:
+            raise MTError(f"{path}: rows: '{name}' twice; each row needs its own name")
+        if not name or "/" in name or name.startswith("."):
+            raise MTError(f"{path}: rows: '{name}' is not a directory name")
+    if study.baseline is not None and study.baseline not in names:
+        raise MTError(f"{path}: baseline: '{study.baseline}' is none of the rows {names}")
 
 
 def check_distilled(study: Study, path: Path) -> None:

@@ -140,19 +140,17 @@ def start_from(parent: Parent, state: TrainState, config: Config) -> None:
     log.info("started from %s (kept: %s)", parent.path, ", ".join(["weights", *keep]))
 
 
-# trainer.freeze's groups: the parameters whose names they match.
-FREEZABLE = {
-    "embeddings": lambda name: "embed" in name,
-    "encoder": lambda name: name.startswith("encoder"),
-    "decoder": lambda name: name.startswith("decoder"),
-}
+def in_group(name: str, group: str) -> bool:
+    """Whether the parameter name is in trainer.freeze's group (mt.config.checks.FREEZABLE):
+    any embedding table, else the module whose name the group is (encoder, decoder)."""
+    return "embed" in name if group == "embeddings" else name.startswith(group)
 
 
 def freeze(model: nn.Module, groups: list[str]) -> None:
     """Leave the named groups of parameters untrained (a tied output projection is the target
     embedding, so freezing embeddings freezes it too)."""
     for group in groups:
-        matched = [p for name, p in model.named_parameters() if FREEZABLE[group](name)]
+        matched = [p for name, p in model.named_parameters() if in_group(name, group)]
         if not matched:
             raise MTError(f"trainer.freeze: {type(model).__name__} has no {group} parameters")
         for parameter in matched:

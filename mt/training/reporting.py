@@ -165,7 +165,7 @@ def run_results(
         "test": {k: scores["test"][k] for k in TEST_KEYS if k in scores["test"]},
         "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
         "final": scores["final"],  # that choice as one file, for every tool (run-relative)
-        "leaks": scores["leaks"],  # held-out pairs and sources also in training (mt.data.leaks)
+        "leaks": scores["leaks"],  # held-out pairs and sources also in training (evaluation.leaks)
         "best_valid_bleu_greedy": p.best_bleu,
         "steps": p.step,
         "epochs": p.epoch,

@@ -19,10 +19,10 @@ from mt.common.files import write_text
 from mt.config.schema import Config, DataConfig
 from mt.config.store import to_plain_dict
 from mt.data.corpus import Corpus, Split
-from mt.data.leaks import leak_audit
 from mt.data.readers import training_pairs
 from mt.data.tokenizer import Tokenizer
-from mt.decoding.scoring import by_source_length, word_f_by_frequency, words
+from mt.evaluation.leaks import leak_audit
+from mt.evaluation.scores import breakdowns, words
 from mt.training.averaging import average
 from mt.training.validation import decode_split
 
@@ -125,15 +125,6 @@ def direction_rows(split: Split, direction: str | None) -> list[int]:
     if direction is None:
         return list(range(len(split.tgt_text)))
     return np.flatnonzero(split.sources == split.directions.index(direction)).tolist()
-
-
-def breakdowns(sources: list[str], hyps: list[str], refs: list[str], counts) -> dict:
-    """Where a test score comes from: by source length, and target-word F by how often the
-    word occurs in the training targets (all directions' targets, for a multilingual run)."""
-    return {
-        "by_length": by_source_length(sources, hyps, refs),
-        "word_f_by_frequency": word_f_by_frequency(hyps, refs, counts),
-    }
 
 
 def final_test(

@@ -16,7 +16,7 @@ from mt.data.corpus import Split
 from mt.data.languages import held_out_profiles, percent_in
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.inference import translate
-from mt.decoding.scoring import corpus_scores
+from mt.evaluation.scores import corpus_scores
 from mt.training.loss import token_loss
 
 log = logging.getLogger("mt")

@@ -15,7 +15,7 @@ from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import iter_lines, read_split
-from mt.decoding.significance import RESAMPLES, TRIALS, Tested
+from mt.evaluation.significance import RESAMPLES, TRIALS, Tested
 
 COLUMNS = (
     "run",

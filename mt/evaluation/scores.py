@@ -102,3 +102,12 @@ def word_f_by_frequency(
             }
         )
     return found
+
+
+def breakdowns(sources: list[str], hyps: list[str], refs: list[str], counts) -> dict:
+    """Where a test score comes from: by source length, and target-word F by how often the
+    word occurs in the training targets (all directions' targets, for a multilingual run)."""
+    return {
+        "by_length": by_source_length(sources, hyps, refs),
+        "word_f_by_frequency": word_f_by_frequency(hyps, refs, counts),
+    }

@@ -1,6 +1,7 @@
 """What a study's report needs beyond each run's own test: its rows' seeds decoded as one
 ensemble, and long inputs (consecutive test sentences joined k at a time). Each result is kept
-in a JSON file once computed, so rerunning a study decodes nothing twice."""
+in a JSON file once computed, so rerunning a study decodes nothing twice; and the files a
+report is made from, copied without the weights (--outputs)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-from sacrebleu.metrics import BLEU, CHRF
-
 from mt.common.errors import MTError
 from mt.common.files import sha256_file, write_text
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import read_split, training_pairs
-from mt.decoding.documents import translate_lines
-from mt.decoding.scoring import corpus_scores, words
 from mt.decoding.translator import Translator
-from mt.studies.grid import Run, long_inputs_file
+from mt.evaluation.long_inputs import joined_scores
+from mt.evaluation.scores import corpus_scores, words
+from mt.studies.grid import Run
 
 
 def made_from(runs: list[Run]) -> list[dict]:
@@ -108,11 +106,6 @@ def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> d
     return kept(ensemble_file(row_runs, runs), compute, made_from(row_runs))
 
 
-def joined(lines: list[str], k: int) -> list[str]:
-    """Consecutive lines joined k at a time by a space (the last group may hold fewer)."""
-    return [" ".join(lines[i : i + k]) for i in range(0, len(lines), k)]
-
-
 def long_input_scores(
     run: Run, ks: list[int], data_root: str | None, segmented: bool = False
 ) -> list[dict]:
@@ -139,26 +132,27 @@ def long_input_scores(
     return [entry for entry in found["scores"] if entry["k"] in ks]
 
 
-def joined_scores(
-    translator: Translator, sources, references, k: int, tgt_lang, segmented: bool = False
-) -> dict:
-    """Scores of the test set joined k sentences at a time, each join one input (and, with
-    segmented, split into sentences first)."""
-    inputs, targets = joined(sources, k), joined(references, k)
-    with torch.inference_mode():
-        hyps = translator.translate(inputs, tgt_lang=tgt_lang)
-        entry = {"k": k, "inputs": len(inputs)}
-        entry["longest_source_words"] = max(len(s.split()) for s in inputs)
-        entry.update(length_scores(hyps, targets))
-        if segmented:
-            decode = translator.config.decode
-            split = translate_lines(translator, inputs, decode, tgt_lang=tgt_lang)
-            entry["segmented"] = length_scores(split, targets)
-    return entry
+# What a run's report needs, without its checkpoints: a few hundred KB for a whole study.
+KEPT_FILES = ("config.yaml", "results.json")
 
 
-def length_scores(hyps: list[str], targets: list[str]) -> dict:
-    """BLEU, chrF and output / reference length ratio."""
-    bleu = BLEU().corpus_score(hyps, [targets])
-    chrf = CHRF().corpus_score(hyps, [targets]).score
-    return {"bleu": bleu.score, "chrf": chrf, "length_ratio": bleu.sys_len / bleu.ref_len}
+def long_inputs_file(run: Run) -> str:
+    """The run's long-input scores, per compared direction of a multilingual run."""
+    return f"long_inputs.{run.direction}.json" if run.direction else "long_inputs.json"
+
+
+def keep_outputs(runs: list[Run], study_files: list[Path], outputs: Path) -> None:
+    """Copy each run's config, results and test output, and the study's own result files
+    (ensembles), into outputs/, where the study finds every run finished: its report can be
+    recomputed from there without the checkpoints."""
+    for run in runs:
+        suffix = run.direction or run.results["config"]["data"]["tgt_lang"]
+        for name in (*KEPT_FILES, long_inputs_file(run), f"test.hyp.{suffix}"):
+            copy_text(run.directory / name, outputs / run.directory.name / name)
+    for path in study_files:
+        copy_text(path, outputs / path.name)
+
+
+def copy_text(source: Path, target: Path) -> None:
+    if source.is_file():
+        write_text(target, source.read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""Judging translations: corpus scores, breakdowns, significance, leaks, comparisons."""

@@ -1,0 +1,131 @@
+"""A study from start to end: its missing runs trained (the distilled corpora and the rows
+trained on them after their teachers, pivots translated), what its report needs evaluated
+(ensembles, long inputs; each kept once done), and the report written (mt.study)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from mt.common.files import check_markers, replace_block, write_text
+from mt.evaluation.significance import SEED
+from mt.studies.figures import draw_figures
+from mt.studies.grid import Run, study_runs
+from mt.studies.kept import ensemble_file, ensemble_scores, keep_outputs, long_input_scores
+from mt.studies.launch import distill_corpus, train_all
+from mt.studies.pivots import evaluate_pivot
+from mt.studies.report import (
+    of_row,
+    report_parts,
+    sections,
+    study_report,
+    word_f_buckets,
+)
+from mt.studies.spec import Study, load_study, uses_distilled
+
+
+@dataclass
+class Options:
+    """How mt.study runs a study: where, with how many threads and jobs, and where it writes."""
+
+    study: Path
+    runs: Path = Path("runs")
+    data_root: str | None = None
+    threads: int = 2
+    jobs: int = 1
+    set: list[str] = field(default_factory=list)  # mt.train overrides added to every run's
+    seed: int = SEED  # sacreBLEU's resampling seed
+    write: list[Path] = field(default_factory=list)  # pages that get the report
+    table: list[Path] = field(default_factory=list)  # pages that get the summary table
+    figures: Path | None = None
+    outputs: Path | None = None  # where each run's results and test output are copied
+
+
+def conduct(options: Options) -> None:
+    """Train what is missing, evaluate what the report needs, and write the report; the
+    pages' markers are checked first, before hours of training, not after."""
+    study = load_study(options.study)
+    study = replace(study, overrides=[*study.overrides, *options.set])
+    blocks = markers(options.study.stem)
+    for path in options.write:
+        check_markers(path, *blocks["report"])
+    for path in options.table:
+        check_markers(path, *blocks["table"])
+    runs = study_runs(study, options.runs)
+    train_study(study, runs, options)
+    write_reports(study, runs, options)
+
+
+def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
+    """The ensembles' and the long inputs' scores, per row name, and every run's word-F
+    buckets by one count table."""
+    found = {"ensembles": {}, "long_inputs": {}}
+    found["word_f"] = word_f_buckets(study, runs, args.data_root)
+    for row in study.rows:
+        row_runs = of_row(runs, row)
+        if study.ensemble and len(row_runs) > 1:
+            found["ensembles"][row.name] = ensemble_scores(row_runs, args.runs, args.data_root)
+        if study.long_inputs:
+            found["long_inputs"][row.name] = [
+                long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
+                for run in row_runs
+            ]
+    return found
+
+
+def train_study(study: Study, runs: list[Run], args: Options) -> None:
+    """The runs that are missing, the distilled corpora, the rows trained on them, then the
+    pivot rows' translations."""
+    first = [r for r in runs if not uses_distilled(r.row)]
+    train_all(first, args.data_root, args.threads, args.jobs)
+    students = [r for r in runs if uses_distilled(r.row)]
+    # Students all trained (or their outputs kept without the corpora): nothing to distill.
+    if any(not (r.directory / "results.json").is_file() for r in students):
+        for corpus in study.distilled:
+            teachers = [run for run in runs if run.row.name == corpus.teacher]
+            distill_corpus(corpus, teachers, args.runs, args.data_root, args.threads)
+    train_all(students, args.data_root, args.threads, args.jobs)
+    torch.set_num_threads(args.threads)
+    for run in (run for run in runs if run.row.pivot):
+        evaluate_pivot(run, runs, args.data_root)
+
+
+def markers(name: str) -> dict[str, tuple[str, str]]:
+    """The blocks a page holds for the study: the whole report, or its summary table."""
+    return {
+        "report": (f"<!-- study: {name} -->", f"<!-- end of study: {name} -->"),
+        "table": (f"<!-- study table: {name} -->", f"<!-- end of study table: {name} -->"),
+    }
+
+
+def write_reports(study: Study, runs: list[Run], args: Options) -> None:
+    """The report in <runs>/<study>.md and the --write pages, the summary in the --table
+    pages, the figures, and with --outputs what the report was made from; a study of
+    several test sets (directions) has a section, and a figures directory, per direction."""
+    name, blocks = args.study.stem, markers(args.study.stem)
+    own = args.runs / f"{name}.md"
+    figures_root = args.figures or args.runs / name
+    reports, summaries = {path: [] for path in [own, *args.write]}, []
+    found = sections(study, runs)
+    for section, section_runs in found:
+        extra = evaluated(section, section_runs, args)
+        parts = report_parts(section, section_runs, extra, args.data_root, args.seed)
+        several = len(found) > 1
+        where = figures_root / section_runs[0].compared if several else figures_root
+        figures = draw_figures(section, section_runs, extra, where)
+        for path, texts in reports.items():
+            texts.append(study_report(parts, figures, path))
+        heading = f"**{section.title}**\n\n" if several else ""
+        summaries.append(heading + parts["summary"])
+        if args.outputs:
+            rows = [row for row in section.rows if row.name in extra["ensembles"]]
+            ensembles = [ensemble_file(of_row(section_runs, row), args.runs) for row in rows]
+            keep_outputs(section_runs, ensembles, args.outputs)
+    write_text(own, "\n\n".join(reports[own]) + "\n")
+    print("\n\n".join(reports[own]))
+    for path in args.write:
+        replace_block(path, "\n\n".join(reports[path]), *blocks["report"])
+    for path in args.table:
+        replace_block(path, "\n\n".join(summaries), *blocks["table"])
