@@ -34,7 +34,7 @@ from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.store import register_configs, to_config
 from mt.data.batches import Batch, FixedBatch, fixed_shape_batches, padded, token_batches
 from mt.models import build_model, count_parameters
-from mt.training.update import Update, optimizer_and_schedule
+from mt.training.update import Update, optimizer_and_schedule, step_plan
 
 REPO = Path(__file__).resolve().parents[1]
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, by a substring of the device's name.
@@ -103,12 +103,11 @@ def measure(recipe: str, args) -> dict:
     torch.manual_seed(0)
     vocab = 1000 if args.tiny else vocab
     model = build_model(config.model, vocab, vocab, True).to(device)
-    compiled = device.type == "cuda" if t.compile is None else t.compile
-    fixed = compiled if config.data.fixed_shapes is None else config.data.fixed_shapes
-    trained = torch.compile(model) if compiled else model
+    plan = step_plan(device, t, config.data)
+    trained = torch.compile(model) if plan.compiled else model
     precision = training_precision(device, t.precision.value)
     update = Update(model, trained, *optimizer_and_schedule(model, t, device), t, device, precision)
-    updates = synthetic_updates(config, vocab, mean, args.warmup + args.steps, fixed)
+    updates = synthetic_updates(config, vocab, mean, args.warmup + args.steps, plan.fixed_shapes)
     started = time.perf_counter()
     for batches in updates[: args.warmup]:
         update(batches)
@@ -130,8 +129,8 @@ def measure(recipe: str, args) -> dict:
         "recipe": recipe,
         "params": params,
         "precision": precision,
-        "compiled": compiled,
-        "fixed_shapes": fixed,
+        "compiled": plan.compiled,
+        "fixed_shapes": plan.fixed_shapes,
         "target_tokens_per_update": round(tokens / args.steps),
         "padding_efficiency": round(real / slots, 3),
         "distinct_shapes": len({(b.src.shape, b.tgt_in.shape) for b in timed}),

@@ -271,7 +271,7 @@ def update_losses(root: Path, cache: Path, run_dir: Path, steps: int, *overrides
     split, data = trainer.corpus.train, config.data
     seed = config.trainer.seed
     batches = train_batches(split, data.max_tokens, data.max_len, seed, 0, fixed_shapes=True)
-    fixed = trainer.fixed_shapes if fixed is None else fixed
+    fixed = trainer.progress.fixed_shapes if fixed is None else fixed
     losses = []
     for step in range(steps):
         batch = batches[step % len(batches)]

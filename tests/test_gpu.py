@@ -62,7 +62,7 @@ def test_a_training_step_never_waits_for_the_device(memorise_root, cache_dir, tm
     config = make_config(memorise_root, "tiny", cache_dir, "trainer.device=cuda")
     trainer = Trainer(config, tmp_path)
     train_split, data = trainer.corpus.train, config.data
-    fixed = trainer.fixed_shapes
+    fixed = trainer.progress.fixed_shapes
     batches = train_batches(train_split, data.max_tokens, data.max_len, 1, 0, fixed_shapes=fixed)
     updates = [[make_batch(train_split, b)] for b in batches[:4]]
     trainer.train_step(updates[0])  # compiles, allocates

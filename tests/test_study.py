@@ -98,7 +98,7 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert first.returncode == 0, first.stderr[-3000:]
     names = [f"{row}-seed{seed}" for seed in (1, 2) for row in ("rnn", "transformer")]
     results = {n: json.loads((runs / n / "results.json").read_text()) for n in names}
-    assert results["rnn-seed1"]["model"] == "rnnseq2seq"
+    assert results["rnn-seed1"]["model"] == "rnn"
     assert results["rnn-seed2"]["config"]["trainer"]["seed"] == 2
 
     report = page.read_text()

@@ -166,6 +166,21 @@ def test_resume_logs_the_settings_it_changes_and_applies_them(
     assert resumed[2] == pytest.approx(expected[2] / 3, rel=1e-6)
 
 
+def test_a_resumed_run_keeps_the_batching_it_began_with(memorise_root, cache_dir, tmp_path, caplog):
+    # Begun with fixed shapes (a GPU's plan), resumed where the settings say otherwise (a
+    # CPU's): the epoch goes on cut as it began, with a warning, and results.json says so.
+    short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
+    fixed = ["trainer.max_steps=1", "data.fixed_shapes=true", *short]
+    train(make_config(memorise_root, "tiny", cache_dir, *fixed), tmp_path)
+    again = ["trainer.max_steps=2", "trainer.resume=true", "data.fixed_shapes=false", *short]
+    with caplog.at_level(logging.WARNING, logger="mt"):
+        train(make_config(memorise_root, "tiny", cache_dir, *again), tmp_path)
+    warned = [r.getMessage() for r in caplog.records if "as this run began" in r.getMessage()]
+    assert len(warned) == 1 and "data.fixed_shapes=True" in warned[0]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["step_plan"] == {"compiled": False, "fixed_shapes": True}
+
+
 def test_a_resumed_run_records_each_commit_it_trained_under(memorise_root, cache_dir, tmp_path):
     short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
     train(make_config(memorise_root, "tiny", cache_dir, "trainer.max_steps=1", *short), tmp_path)

@@ -8,7 +8,7 @@ lives beside its network in mt/models/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -248,10 +248,13 @@ class DecodeOverrides:
 
     RANGES: ClassVar[dict[str, Rule]] = DecodeConfig.RANGES
 
+    def given(self) -> dict:
+        """The keys given (not null), by name."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
     def applied_to(self, decode: DecodeConfig) -> DecodeConfig:
         """decode with every key given here replaced."""
-        given = {k: v for k, v in vars(self).items() if v is not None}
-        return replace(decode, **given)
+        return replace(decode, **self.given())
 
 
 @dataclass

@@ -28,12 +28,21 @@ class EvalSplit(Enum):
 
 
 @dataclass
-class EvaluateConfig:
-    """`python -m mt.evaluate checkpoint=PATH [split=valid | src=FILE ref=FILE] [decode.*]`."""
+class DecodingTool:
+    """What every tool that decodes with a trained model takes: the model (a checkpoint, an
+    ensemble [A.pt,B.pt] or a CTranslate2 export), the device and decode overrides."""
 
     checkpoint: Any = None  # engine=torch: the trained model, or [A.pt,B.pt] as an ensemble
     engine: Engine = Engine.torch
     model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
+    device: str = "auto"
+    decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
+
+
+@dataclass
+class EvaluateConfig(DecodingTool):
+    """`python -m mt.evaluate checkpoint=PATH [split=valid | src=FILE ref=FILE] [decode.*]`."""
+
     split: EvalSplit = EvalSplit.test  # a split of the data the checkpoint was trained on
     src: str | None = None  # or any parallel pair: source lines (plain or .gz) ...
     ref: str | None = None  # ... and their reference translations
@@ -47,17 +56,12 @@ class EvaluateConfig:
     # Test sets are a sentence per line: split into sentences only lines that are paragraphs
     # (true), as mt.translate does; a sentence too long for the model is split either way.
     segment: bool = False
-    device: str = "auto"
-    decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
 
 @dataclass
-class TranslateConfig:
+class TranslateConfig(DecodingTool):
     """`python -m mt.translate checkpoint=PATH [input=FILE] [output=FILE] [decode.*]`."""
 
-    checkpoint: Any = None  # engine=torch: the trained model, or [A.pt,B.pt] as an ensemble
-    engine: Engine = Engine.torch
-    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
     input: str | None = None  # default: stdin
     output: str | None = None  # default: stdout
     prefix: str | None = None  # a target prefix per input line that each output starts with
@@ -68,25 +72,18 @@ class TranslateConfig:
     # the model's source language).
     segment: bool = True
     src_lang: str | None = None
-    device: str = "auto"
-    decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the checkpoint's
 
     RANGES: ClassVar[dict[str, Rule]] = {"lines_per_batch": within(1, 10**7)}
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(DecodingTool):
     """`python -m mt.distill checkpoint=PATH out=DIR [input=FILE] [decode.*]` (mt/distill.py)."""
 
-    checkpoint: Any = None  # engine=torch: the teacher, or [A.pt,B.pt,C.pt] as an ensemble
-    engine: Engine = Engine.torch
-    model_dir: str | None = None  # engine=ctranslate2: the directory mt.export wrote
     out: str = MISSING  # the distilled corpus's directory
     input: str | None = None  # default: the teacher's own training sources
     data_root: str | None = None  # where the teacher's corpus lies now, if it has moved
     shard_lines: int = 5000  # lines decoded and written whole at a time: what a kill loses
-    device: str = "auto"
-    decode: DecodeOverrides = field(default_factory=DecodeOverrides)  # null: the teacher's
 
     RANGES: ClassVar[dict[str, Rule]] = {"shard_lines": within(1, 10**7)}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -255,6 +256,6 @@ class Translator:
     ) -> list[str]:
         """The best translation of each sentence, in order; "" for an empty line."""
         decode = decode or self.config.decode
-        one_best = DecodeConfig(**{**decode.__dict__, "nbest": 1})
+        one_best = replace(decode, nbest=1)
         nbests = self.translate_nbest(sentences, one_best, first_line, prefixes, tgt_lang)
         return [n[0][0] for n in nbests]

@@ -22,6 +22,7 @@ from mt.common.special_ids import PAD_ID
 from mt.models.attention import Attention, AttentionScore
 from mt.models.contract import State, select_rows
 from mt.models.dropout import Dropout
+from mt.models.embeddings import embedding_tables
 
 
 @dataclass
@@ -50,11 +51,8 @@ class Bahdanau(nn.Module):
         super().__init__()
         self.max_length = None  # recurrent: no positions to run out of
         hidden = cfg.hidden_dim
-        self.tgt_embed = nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD_ID)
         tie = cfg.tie_embeddings and joint
-        self.src_embed = (
-            self.tgt_embed if tie else nn.Embedding(src_vocab, cfg.emb_dim, padding_idx=PAD_ID)
-        )
+        self.tgt_embed, self.src_embed = embedding_tables(tgt_vocab, src_vocab, cfg.emb_dim, tie)
         # Each direction gets half the width, so encoder states and decoder state have the same
         # size and every score function (dot products included) applies.
         self.encoder = nn.GRU(cfg.emb_dim, hidden // 2, batch_first=True, bidirectional=True)

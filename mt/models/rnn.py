@@ -20,6 +20,7 @@ from mt.common.ranges import DEPTH, FRACTION, WIDTH, Rule, check_ranges
 from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
 from mt.models.dropout import Dropout
+from mt.models.embeddings import embedding_tables
 
 
 class RNNCell(Enum):
@@ -79,11 +80,8 @@ class RNNSeq2Seq(nn.Module):
         self.max_length = None  # recurrent: no positions to run out of
         cell = CELLS[cfg.cell]
         between_layers = cfg.dropout if cfg.num_layers > 1 else 0.0
-        self.tgt_embed = nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD_ID)
         tie = cfg.tie_embeddings and joint
-        self.src_embed = (
-            self.tgt_embed if tie else nn.Embedding(src_vocab, cfg.emb_dim, padding_idx=PAD_ID)
-        )
+        self.tgt_embed, self.src_embed = embedding_tables(tgt_vocab, src_vocab, cfg.emb_dim, tie)
         self.encoder = cell(
             cfg.emb_dim, cfg.hidden_dim, cfg.num_layers, batch_first=True, dropout=between_layers
         )

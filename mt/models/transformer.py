@@ -21,6 +21,7 @@ from mt.common.ranges import DEPTH, FF_WIDTH, FRACTION, POSITIONS, WIDTH, Rule, 
 from mt.common.special_ids import PAD_ID
 from mt.models.contract import State, select_rows
 from mt.models.dropout import Dropout, dropout
+from mt.models.embeddings import embedding_tables
 
 
 @dataclass
@@ -236,11 +237,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.d_model = cfg.d_model
         self.max_length = cfg.max_positions
-        self.tgt_embed = nn.Embedding(tgt_vocab, cfg.d_model, padding_idx=PAD_ID)
         tie = cfg.tie_embeddings and joint
-        self.src_embed = (
-            self.tgt_embed if tie else nn.Embedding(src_vocab, cfg.d_model, padding_idx=PAD_ID)
-        )
+        self.tgt_embed, self.src_embed = embedding_tables(tgt_vocab, src_vocab, cfg.d_model, tie)
         # Tied: the output projection is the target embedding matrix (Press & Wolf, 2017).
         self.output = None if tie else nn.Linear(cfg.d_model, tgt_vocab, bias=False)
         self.register_buffer(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -123,9 +123,7 @@ def decode_settings(served: Served, request: TranslateRequest, limits: ServeConf
     if request.nbest > beam:
         raise BadRequest(422, f"nbest: {request.nbest} exceeds beam_size={beam}")
     penalty = decode.length_penalty if request.length_penalty is None else request.length_penalty
-    return DecodeConfig(
-        **{**asdict(decode), "beam_size": beam, "nbest": request.nbest, "length_penalty": penalty}
-    )
+    return replace(decode, beam_size=beam, nbest=request.nbest, length_penalty=penalty)
 
 
 def check_sentences(sentences: list[str], limits: ServeConfig) -> None:

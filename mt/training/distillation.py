@@ -78,7 +78,7 @@ def teacher_record(cfg: DistillConfig, models: list[Path], lines: Iterator[str])
         "engine": cfg.engine.value,
         "input": cfg.input,
         "input_sha256": digest.hexdigest(),
-        "decode": {k: v for k, v in vars(cfg.decode).items() if v is not None},
+        "decode": cfg.decode.given(),
         "shard_lines": cfg.shard_lines,
     }
     return json.loads(json.dumps(record))  # as it reads back from a file

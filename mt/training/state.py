@@ -30,6 +30,9 @@ class Progress:
     train_seconds: float = 0.0  # time spent in training steps (validation excluded)
     train_tokens: int = 0  # target tokens trained on
     commits: list[str | None] = field(default_factory=list)  # the code of each stretch
+    # The batching the run's epochs are cut with (StepPlan.fixed_shapes): a resumed run keeps
+    # it, so an epoch is never re-batched halfway (None: a checkpoint from before this).
+    fixed_shapes: bool | None = None
 
 
 def record_commit(progress: Progress) -> None:

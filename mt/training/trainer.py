@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -17,14 +17,14 @@ from mt.common.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
 from mt.common.runtime import pick_device, set_cpu_threads, source_commit, training_precision
-from mt.config.schema import Config, DecodeConfig
+from mt.config.schema import Config
 from mt.data.batches import train_batches
 from mt.data.concat import joined_split
 from mt.data.corpus import Corpus, load_corpus
 from mt.data.directions import epoch_weights, source_marks
 from mt.data.feed import updates
 from mt.data.languages import held_out_profiles
-from mt.models import build_model, count_parameters
+from mt.models import build_model, count_parameters, model_name
 from mt.training import distributed
 from mt.training.heatmap import attention_images
 from mt.training.parent import Parent, fitted, freeze, kept_init_from, start_from
@@ -33,7 +33,7 @@ from mt.training.schedule import eta_seconds, limit_reached
 from mt.training.selection import final_test
 from mt.training.signals import StopRequests
 from mt.training.state import Progress, TrainState, checkpoint_payload, random_state, restore
-from mt.training.update import Update, optimizer_and_schedule
+from mt.training.update import Update, optimizer_and_schedule, step_plan
 from mt.training.validation import decode_split, samples_markdown, split_loss
 
 log = logging.getLogger("mt")
@@ -74,11 +74,9 @@ class Trainer:
             if distributed.active()
             else self.model
         )
-        self.compiled = self.device.type == "cuda" if t.compile is None else t.compile
-        if self.compiled:  # the same module underneath: checkpoints and decoding are unchanged
+        self.plan = step_plan(self.device, t, config.data)
+        if self.plan.compiled:  # the same module underneath: checkpoints, decoding unchanged
             self.trained = torch.compile(self.trained)
-        fixed = config.data.fixed_shapes
-        self.fixed_shapes = self.compiled if fixed is None else fixed
         optimizer, scheduler = optimizer_and_schedule(self.model, t, self.device)
         args = (optimizer, scheduler, t, self.device, self.precision)
         self.update = Update(self.model, self.trained, *args)
@@ -91,12 +89,27 @@ class Trainer:
             restore(last, resumed, self.tokenizer_models, self.state, self.device, config)
         elif self.parent:
             start_from(self.parent, self.state, config)
+        self.keep_batching()
         freeze(self.model, t.freeze)
         # Rank 0 alone writes TensorBoard, checkpoints and results.
         first_step = self.progress.step + 1
         self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
         self.stop_requests = StopRequests()
         self.interrupted = False  # a stop signal reached this rank or another
+
+    def keep_batching(self) -> None:
+        """A new run records its batching; a resumed one keeps what it began with, whatever
+        this device would choose, so its epochs are cut the same way."""
+        p, planned = self.progress, self.plan.fixed_shapes
+        if p.fixed_shapes is None:
+            p.fixed_shapes = planned
+        elif p.fixed_shapes != planned:
+            log.warning(
+                "resumed with data.fixed_shapes=%s, as this run began; this device and these "
+                "settings would choose %s",
+                p.fixed_shapes,
+                planned,
+            )
 
     @property
     def progress(self) -> Progress:
@@ -160,7 +173,7 @@ class Trainer:
                         data.max_length_ratio,
                         epoch_weights(data, self.corpus.train.sources),
                         src_marks=marks,
-                        fixed_shapes=self.fixed_shapes,
+                        fixed_shapes=p.fixed_shapes,
                     )
                 )
                 done = p.batch_in_epoch // world  # progress counts batches of all ranks
@@ -276,9 +289,7 @@ class Trainer:
         p, t = self.progress, self.config.trainer
         valid, tokenizer = self.corpus.valid, self.corpus.tokenizer
         loss = split_loss(self.model, valid, self.config.data.max_tokens, self.device)
-        decode = DecodeConfig(
-            **{**asdict(self.config.decode), "beam_size": t.valid_beam_size, "nbest": 1}
-        )
+        decode = replace(self.config.decode, beam_size=t.valid_beam_size, nbest=1)
         scores, hyps = decode_split(self.model, tokenizer, valid, decode, self.device)
         fixed = valid.src_ids[: t.attention_maps]
         images = attention_images(self.model, tokenizer, fixed, self.config.decode, self.device)
@@ -327,12 +338,14 @@ def train_and_test(trainer: Trainer) -> dict | None:
     scores = final_test(
         trainer.model, trainer.corpus, trainer.config, trainer.checkpoints, trainer.device
     )
-    name = type(trainer.model).__name__.lower()
+    name = model_name(trainer.config.model)  # "rnn", "bahdanau", "transformer"
     wall = time.monotonic() - trainer.started
     parent = trainer.parent.record() if trainer.parent else None
     results = run_results(
         trainer.config, name, scores, trainer.progress, params, trainer.device, wall, parent
     )
     results["directory"] = str(trainer.run_dir.resolve())  # where it trained: paths moved with it
+    plan = {"compiled": trainer.plan.compiled, "fixed_shapes": trainer.progress.fixed_shapes}
+    results["step_plan"] = plan  # how its steps ran: compiled, and the batches' shapes
     write_results(trainer.run_dir, results)
     return results

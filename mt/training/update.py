@@ -10,10 +10,27 @@ import torch
 from torch import nn
 
 from mt.common.runtime import autocast
-from mt.config.schema import TrainerConfig
+from mt.config.schema import DataConfig, TrainerConfig
 from mt.training import distributed
 from mt.training.loss import token_loss
 from mt.training.schedule import inverse_sqrt_schedule
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How the training step runs: compiled (torch.compile), and whether batches are padded
+    to a few fixed shapes (what a compiled step wants: no recompiling per shape)."""
+
+    compiled: bool
+    fixed_shapes: bool
+
+
+def step_plan(device: torch.device, trainer: TrainerConfig, data: DataConfig) -> StepPlan:
+    """The plan by the settings, null ones decided by the device: compiled and fixed shapes
+    on a GPU, neither on a CPU."""
+    compiled = device.type == "cuda" if trainer.compile is None else trainer.compile
+    fixed = compiled if data.fixed_shapes is None else data.fixed_shapes
+    return StepPlan(compiled, fixed)
 
 
 def optimizer_and_schedule(model: nn.Module, t: TrainerConfig, device: torch.device):
