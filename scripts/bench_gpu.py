@@ -104,9 +104,9 @@ def measure(recipe: str, args) -> dict:
     vocab = 1000 if args.tiny else vocab
     model = build_model(config.model, vocab, vocab, True).to(device)
     plan = step_plan(device, t, config.data)
-    trained = torch.compile(model) if plan.compiled else model
+    wrapped = torch.compile(model) if plan.compiled else model
     precision = training_precision(device, t.precision.value)
-    update = Update(model, trained, *optimizer_and_schedule(model, t, device), t, device, precision)
+    update = Update(model, wrapped, *optimizer_and_schedule(model, t, device), t, device, precision)
     updates = synthetic_updates(config, vocab, mean, args.warmup + args.steps, plan.fixed_shapes)
     started = time.perf_counter()
     for batches in updates[: args.warmup]:

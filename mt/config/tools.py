@@ -78,7 +78,7 @@ class TranslateConfig(DecodingTool):
 
 @dataclass
 class DistillConfig(DecodingTool):
-    """`python -m mt.distill checkpoint=PATH out=DIR [input=FILE] [decode.*]` (mt/training/distillation.py)."""
+    """`python -m mt.distill checkpoint=PATH out=DIR [input=FILE] [decode.*]`."""
 
     out: str = MISSING  # the distilled corpus's directory
     input: str | None = None  # default: the teacher's own training sources

@@ -157,3 +157,15 @@ def freeze(model: nn.Module, groups: list[str]) -> None:
             parameter.requires_grad_(False)
     if groups and not any(p.requires_grad for p in model.parameters()):
         raise MTError(f"trainer.freeze={groups}: leaves nothing of the model to train")
+
+
+def lineage(config: Config, last: Path, resumed: dict | None) -> tuple[Parent | None, Config]:
+    """The run this one starts from (trainer.init_from, or a resumed run's own last.pt) and
+    the config fitted to it: its model shape and subword models."""
+    t = config.trainer
+    if t.init_from:
+        parent = Parent.open(t.init_from, t.init_keep)
+    else:
+        parent = Parent.resumed(last, resumed) if resumed else None
+    config = fitted(config, parent) if parent else config
+    return parent, kept_init_from(config, resumed) if resumed else config

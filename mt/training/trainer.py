@@ -11,7 +11,6 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from mt.common.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.common.errors import Stopped
@@ -27,13 +26,13 @@ from mt.data.languages import held_out_profiles
 from mt.models import build_model, count_parameters, model_name
 from mt.training import distributed
 from mt.training.heatmap import attention_images
-from mt.training.parent import Parent, fitted, freeze, kept_init_from, start_from
+from mt.training.parent import freeze, lineage, start_from
 from mt.training.reporting import Reporter, Window, run_results, write_results
 from mt.training.schedule import eta_seconds, limit_reached
 from mt.training.selection import final_test
 from mt.training.signals import StopRequests
 from mt.training.state import Progress, TrainState, checkpoint_payload, random_state, restore
-from mt.training.update import Update, optimizer_and_schedule, step_plan
+from mt.training.update import Update, optimizer_and_schedule, step_plan, wrapped
 from mt.training.validation import decode_split, samples_markdown, split_loss
 
 log = logging.getLogger("mt")
@@ -42,18 +41,10 @@ log = logging.getLogger("mt")
 class Trainer:
     def __init__(self, config: Config, run_dir: Path):
         self.started = time.monotonic()
-        t = config.trainer
-        # A run started from another takes its model shape and subword models (when resumed
-        # too: from its own last.pt).
         last = run_dir / "checkpoints" / "last.pt"
-        resumed = load_checkpoint(last) if t.resume else None  # read once: it can be GBs
-        if t.init_from:
-            self.parent = Parent.open(t.init_from, t.init_keep)
-        else:
-            self.parent = Parent.resumed(last, resumed) if resumed else None
-        config = fitted(config, self.parent) if self.parent else config
-        config = kept_init_from(config, resumed) if resumed else config
-        self.config, self.run_dir = config, run_dir
+        resumed = load_checkpoint(last) if config.trainer.resume else None  # once: it can be GBs
+        self.parent, config = lineage(config, last, resumed)
+        self.config, self.run_dir, t = config, run_dir, config.trainer
         set_cpu_threads(t.num_threads)
         timeout = timedelta(seconds=t.ddp_timeout_s)
         self.device = distributed.init(pick_device(t.device), timeout)
@@ -66,20 +57,10 @@ class Trainer:
         build = distributed.local_rank() == 0
         self.corpus: Corpus = load_corpus(config.data, build, tokenizer)
         self.model = build_model(config.model, *self.corpus.tokenizer.sizes()).to(self.device)
-        # The model that training steps run through: DDP averages gradients across ranks.
-        self.trained = (
-            DistributedDataParallel(
-                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
-            )
-            if distributed.active()
-            else self.model
-        )
         self.plan = step_plan(self.device, t, config.data)
-        if self.plan.compiled:  # the same module underneath: checkpoints, decoding unchanged
-            self.trained = torch.compile(self.trained)
         optimizer, scheduler = optimizer_and_schedule(self.model, t, self.device)
         args = (optimizer, scheduler, t, self.device, self.precision)
-        self.update = Update(self.model, self.trained, *args)
+        self.update = Update(self.model, wrapped(self.model, self.device, self.plan), *args)
         progress = Progress(commits=[source_commit()])  # read now: the code that runs
         self.state = TrainState(self.model, optimizer, scheduler, progress)
         self.checkpoints = run_dir / "checkpoints"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from mt.common.runtime import autocast
 from mt.config.schema import DataConfig, TrainerConfig
@@ -33,6 +34,17 @@ def step_plan(device: torch.device, trainer: TrainerConfig, data: DataConfig) ->
     return StepPlan(compiled, fixed)
 
 
+def wrapped(model: nn.Module, device: torch.device, plan: StepPlan) -> nn.Module:
+    """What training batches run through: the model, DDP-wrapped across ranks (gradients
+    averaged) and compiled by the plan; the same parameters underneath, so checkpoints and
+    decoding are unchanged."""
+    if distributed.active():
+        model = DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    return torch.compile(model) if plan.compiled else model
+
+
 def optimizer_and_schedule(model: nn.Module, t: TrainerConfig, device: torch.device):
     """Adam (fused on CUDA: one kernel for all parameters) and its inverse-sqrt warm-up."""
     optimizer = torch.optim.Adam(
@@ -50,7 +62,7 @@ def optimizer_and_schedule(model: nn.Module, t: TrainerConfig, device: torch.dev
 @dataclass
 class Update:
     model: nn.Module  # the parameters: clipped and stepped
-    trained: nn.Module  # what batches run through: model, or it DDP-wrapped and/or compiled
+    wrapped: nn.Module  # what batches run through: model, or it DDP-wrapped and/or compiled
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     config: TrainerConfig
@@ -74,9 +86,9 @@ class Update:
             batch = batch.to(self.device)
             last = i == len(batches) - 1
             # All-reduce gradients once per update, on its last micro-batch.
-            with nullcontext() if last or not distributed.active() else self.trained.no_sync():
+            with nullcontext() if last or not distributed.active() else self.wrapped.no_sync():
                 with autocast(self.device, self.precision):
-                    loss = token_loss(self.trained, batch, self.config.label_smoothing)
+                    loss = token_loss(self.wrapped, batch, self.config.label_smoothing)
                 (loss * scale).backward()
             total += loss.detach().float()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
