@@ -69,11 +69,11 @@ def evaluate_pivot(run: Run, runs: list[Run], data_root: str | None) -> None:
     # sources, hyps and references are test's here, the loop's last split.
     counts = target_word_counts(legs[-1], data_root)  # the words the last leg was taught
     results["test"].update(breakdowns(sources, hyps, references, counts))
-    results.update(described(legs), made_from=made_from(legs))
+    results.update(chained_record(legs), made_from=made_from(legs))
     write_text(run.directory / "results.json", json.dumps(results, indent=2) + "\n")
 
 
-def described(legs: list[Run]) -> dict:
+def chained_record(legs: list[Run]) -> dict:
     """What the report says of a run: the legs' parameters, steps and training time together,
     where the first trained, and the commit that chained them."""
     first = legs[0].results

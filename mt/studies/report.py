@@ -93,13 +93,13 @@ def rows_table(study: Study, runs: list[Run], ensembles: dict[str, dict]) -> str
         cells += [f"{results[0]['params'] / 1e6:.1f}M", str(results[0]["steps"])]
         cells.append(", ".join(clock(r["train_seconds"]) for r in results))
         # In seed order, each once.
-        cells.append(", ".join(dict.fromkeys(described(r) for r in results)))
+        cells.append(", ".join(dict.fromkeys(where_trained(r) for r in results)))
         cells.append(", ".join(dict.fromkeys((r.get("commit") or "")[:10] for r in results)))
         lines.append(cells)
     return as_markdown(head, lines)
 
 
-def described(results: dict) -> str:
+def where_trained(results: dict) -> str:
     """Where a run trained: the device and, on a CPU, its precision (bf16 or fp32)."""
     device = results.get("hardware") or results.get("device", "")
     return f"{device}, {results['precision']}" if "precision" in results else device

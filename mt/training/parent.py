@@ -162,9 +162,9 @@ def freeze(model: nn.Module, groups: list[str]) -> None:
 def lineage(config: Config, last: Path, resumed: dict | None) -> tuple[Parent | None, Config]:
     """The run this one starts from (trainer.init_from, or a resumed run's own last.pt) and
     the config fitted to it: its model shape and subword models."""
-    t = config.trainer
-    if t.init_from:
-        parent = Parent.open(t.init_from, t.init_keep)
+    settings = config.trainer
+    if settings.init_from:
+        parent = Parent.open(settings.init_from, settings.init_keep)
     else:
         parent = Parent.resumed(last, resumed) if resumed else None
     config = fitted(config, parent) if parent else config

@@ -150,7 +150,7 @@ def run_results(
     config: Config,
     model: str,
     scores: dict,
-    p: Progress,
+    progress: Progress,
     params: int,
     device,
     wall: float,
@@ -166,11 +166,11 @@ def run_results(
         "selection": scores["selection"],  # the checkpoint and length penalty, chosen on valid
         "final": scores["final"],  # that choice as one file, for every tool (run-relative)
         "leaks": scores["leaks"],  # held-out pairs and sources also in training (evaluation.leaks)
-        "best_valid_bleu_greedy": p.best_bleu,
-        "steps": p.step,
-        "epochs": p.epoch,
-        "train_seconds": round(p.train_seconds, 1),
-        "tgt_tokens_per_sec": round(p.train_tokens / max(p.train_seconds, 1e-9), 1),
+        "best_valid_bleu_greedy": progress.best_bleu,
+        "steps": progress.step,
+        "epochs": progress.epoch,
+        "train_seconds": round(progress.train_seconds, 1),
+        "tgt_tokens_per_sec": round(progress.train_tokens / max(progress.train_seconds, 1e-9), 1),
         "params": params,
         "device": str(device),
         "precision": training_precision(device, config.trainer.precision.value),
@@ -179,8 +179,8 @@ def run_results(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "wall_seconds": round(wall, 1),
-        "commit": p.commits[-1] if p.commits else None,  # the code that finished it
-        "commits": p.commits,  # every commit it trained under, in order (resumes may change it)
+        "commit": progress.commits[-1] if progress.commits else None,  # the code that finished it
+        "commits": progress.commits,  # every commit it trained under, in order (resumes add)
         "config": to_plain_dict(config),
     }
 

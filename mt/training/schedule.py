@@ -19,33 +19,33 @@ def inverse_sqrt_schedule(warmup_steps: int):
     return factor
 
 
-def limit_reached(t: TrainerConfig, p: Progress) -> str | None:
+def limit_reached(settings: TrainerConfig, progress: Progress) -> str | None:
     """Which configured limit the training has reached, in words; None while none has."""
-    if t.max_steps is not None and p.step >= t.max_steps:
-        return f"reached trainer.max_steps={t.max_steps}"
-    if t.max_epochs is not None and p.epoch >= t.max_epochs:
-        return f"reached trainer.max_epochs={t.max_epochs}"
-    if t.max_minutes is not None and p.train_seconds >= t.max_minutes * 60:
-        return f"reached trainer.max_minutes={t.max_minutes}"
-    if t.patience is not None and p.bad_validations >= t.patience:
-        return f"no BLEU improvement in {t.patience} validations"
+    if settings.max_steps is not None and progress.step >= settings.max_steps:
+        return f"reached trainer.max_steps={settings.max_steps}"
+    if settings.max_epochs is not None and progress.epoch >= settings.max_epochs:
+        return f"reached trainer.max_epochs={settings.max_epochs}"
+    if settings.max_minutes is not None and progress.train_seconds >= settings.max_minutes * 60:
+        return f"reached trainer.max_minutes={settings.max_minutes}"
+    if settings.patience is not None and progress.bad_validations >= settings.patience:
+        return f"no BLEU improvement in {settings.patience} validations"
     return None
 
 
 def eta_seconds(
-    t: TrainerConfig,
-    p: Progress,
+    settings: TrainerConfig,
+    progress: Progress,
     batches_per_epoch: int,
     batches_done: int,
     seconds_per_step: float,
 ) -> float:
     """Seconds until the first limit, at seconds_per_step."""
     left = []
-    if t.max_steps is not None:
-        left.append((t.max_steps - p.step) * seconds_per_step)
-    if t.max_epochs is not None:
-        batches = (t.max_epochs - p.epoch) * batches_per_epoch - batches_done
-        left.append(batches / t.accumulate * seconds_per_step)
-    if t.max_minutes is not None:
-        left.append(t.max_minutes * 60 - p.train_seconds)
+    if settings.max_steps is not None:
+        left.append((settings.max_steps - progress.step) * seconds_per_step)
+    if settings.max_epochs is not None:
+        batches = (settings.max_epochs - progress.epoch) * batches_per_epoch - batches_done
+        left.append(batches / settings.accumulate * seconds_per_step)
+    if settings.max_minutes is not None:
+        left.append(settings.max_minutes * 60 - progress.train_seconds)
     return max(min(left), 0.0)

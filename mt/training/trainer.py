@@ -44,22 +44,22 @@ class Trainer:
         last = run_dir / "checkpoints" / "last.pt"
         resumed = load_checkpoint(last) if config.trainer.resume else None  # once: it can be GBs
         self.parent, config = lineage(config, last, resumed)
-        self.config, self.run_dir, t = config, run_dir, config.trainer
-        set_cpu_threads(t.num_threads)
-        timeout = timedelta(seconds=t.ddp_timeout_s)
-        self.device = distributed.init(pick_device(t.device), timeout)
-        self.precision = training_precision(self.device, t.precision.value)
+        self.config, self.run_dir, settings = config, run_dir, config.trainer
+        set_cpu_threads(settings.num_threads)
+        timeout = timedelta(seconds=settings.ddp_timeout_s)
+        self.device = distributed.init(pick_device(settings.device), timeout)
+        self.precision = training_precision(self.device, settings.precision.value)
         # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.
-        torch.manual_seed(t.seed + distributed.rank())
+        torch.manual_seed(settings.seed + distributed.rank())
         # Each machine's first process builds a missing data cache while the others wait for
         # it on the file system, not in a collective that could time out.
         tokenizer = self.parent.tokenizer if self.parent else None
         build = distributed.local_rank() == 0
         self.corpus: Corpus = load_corpus(config.data, build, tokenizer)
         self.model = build_model(config.model, *self.corpus.tokenizer.sizes()).to(self.device)
-        self.plan = step_plan(self.device, t, config.data)
-        optimizer, scheduler = optimizer_and_schedule(self.model, t, self.device)
-        args = (optimizer, scheduler, t, self.device, self.precision)
+        self.plan = step_plan(self.device, settings, config.data)
+        optimizer, scheduler = optimizer_and_schedule(self.model, settings, self.device)
+        args = (optimizer, scheduler, settings, self.device, self.precision)
         self.update = Update(self.model, wrapped(self.model, self.device, self.plan), *args)
         progress = Progress(commits=[source_commit()])  # read now: the code that runs
         self.state = TrainState(self.model, optimizer, scheduler, progress)
@@ -71,7 +71,7 @@ class Trainer:
         elif self.parent:
             start_from(self.parent, self.state, config)
         self.keep_batching()
-        freeze(self.model, t.freeze)
+        freeze(self.model, settings.freeze)
         # Rank 0 alone writes TensorBoard, checkpoints and results.
         first_step = self.progress.step + 1
         self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
@@ -81,14 +81,14 @@ class Trainer:
     def keep_batching(self) -> None:
         """A new run records its batching; a resumed one keeps what it began with, whatever
         this device would choose, so its epochs are cut the same way."""
-        p, planned = self.progress, self.plan.fixed_shapes
-        if p.fixed_shapes is None:
-            p.fixed_shapes = planned
-        elif p.fixed_shapes != planned:
+        progress, planned = self.progress, self.plan.fixed_shapes
+        if progress.fixed_shapes is None:
+            progress.fixed_shapes = planned
+        elif progress.fixed_shapes != planned:
             log.warning(
                 "resumed with data.fixed_shapes=%s, as this run began; this device and these "
                 "settings would choose %s",
-                p.fixed_shapes,
+                progress.fixed_shapes,
                 planned,
             )
 
@@ -134,7 +134,7 @@ class Trainer:
 
     def fit(self) -> str:
         """Train until a limit or a stop signal; checkpoints along the way."""
-        t, p, data = self.config.trainer, self.progress, self.config.data
+        settings, progress, data = self.config.trainer, self.progress, self.config.data
         world = distributed.world_size()
         window = Window()
         with self.stop_requests:
@@ -142,30 +142,33 @@ class Trainer:
             while reason is None:
                 concat = (data.concat_prob, data.concat_max, data.max_len)
                 marks = source_marks(data)
-                split = joined_split(self.corpus.train, concat, t.seed, p.epoch, marks)
+                split = joined_split(
+                    self.corpus.train, concat, settings.seed, progress.epoch, marks
+                )
                 # Every rank shuffles the same way, then takes its own share of the batches.
                 batches = distributed.shard(
                     train_batches(
                         split,
                         data.max_tokens,
                         data.max_len,
-                        t.seed,
-                        p.epoch,
+                        settings.seed,
+                        progress.epoch,
                         data.max_length_ratio,
                         epoch_weights(data, self.corpus.train.sources),
                         src_marks=marks,
-                        fixed_shapes=p.fixed_shapes,
+                        fixed_shapes=progress.fixed_shapes,
                     )
                 )
-                done = p.batch_in_epoch // world  # progress counts batches of all ranks
+                done = progress.batch_in_epoch // world  # progress counts batches of all ranks
                 chunks = [
-                    batches[i : i + t.accumulate] for i in range(done, len(batches), t.accumulate)
+                    batches[i : i + settings.accumulate]
+                    for i in range(done, len(batches), settings.accumulate)
                 ]
                 for update in self.feed(split, chunks):
                     self.run_step(update, window)
                     done += len(update)
-                    p.batch_in_epoch = done * world
-                    if p.step % t.log_every == 0:
+                    progress.batch_in_epoch = done * world
+                    if progress.step % settings.log_every == 0:
                         self.log_window(window, len(batches), done)
                         window = Window()
                     self.checkpoint_if_due()
@@ -173,8 +176,8 @@ class Trainer:
                     if reason is not None:
                         break
                 if done >= len(batches):
-                    p.epoch += 1
-                    p.batch_in_epoch = 0
+                    progress.epoch += 1
+                    progress.batch_in_epoch = 0
                     reason = self.agreed_stop()
         self.finish(reason)
         return reason
@@ -189,13 +192,13 @@ class Trainer:
 
     def run_step(self, update: list, window: Window) -> None:
         """One update on its padded batches, counted in progress and the log window."""
-        p = self.progress
+        progress = self.progress
         start = time.perf_counter()
         loss, tokens, grad_norm = self.train_step(update)
         seconds = time.perf_counter() - start
-        p.step += 1
-        p.train_seconds += seconds
-        p.train_tokens += tokens
+        progress.step += 1
+        progress.train_seconds += seconds
+        progress.train_tokens += tokens
         window.loss, window.tokens = window.loss + loss, window.tokens + tokens
         window.seconds, window.steps = window.seconds + seconds, window.steps + 1
         self.last_grad_norm = grad_norm
@@ -206,38 +209,38 @@ class Trainer:
         (loss,) = distributed.sum_all([float(window.loss)], self.device)
         if not distributed.is_main():
             return
-        p = self.progress
+        progress = self.progress
         seconds_per_step = window.seconds / window.steps
         self.reporter.train_step(
-            p.step,
-            p.epoch + 1,
+            progress.step,
+            progress.epoch + 1,
             loss / window.tokens,
             self.state.scheduler.get_last_lr()[0],
             float(self.last_grad_norm),
             window.tokens / window.seconds,
-            eta_seconds(self.config.trainer, p, batches_per_epoch, done, seconds_per_step),
-            p.train_tokens,
+            eta_seconds(self.config.trainer, progress, batches_per_epoch, done, seconds_per_step),
+            progress.train_tokens,
         )
 
     def checkpoint_if_due(self) -> None:
-        t, step = self.config.trainer, self.progress.step
-        if step % t.valid_every == 0:
+        settings, step = self.config.trainer, self.progress.step
+        if step % settings.valid_every == 0:
             self.validate_and_save()
-        elif t.save_every is not None and step % t.save_every == 0:
+        elif settings.save_every is not None and step % settings.save_every == 0:
             self.save_last()
 
     def finish(self, reason: str) -> None:
         """Validate the last steps, or, when a signal stopped training, save them and stop."""
-        p, t = self.progress, self.config.trainer
+        progress, settings = self.progress, self.config.trainer
         if self.interrupted:
             self.save_last()
             received = self.stop_requests.received
             raise Stopped(
-                f"{reason} at step {p.step}; {self.checkpoints / 'last.pt'} holds it: continue "
-                f"with the same command and trainer.resume=true hydra.run.dir={self.run_dir}",
+                f"{reason} at step {progress.step}; {self.checkpoints / 'last.pt'} holds it: "
+                f"continue with the same command and trainer.resume=true hydra.run.dir={self.run_dir}",
                 received.value if received else 15,
             )
-        if p.step % t.valid_every != 0:
+        if progress.step % settings.valid_every != 0:
             self.validate_and_save()
         log.info("training stopped: %s", reason)
 
@@ -267,20 +270,20 @@ class Trainer:
 
     def validate(self) -> bool:
         """Score the valid split greedily (or with valid_beam_size); True if BLEU improved."""
-        p, t = self.progress, self.config.trainer
+        progress, settings = self.progress, self.config.trainer
         valid, tokenizer = self.corpus.valid, self.corpus.tokenizer
         loss = split_loss(self.model, valid, self.config.data.max_tokens, self.device)
-        decode = replace(self.config.decode, beam_size=t.valid_beam_size, nbest=1)
+        decode = replace(self.config.decode, beam_size=settings.valid_beam_size, nbest=1)
         scores, hyps = decode_split(self.model, tokenizer, valid, decode, self.device)
-        fixed = valid.src_ids[: t.attention_maps]
+        fixed = valid.src_ids[: settings.attention_maps]
         images = attention_images(self.model, tokenizer, fixed, self.config.decode, self.device)
-        improved = scores["bleu"] > p.best_bleu
+        improved = scores["bleu"] > progress.best_bleu
         if improved:
-            p.best_bleu, p.bad_validations = scores["bleu"], 0
+            progress.best_bleu, progress.bad_validations = scores["bleu"], 0
         else:
-            p.bad_validations += 1
-        samples = samples_markdown(valid, hyps, t.num_samples)
-        self.reporter.validation(p.step, loss, scores, samples, images, improved)
+            progress.bad_validations += 1
+        samples = samples_markdown(valid, hyps, settings.num_samples)
+        self.reporter.validation(progress.step, loss, scores, samples, images, improved)
         return improved
 
 

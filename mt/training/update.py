@@ -45,17 +45,17 @@ def wrapped(model: nn.Module, device: torch.device, plan: StepPlan) -> nn.Module
     return torch.compile(model) if plan.compiled else model
 
 
-def optimizer_and_schedule(model: nn.Module, t: TrainerConfig, device: torch.device):
+def optimizer_and_schedule(model: nn.Module, settings: TrainerConfig, device: torch.device):
     """Adam (fused on CUDA: one kernel for all parameters) and its inverse-sqrt warm-up."""
     optimizer = torch.optim.Adam(
         model.parameters(),
-        lr=t.lr,
-        betas=tuple(t.adam_betas),
-        weight_decay=t.weight_decay,
+        lr=settings.lr,
+        betas=tuple(settings.adam_betas),
+        weight_decay=settings.weight_decay,
         fused=device.type == "cuda" or None,
     )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(
-        optimizer, inverse_sqrt_schedule(t.warmup_steps)
+        optimizer, inverse_sqrt_schedule(settings.warmup_steps)
     )
 
 
