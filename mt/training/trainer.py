@@ -237,7 +237,8 @@ class Trainer:
             received = self.stop_requests.received
             raise Stopped(
                 f"{reason} at step {progress.step}; {self.checkpoints / 'last.pt'} holds it: "
-                f"continue with the same command and trainer.resume=true hydra.run.dir={self.run_dir}",
+                "continue with the same command and trainer.resume=true "
+                f"hydra.run.dir={self.run_dir}",
                 received.value if received else 15,
             )
         if progress.step % settings.valid_every != 0:
