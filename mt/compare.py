@@ -1,8 +1,9 @@
 """`python -m mt.compare RUN_DIR... | MULTIRUN_DIR`: the runs side by side, as markdown.
 
 Every results.json under the given directories is one row, so a Hydra multirun directory
-(`python -m mt.train -m +experiment=rnn,bahdanau,transformer`) compares in one call; a
-multilingual run's row is followed by one row per direction it was tested on.
+(`python -m mt.train -m +experiment=rnn,bahdanau,transformer`) or a study's runs folder
+compares in one call; a multilingual run's row is followed by one row per direction it was
+tested on, and a study's ensembles (their test scores) come last.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from mt.common.errors import MTError, reported
 from mt.evaluation.comparison import (
     baseline_index,
     direction_rows,
+    ensemble_row,
+    find_ensembles,
     find_results,
     largest_differences,
     markdown_table,
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             raise MTError(f"--seed {args.seed}: must be in [0, 2**32)")
         paths = find_results(args.runs)
         rows = [r for path in paths for r in [row(path), *direction_rows(path)]]
+        rows += [ensemble_row(path) for path in find_ensembles(args.runs)]
         print(markdown_table(rows))
         if args.significance or args.examples:
             baseline = baseline_index(paths, args.baseline)

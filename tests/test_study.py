@@ -17,6 +17,7 @@ import pytest
 from helpers import REPO, TINY_MODELS
 from omegaconf import OmegaConf
 
+from mt import compare
 from mt.common.errors import MTError
 from mt.common.files import sha256_file
 from mt.evaluation.comparison import clock
@@ -74,7 +75,7 @@ def run_study(study: Path, root: Path, runs: Path, *extra: str) -> subprocess.Co
 
 
 def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdowns(
-    memorise_root, tmp_path
+    memorise_root, tmp_path, capsys
 ):
     study = study_file(tmp_path / "tiny.yaml", tmp_path / "cache")
     runs, docs = tmp_path / "runs", tmp_path / "docs"
@@ -115,6 +116,12 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         finals = [runs / f"{row}-seed{s}" / results[f"{row}-seed{s}"]["final"] for s in (1, 2)]
         assert ensemble["members"] == [str(path) for path in finals]
         assert f"{ensemble['bleu']:.2f} / {ensemble['chrf']:.2f}" in line
+    # mt.compare on the study's runs folder: every run, then the ensembles' test scores.
+    compare.main([str(runs)])
+    table = capsys.readouterr().out
+    assert all(f"| {runs / name} | " in table for name in names)
+    ensemble_line = f"| {runs / 'transformer-ensemble-seeds1-2'} | ensemble of 2 |  |  | "
+    assert ensemble_line + f"{ensemble['bleu']:.2f} |" in table
     # The README's summary: mean ± sd, the interval of the seeds' outputs, p against the RNN.
     summary = readme.read_text().splitlines()
     assert summary[1].startswith(

@@ -48,6 +48,26 @@ def find_results(directories: list[str]) -> list[Path]:
     return found
 
 
+# Where a study keeps an ensemble's test scores (mt.studies.kept.ensemble_file).
+ENSEMBLE_FILES = "*-ensemble-seeds*.json"
+
+
+def find_ensembles(directories: list[str]) -> list[Path]:
+    """The ensembles' score files under the directories (a study's runs folder)."""
+    return sorted(path for name in directories for path in Path(name).rglob(ENSEMBLE_FILES))
+
+
+def ensemble_row(path: Path) -> list[str]:
+    """An ensemble's test scores as a row: no training of its own, so the rest is blank."""
+    try:
+        r = json.loads(path.read_text(encoding="utf-8"))
+        cells = [str(path.with_suffix("")), f"ensemble of {len(r['members'])}", "", ""]
+        cells += [f"{r[key]:.2f}" for key in ("bleu", "chrf", "bleu_lc")]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise MTError(f"{path}: not an mt ensemble file ({e!r})") from None
+    return cells + [""] * (len(COLUMNS) - len(cells))
+
+
 def row(path: Path) -> list[str]:
     try:
         r = json.loads(path.read_text(encoding="utf-8"))
