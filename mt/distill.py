@@ -28,8 +28,7 @@ from omegaconf import DictConfig
 
 from mt.common.errors import reported
 from mt.common.files import os_error
-from mt.common.ranges import check_ranges
-from mt.config.store import config_dir, register_configs, to_object
+from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import DistillConfig
 from mt.training.distillation import distill
 
@@ -39,9 +38,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="distill")
 def main(cfg: DictConfig) -> None:
     with reported():
-        config: DistillConfig = to_object(cfg)
-        check_ranges(config, "")
-        check_ranges(config.decode, "decode.")
+        config: DistillConfig = tool_config(cfg)
         try:
             finished = distill(config)
         except OSError as e:

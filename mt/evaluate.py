@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import reported
-from mt.config.store import config_dir, register_configs, to_object
+from mt.config.store import config_dir, register_configs, tool_config
 from mt.evaluation.evaluator import evaluate
 
 register_configs()
@@ -20,7 +20,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with reported():
-        evaluate(to_object(cfg))
+        evaluate(tool_config(cfg))
 
 
 if __name__ == "__main__":

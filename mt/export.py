@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import reported
-from mt.config.store import config_dir, register_configs, to_object
+from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import ExportConfig
 from mt.deploy.convert import export
 
@@ -26,7 +26,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
 def main(cfg: DictConfig) -> None:
     with reported():
-        config: ExportConfig = to_object(cfg)
+        config: ExportConfig = tool_config(cfg)
         out = export(config.checkpoint, config.out, config.quantization.value, config.overwrite)
     print(f"exported {config.checkpoint} to {out} ({config.quantization.value})")
 

@@ -19,9 +19,8 @@ from omegaconf import DictConfig
 
 from mt.common.errors import reported
 from mt.common.files import refuse_overwriting_inputs, write_text
-from mt.common.ranges import check_ranges
 from mt.config.schema import Engine
-from mt.config.store import config_dir, register_configs, to_object
+from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import ScoreConfig, model_inputs, model_source
 from mt.data.readers import read_aligned
 from mt.decoding.likelihood import score_lines, summary
@@ -33,8 +32,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="score")
 def main(cfg: DictConfig) -> None:
     with reported():
-        config: ScoreConfig = to_object(cfg)
-        check_ranges(config, "")
+        config: ScoreConfig = tool_config(cfg)
         key, models = model_source(config.checkpoint, Engine.torch, None)
         src, ref = Path(config.src), Path(config.ref)
         if config.output is not None:

@@ -9,8 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import missing_extra, reported
-from mt.common.ranges import check_ranges
-from mt.config.store import config_dir, register_configs, to_object
+from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import ServeConfig
 
 register_configs()
@@ -19,8 +18,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="serve")
 def main(cfg: DictConfig) -> None:
     with reported():
-        config: ServeConfig = to_object(cfg)
-        check_ranges(config, "")
+        config: ServeConfig = tool_config(cfg)
         try:  # the serve extra: FastAPI and uvicorn
             import uvicorn
 

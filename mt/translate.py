@@ -24,8 +24,7 @@ from omegaconf import DictConfig
 
 from mt.common.errors import reported
 from mt.common.files import os_error, refuse_overwriting_inputs, replaced_on_success
-from mt.common.ranges import check_ranges
-from mt.config.store import config_dir, register_configs, to_object
+from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import TranslateConfig, model_inputs, model_source
 from mt.decoding.streaming import open_file, read_prefixes, translate_stream
 from mt.deploy.engine import open_translator
@@ -36,9 +35,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="translate")
 def main(cfg: DictConfig) -> None:
     with reported():
-        config: TranslateConfig = to_object(cfg)
-        check_ranges(config, "")
-        check_ranges(config.decode, "decode.")
+        config: TranslateConfig = tool_config(cfg)
         model_key, models = model_source(config.checkpoint, config.engine, config.model_dir)
         # Load first: a bad checkpoint or setting must not leave an emptied output behind.
         translator = open_translator(config.engine, models, config.device)

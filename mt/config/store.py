@@ -13,6 +13,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 import mt
 from mt.common.errors import MTError
+from mt.common.ranges import check_ranges
 from mt.config.checks import check_config
 from mt.config.schema import Config
 from mt.config.tools import TOOL_SCHEMAS
@@ -46,6 +47,16 @@ def to_object(cfg: DictConfig) -> Any:
         raise MTError(f"{e.full_key}: required (give {e.full_key}=...)") from None
     refuse_unknown_keys(cfg, obj)
     return obj
+
+
+def tool_config(cfg: DictConfig) -> Any:
+    """A tool's composed config as its typed schema, every range checked (its decode
+    overrides' too): what each command does first."""
+    config = to_object(cfg)
+    check_ranges(config, "")
+    if hasattr(config, "decode"):
+        check_ranges(config.decode, "decode.")
+    return config
 
 
 def refuse_unknown_keys(cfg: DictConfig, obj: Any, prefix: str = "") -> None:
