@@ -26,10 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark import peak_memory_mb, sync  # scripts/benchmark.py, beside this file
 from hydra import compose, initialize_config_dir
 
-from mt.common.runtime import describe_device, pick_device, source_commit, training_precision
+from mt.common.runtime import (
+    describe_device,
+    peak_memory_mb,
+    pick_device,
+    source_commit,
+    synchronize,
+    training_precision,
+)
 from mt.common.special_ids import BOS_ID, EOS_ID
 from mt.config.store import register_configs, to_config
 from mt.data.batches import Batch, FixedBatch, fixed_shape_batches, padded, token_batches
@@ -111,12 +117,12 @@ def measure(recipe: str, args) -> dict:
     started = time.perf_counter()
     for batches in updates[: args.warmup]:
         update(batches)
-    sync(device)
+    synchronize(device)
     warmup_s = time.perf_counter() - started
     started = time.perf_counter()
     for batches in updates[args.warmup :]:
         update(batches)
-    sync(device)
+    synchronize(device)
     seconds = time.perf_counter() - started
     timed = [b for batches in updates[args.warmup :] for b in batches]
     tokens = sum(b.num_tgt_tokens for b in timed)

@@ -162,16 +162,18 @@ def one_size(args: argparse.Namespace, pairs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--measure", help=argparse.SUPPRESS)
-    parser.add_argument("--data-root", required=True, help="a directory that holds multi30k/")
+    parser.add_argument("--data-root", help="a directory that holds multi30k/ (required)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 4_500_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/mt-scale"))
     parser.add_argument("--spm-sample", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    if args.measure:
+    if args.measure:  # a measuring process (measured()): it takes nothing else
         print(json.dumps(measure(*json.loads(args.measure))))
         return
+    if args.data_root is None:
+        parser.error("--data-root is required")
     import torch  # the measuring processes above need neither torch nor mt
 
     from mt.common.runtime import describe_device

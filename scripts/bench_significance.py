@@ -28,8 +28,13 @@ def main() -> None:
     systems = [
         (
             f"run{k}",
-            [" ".join(s.split()[:-1]) if i % (k + 2) == 0 else s for i, s in enumerate(references)],
-        )
+            [
+                [
+                    " ".join(s.split()[:-1]) if i % (k + 2) == 0 else s
+                    for i, s in enumerate(references)
+                ]
+            ],
+        )  # one seed's outputs each
         for k in range(args.runs)
     ]
     start = time.perf_counter()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mt.common.checkpoint import check_vocabulary, load_checkpoint, load_weights
-from mt.common.runtime import describe_device, pick_device
+from mt.common.runtime import describe_device, peak_memory_mb, pick_device, synchronize
 from mt.config.schema import DecodeConfig
 from mt.config.store import register_configs, to_config
 from mt.data.batches import make_batch, train_batches
@@ -71,17 +70,6 @@ def padding_efficiency(batches, split) -> dict[str, float]:
     return {"source": real_src / slots_src, "target": real_tgt / slots_tgt}
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux: KiB
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_training(trainer: Trainer, batches, args) -> dict:
     train = trainer.corpus.train
     steps = [[make_batch(train, b)] for b in batches[: args.warmup + args.steps]]
@@ -89,11 +77,11 @@ def measure_training(trainer: Trainer, batches, args) -> dict:
         trainer.train_step(step)
     rates = []
     for _ in range(args.repeats):
-        sync(trainer.device)
+        synchronize(trainer.device)
         start = time.perf_counter()
         for step in steps[args.warmup :]:
             trainer.train_step(step)
-        sync(trainer.device)
+        synchronize(trainer.device)
         rates.append(time.perf_counter() - start)
     seconds = statistics.median(rates)
     timed = [b for step in steps[args.warmup :] for b in step]

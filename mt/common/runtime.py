@@ -4,6 +4,7 @@ commit of the code that runs."""
 from __future__ import annotations
 
 import platform
+import resource
 import subprocess
 from pathlib import Path
 
@@ -97,3 +98,16 @@ def source_commit() -> str | None:
     except (OSError, ValueError, subprocess.CalledProcessError):
         return None
     return head + ("-dirty" if changed else "")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a timing's end; nothing to wait for on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The process's peak memory: the most allocated on a GPU, the resident set on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux: KiB

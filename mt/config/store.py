@@ -7,6 +7,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -76,6 +77,14 @@ def to_config(cfg: DictConfig) -> Config:
     config = to_object(cfg)
     check_config(config)
     return config
+
+
+def composed_config(overrides: list[str]) -> Config:
+    """The training config these overrides give, as mt.train composes it, typed: for scripts
+    that build a trainer or a model as a run would."""
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base=None):
+        return to_config(compose("config", overrides=overrides))
 
 
 def to_plain_dict(config: Config) -> dict:

@@ -1,7 +1,7 @@
 """Dropout that is cheap on the CPU, for every model and for the Transformer's attention.
 
 torch's CPU dropout draws one 32-bit number per element (bernoulli_): on a 2-core CPU it was
-27% of a Transformer training step in bf16 (scripts/profile_step.py). Here one 64-bit draw
+27% of a Transformer training step in bf16 (scripts/bench_step.py profile). Here one 64-bit draw
 decides four elements through its four 16-bit lanes, about 4 times fewer draws, and the mask is
 applied by one fused kernel each way. The drop probability is p rounded to 1/65536. Other
 devices keep torch's own dropout (on CUDA it is already fused and cheap).

@@ -146,7 +146,8 @@ def attend(
     """softmax(q k^T / sqrt(d)) v over heads, (B, H, Tq, D/H): F.scaled_dot_product_attention,
     but on the CPU with dropout the same arithmetic written out with our dropout. SDPA's CPU
     kernels draw that dropout with bernoulli_, and its fused CPU kernel, which it takes without
-    dropout, was 10 times slower than this for Multi30k's short sentences (profile_step.py)."""
+    dropout, was 10 times slower than this for Multi30k's short sentences (bench_step.py
+    profile)."""
     if dropout_p == 0.0 or q.device.type != "cpu":
         with sdpa_kernel(ANY_SHAPE_BACKENDS):
             return F.scaled_dot_product_attention(
