@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import argparse
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from bench_gpu import synthetic_lengths
-from hydra import compose, initialize_config_dir
 
-from mt.config.store import register_configs, to_config
+from mt.config.store import composed_config
 from mt.data.batches import FixedBatch, fixed_shape_batches, token_batches
 from mt.data.corpus import load_corpus
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def describe(batches: list, src: np.ndarray, tgt: np.ndarray) -> str:
@@ -41,9 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synthetic", type=int, help="this many WMT-like pairs instead")
     args, overrides = parser.parse_known_args()
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        config = to_config(compose("config", overrides=overrides))
+    config = composed_config(overrides)
     d = config.data
     if args.synthetic:
         src, tgt = synthetic_lengths(args.synthetic, 30, np.random.default_rng(0))

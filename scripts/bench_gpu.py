@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 
 from mt.common.runtime import (
     describe_device,
@@ -37,12 +36,11 @@ from mt.common.runtime import (
     training_precision,
 )
 from mt.common.special_ids import BOS_ID, EOS_ID
-from mt.config.store import register_configs, to_config
+from mt.config.store import composed_config
 from mt.data.batches import Batch, FixedBatch, fixed_shape_batches, padded, token_batches
 from mt.models import build_model, count_parameters
 from mt.training.update import Update, optimizer_and_schedule, step_plan
 
-REPO = Path(__file__).resolve().parents[1]
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, by a substring of the device's name.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 # recipe -> (mean subwords a side, vocabulary)
@@ -100,8 +98,7 @@ def measure(recipe: str, args) -> dict:
     """One recipe's update, warmed up (compiled) and then timed over args.steps updates."""
     mean, vocab = RECIPES[recipe]
     overrides = [f"+experiment={recipe}", "data.root=.", *(TINY if args.tiny else []), *args.set]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        config = to_config(compose("config", overrides=overrides))
+    config = composed_config(overrides)
     t = config.trainer
     device = pick_device(args.device)
     if device.type == "cuda":
@@ -160,7 +157,6 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override"
     )
     args = parser.parse_args()
-    register_configs()
     results = []
     for recipe in args.recipes.split(","):
         results.append(measure(recipe, args))

@@ -31,12 +31,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from mt.common.checkpoint import check_vocabulary, load_checkpoint, load_weights
 from mt.common.runtime import describe_device, peak_memory_mb, pick_device, synchronize
 from mt.config.schema import DecodeConfig
-from mt.config.store import register_configs, to_config
+from mt.config.store import composed_config
 from mt.data.batches import make_batch, train_batches
 from mt.data.corpus import load_corpus
 from mt.decoding.inference import TorchEngine
@@ -183,15 +182,13 @@ def run_ctranslate2(name: str, quantization: str, args) -> dict:
 
 
 def compose_config(name: str, args):
-    register_configs()
     overrides = [*MODELS[name], f"trainer.device={args.device}", f"trainer.seed={args.seed}"]
     if args.threads:
         overrides.append(f"trainer.num_threads={args.threads}")
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
     overrides += args.set
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return to_config(compose("config", overrides))
+    return composed_config(overrides)
 
 
 def table(results: list[dict]) -> str:
