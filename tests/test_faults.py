@@ -110,6 +110,9 @@ def test_sigterm_saves_last_pt_and_a_resume_continues_exactly(memorise_root, tmp
     assert 5 <= step < 60
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["step"] == step
     assert not (run_dir / "results.json").exists()  # stopped, not finished: no test decoding
+    # How to continue, in the run's log too, once: not only on a terminal long closed.
+    logged = (run_dir / "train.log").read_text(encoding="utf-8")
+    assert logged.count(f"stopped by SIGTERM at step {step};") == 1
 
     resumed = subprocess.run(
         [*command, "trainer.resume=true"], cwd=tmp_path, capture_output=True, text=True

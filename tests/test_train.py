@@ -22,6 +22,7 @@ from mt.common.checkpoint import load_checkpoint, save_checkpoint
 from mt.common.errors import MTError
 from mt.common.files import temporary_path
 from mt.common.runtime import source_commit
+from mt.training.reporting import duration
 from mt.training.trainer import train
 
 
@@ -341,3 +342,30 @@ def test_mt_installed_inside_another_repository_records_no_commit_of_that_reposi
     ).stdout.splitlines()
     assert found == [str(site / "mt" / "common" / "runtime.py"), "None"]
     assert source_commit() is not None  # this checkout is mt's own
+
+
+def test_the_first_log_lines_come_early_and_a_too_short_run_is_warned_about(
+    memorise_root, cache_dir, tmp_path, caplog
+):
+    short = ["decode.beam_size=1", "decode.max_len_a=0", "decode.max_len_b=2"]
+    settings = ["trainer.log_every=100", "trainer.max_steps=12", "trainer.warmup_steps=20"]
+    settings += ["trainer.valid_every=100", "trainer.keep_last=2", "trainer.average_last=2"]
+    with caplog.at_level(logging.INFO, logger="mt"):
+        train(make_config(memorise_root, "tiny", cache_dir, *settings, *short), tmp_path)
+    # Signs of life long before step 100: log lines and TensorBoard points at steps 1 and 10.
+    assert sorted(scalars(tmp_path, "train/loss")) == [1, 10]
+    lines = [r.getMessage() for r in caplog.records]
+    assert [int(line.split()[1]) for line in lines if line.startswith("step ")] == [1, 10]
+    warned = [line for line in lines if line.startswith("warning: trainer.")]
+    assert len(warned) == 3
+    assert "trainer.max_steps=12 < trainer.warmup_steps=20" in warned[0]
+    assert "one validation, at the last step" in warned[1]
+    assert "trainer.average_last=2, but trainer.max_steps=12 gives 1 validations" in warned[2]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(26.7 * 3600, "1d 02:42:00"), (3 * 86400 + 61, "3d 00:01:01"), (59, "00:00:59")],
+)
+def test_the_time_left_shows_its_days(seconds, shown):
+    assert duration(seconds) == shown

@@ -31,6 +31,32 @@ def check_config(config: Config) -> None:
         raise MTError("model.tie_embeddings=true needs data.joint_vocab=true")
 
 
+def trainer_warnings(trainer: TrainerConfig) -> list[str]:
+    """Settings that run but cannot do what they say, for a warning at start-up: a run
+    shorter than its warm-up, or than the validations its choice of model rests on."""
+    steps, found = trainer.max_steps, []
+    if steps is None:
+        return found
+    if steps < trainer.warmup_steps:
+        found.append(
+            f"trainer.max_steps={steps} < trainer.warmup_steps={trainer.warmup_steps}: the "
+            f"learning rate never reaches its peak ({trainer.lr:g}); lower warmup_steps"
+        )
+    validations = -(-steps // trainer.valid_every)  # every valid_every steps, and the last
+    if validations == 1:
+        found.append(
+            f"trainer.max_steps={steps} ≤ trainer.valid_every={trainer.valid_every}: one "
+            "validation, at the last step, so best.pt is simply the last weights"
+        )
+    if trainer.average_last > validations:
+        found.append(
+            f"trainer.average_last={trainer.average_last}, but trainer.max_steps={steps} "
+            f"gives {validations} validations (trainer.valid_every={trainer.valid_every}): "
+            f"the mean is of {validations} snapshots"
+        )
+    return found
+
+
 def check_data(data: DataConfig) -> None:
     """Ranges of data and of every training source, and the language pair."""
     check_ranges(data, "data.")

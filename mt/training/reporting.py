@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +73,7 @@ class Reporter:
             loss,
             lr,
             tps,
-            time.strftime("%H:%M:%S", time.gmtime(eta)),
+            duration(eta),
         )
 
     def validation(
@@ -114,6 +113,32 @@ class Reporter:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def duration(seconds: float) -> str:
+    """hh:mm:ss, with the days before it when there are any: "1d 02:42:00"."""
+    days, rest = divmod(round(seconds), 86400)
+    clock = f"{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+# The first log lines come early, whatever log_every is: a sign of life within seconds, and
+# TensorBoard's first points.
+EARLY_STEPS = (1, 10)
+
+
+def log_due(step: int, log_every: int) -> bool:
+    """Whether this step closes a log window: every log_every steps, and the early ones."""
+    return step % log_every == 0 or (step < log_every and step in EARLY_STEPS)
+
+
+def into_log_file(message: str) -> None:
+    """message into the run's log file (Hydra's train.log) alone: the terminal gets it once,
+    as the command's last line."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def direction_lines(split: str, scores: dict) -> list[str]:

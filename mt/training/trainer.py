@@ -16,6 +16,7 @@ from mt.common.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
 from mt.common.runtime import pick_device, set_cpu_threads, source_commit, training_precision
+from mt.config.checks import trainer_warnings
 from mt.config.schema import Config
 from mt.data.batches import train_batches
 from mt.data.concat import joined_split
@@ -27,7 +28,14 @@ from mt.models import build_model, count_parameters, model_name
 from mt.training import distributed
 from mt.training.heatmap import attention_images
 from mt.training.parent import freeze, lineage, start_from
-from mt.training.reporting import Reporter, Window, run_results, write_results
+from mt.training.reporting import (
+    Reporter,
+    Window,
+    into_log_file,
+    log_due,
+    run_results,
+    write_results,
+)
 from mt.training.schedule import eta_seconds, limit_reached
 from mt.training.selection import final_test
 from mt.training.signals import StopRequests
@@ -72,6 +80,8 @@ class Trainer:
             start_from(self.parent, self.state, config)
         self.keep_batching()
         freeze(self.model, settings.freeze)
+        for warning in trainer_warnings(settings) if distributed.is_main() else []:
+            log.warning("warning: %s", warning)
         # Rank 0 alone writes TensorBoard, checkpoints and results.
         first_step = self.progress.step + 1
         self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
@@ -168,7 +178,7 @@ class Trainer:
                     self.run_step(update, window)
                     done += len(update)
                     progress.batch_in_epoch = done * world
-                    if progress.step % settings.log_every == 0:
+                    if log_due(progress.step, settings.log_every):
                         self.log_window(window, len(batches), done)
                         window = Window()
                     self.checkpoint_if_due()
@@ -235,12 +245,13 @@ class Trainer:
         if self.interrupted:
             self.save_last()
             received = self.stop_requests.received
-            raise Stopped(
+            message = (
                 f"{reason} at step {progress.step}; {self.checkpoints / 'last.pt'} holds it: "
                 "continue with the same command and trainer.resume=true "
-                f"hydra.run.dir={self.run_dir}",
-                received.value if received else 15,
+                f"hydra.run.dir={self.run_dir}"
             )
+            into_log_file(f"stopped: {message}")
+            raise Stopped(message, received.value if received else 15)
         if progress.step % settings.valid_every != 0:
             self.validate_and_save()
         log.info("training stopped: %s", reason)
