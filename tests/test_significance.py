@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from helpers import assert_clean_failure, multi30k_lines, run_in_process, write_lines
+from helpers import REPO, assert_clean_failure, multi30k_lines, run_in_process, write_lines
 from sacrebleu.metrics import BLEU, CHRF
 
 from mt import compare
@@ -33,12 +33,23 @@ def swapped_third(lines: list[str]) -> list[str]:
     return [lines[(k + 7) % len(lines)] if k % 3 == 0 else s for k, s in enumerate(lines)]
 
 
+def documented_command() -> list[str]:
+    """The cross-check command docs/decoding.md prints, word by word."""
+    page = (REPO / "docs" / "decoding.md").read_text(encoding="utf-8")
+    (line,) = [x for x in page.splitlines() if x.startswith("sacrebleu REF -i BASE OTHER")]
+    return line.split("#")[0].split()
+
+
 def command_line(tmp_path, systems: dict[str, list[str]], test: str) -> dict[str, list[str]]:
-    """sacrebleu REF -i SYSTEMS... --paired-TEST: each system's printed cells, in order."""
+    """The docs' sacrebleu command on these systems (--paired-TEST): each system's printed
+    cells, in order."""
     ref = write_lines(tmp_path / "ref.en", REFERENCES)
     files = [str(write_lines(tmp_path / name, lines)) for name, lines in systems.items()]
-    command = [sys.executable, "-m", "sacrebleu", str(ref), "-i", *files, "-m", "bleu", "chrf"]
-    command += [f"--paired-{test}", "--format", "text"]
+    words = documented_command()
+    words = [str(ref) if w == "REF" else w for w in words[1:] if w not in ("BASE", "OTHER")]
+    words[words.index("-i") + 1 : words.index("-i") + 1] = files
+    words[words.index("--paired-bs")] = f"--paired-{test}"
+    command = [sys.executable, "-m", "sacrebleu", *words]
     text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     cells = {}
     for name, path in zip(systems, files, strict=True):
