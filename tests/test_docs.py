@@ -35,3 +35,20 @@ def test_every_module_the_docs_name_exists():
         for path in re.findall(r"mt/[\w/]+\.py", page.read_text(encoding="utf-8"))
     }
     assert sorted(path for path in named if not (REPO / path).is_file()) == []
+
+
+def readme_commands() -> list[str]:
+    """The README's two commands: install and train, install and test."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Install and run", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)][:2]
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    train, test = readme_commands()
+    assert train.endswith("python -m mt.train +experiment=transformer")
+    assert test.endswith("ruff check . && pytest")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test in ci
+    # The same install: only what follows it differs.
+    assert train.split("pip install -e .")[0] == test.split('pip install -e ".[test]"')[0]
