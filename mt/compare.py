@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mt.common.errors import MTError, reported
+from mt.common.errors import MTError, corpus_at, reported
 from mt.evaluation.comparison import (
     baseline_index,
     direction_rows,
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         "--examples", type=int, default=0, help="the N sentences each run differs most in"
     )
     args = parser.parse_args(argv)
-    with reported():
+    with reported(), corpus_at("--data-root"):
         if args.examples < 0:
             raise MTError(f"--examples {args.examples}: must be ≥ 0")
         if not 0 <= args.seed < 2**32:  # numpy's generators take no negative seed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from mt.common.errors import reported
+from mt.common.errors import corpus_at, reported
 from mt.config.store import config_dir, register_configs, tool_config
 from mt.evaluation.evaluator import evaluate
 
@@ -19,7 +19,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with reported():
+    with reported(), corpus_at("data_root="):
         evaluate(tool_config(cfg))
 
 

@@ -10,7 +10,7 @@ import datasets
 import hydra
 from omegaconf import DictConfig
 
-from mt.common.errors import reported
+from mt.common.errors import corpus_at, reported
 from mt.config.checks import check_data
 from mt.config.store import config_dir, register_configs, to_object
 from mt.config.tools import PrepareConfig
@@ -22,7 +22,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="prepare")
 def main(cfg: DictConfig) -> None:
-    with reported():
+    with reported(), corpus_at("data.root"):
         config: PrepareConfig = to_object(cfg)
         check_data(config.data)
         directory = cache_path(config.data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mt.common.errors import reported
+from mt.common.errors import corpus_at, reported
 from mt.config.arguments import bounded, override
 from mt.evaluation.significance import SEED
 from mt.studies.conduct import Options, conduct
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         "--outputs", type=Path, help="copy each run's results and test output here (no weights)"
     )
     args = parser.parse_args(argv)
-    with reported():
+    with reported(), corpus_at("--data-root"):
         conduct(Options(**vars(args)))
 
 

@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mt.common.errors import reported
+from mt.common.errors import corpus_at, reported
 from mt.config.store import config_dir, register_configs, to_config
 from mt.training import distributed
 from mt.training.trainer import train
@@ -22,7 +22,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with reported():
+    with reported(), corpus_at("data.root"):
         config = to_config(cfg)
         saved = run_dir / "config.yaml"  # the settings the run started with: a resume keeps them
         if distributed.is_main() and not (config.trainer.resume and saved.is_file()):

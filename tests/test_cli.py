@@ -120,6 +120,8 @@ def test_failed_download_says_where_to_put_the_files(train_in_process, tmp_path)
         "+experiment=transformer", f"data.root={tmp_path}", f'data.download_url="{url}"'
     )
     assert_clean_failure(result, "download failed", f"in {tmp_path}/multi30k")
+    assert "point data.root at the directory that holds multi30k/" in result.stderr
+    assert "downloading Multi30k's train.de.gz" in result.stdout + result.stderr  # said first
     assert not list((tmp_path / "multi30k").glob("*.part"))  # no half file left behind
 
 

@@ -222,6 +222,15 @@ def test_runs_that_cannot_be_tested_together_are_refused_in_one_line(
         monkeypatch=monkeypatch,
     )
     assert_clean_failure(result, f"error: --baseline {tmp_path}: not one of the runs compared")
+    # A corpus no longer where the run read it: the line names mt.compare's own setting.
+    results["config"]["data"]["root"] = str(tmp_path / "moved")
+    (worse / "results.json").write_text(json.dumps(results))
+    result = compare_in_process(
+        str(worse), "--significance", capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert_clean_failure(result, f"missing {tmp_path}/moved/tiny/test_2016_flickr.de")
+    assert "point --data-root at the directory that holds tiny/" in result.stderr
+    assert "data.root" not in result.stderr
 
 
 def test_scores_by_source_length_equal_sacrebleu_on_each_buckets_lines():

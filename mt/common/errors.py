@@ -26,6 +26,24 @@ class Stopped(MTError):
         self.exit_status = 128 + signum
 
 
+class MissingCorpus(MTError):
+    """A corpus file that is not where the settings say: the command names its own way to
+    say where it lies now (data.root, data_root=, --data-root; corpus_at)."""
+
+    def __init__(self, message: str, corpus: str):
+        super().__init__(message)
+        self.corpus = corpus  # the corpus's directory name, e.g. multi30k
+
+
+@contextmanager
+def corpus_at(knob: str) -> Iterator[None]:
+    """A corpus not found names the command's own setting for where it lies (knob)."""
+    try:
+        yield
+    except MissingCorpus as e:
+        raise MTError(f"{e}; or point {knob} at the directory that holds {e.corpus}/") from None
+
+
 @contextmanager
 def reported() -> Iterator[None]:
     """An MTError inside ends the command: `error: MESSAGE` on stderr and a non-zero exit."""

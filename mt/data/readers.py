@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import logging
 import os
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import datasets
 
-from mt.common.errors import MTError
+from mt.common.errors import MissingCorpus, MTError
 from mt.config.schema import CorpusFormat, DataConfig
 from mt.data.directions import direction_config, zero_shot
+
+log = logging.getLogger("mt")
 
 SPLITS = ("train", "valid", "test")
 
@@ -62,11 +65,19 @@ def find_file(base: Path) -> Path | None:
     return None
 
 
+def run_corpus(data: DataConfig, data_root: str | None) -> DataConfig:
+    """A finished run's corpus settings, pointed where the corpus lies now (data_root, else
+    where the run read it)."""
+    return replace(data, root=data_root or data.root)
+
+
 def existing_file(base: Path, split: str) -> Path:
     """base or base.gz; a clear error naming both when neither exists."""
     path = find_file(base)
     if path is None:
-        raise MTError(f"missing {base} (or {base}.gz) for data split '{split}'")
+        raise MissingCorpus(
+            f"missing {base} (or {base}.gz) for data split '{split}'", base.parent.name
+        )
     return path
 
 
@@ -89,13 +100,14 @@ def parallel_files(cfg: DataConfig, split: str) -> list[Path]:
     if cfg.name == "multi30k" and cfg.download and any(find_file(b) is None for b in bases):
         try:
             wanted = [f"{b.name}.gz" for b in bases if find_file(b) is None]
+            log.warning("downloading Multi30k's %s into %s", ", ".join(wanted), directory)
             download_multi30k(directory, wanted, cfg.download_url)
         except (OSError, ValueError) as e:  # ValueError: not a URL urllib can open
             missing = ", ".join(f"{b}.gz" for b in bases if find_file(b) is None)
-            raise MTError(
+            raise MissingCorpus(
                 f"missing {missing} and the download failed ({e}). Put the Multi30k task 1 "
-                f"raw files ({{train,val,test_2016_flickr}}.{{de,en,fr,cs}}.gz) in {directory}, "
-                f"or point data.root at a directory holding multi30k/"
+                f"raw files ({{train,val,test_2016_flickr}}.{{de,en,fr,cs}}.gz) in {directory}",
+                cfg.name,
             ) from None
     return [existing_file(base, split) for base in bases]
 

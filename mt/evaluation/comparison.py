@@ -14,7 +14,7 @@ from mt.common.errors import MTError
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
-from mt.data.readers import iter_lines, read_split
+from mt.data.readers import iter_lines, read_split, run_corpus
 from mt.evaluation.significance import RESAMPLES, TRIALS, Tested
 
 COLUMNS = (
@@ -173,9 +173,7 @@ def test_lines(
     hyps_path = path.parent / f"test.hyp.{suffix}"
     if not hyps_path.is_file():
         raise MTError(f"{hyps_path}: missing (the run's test hypotheses, written as it ends)")
-    if data_root is not None:
-        data.root = data_root
-    sources, references = read_split(data, "test")
+    sources, references = read_split(run_corpus(data, data_root), "test")
     return list(iter_lines(hyps_path)), sources, references
 
 

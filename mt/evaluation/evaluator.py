@@ -15,7 +15,7 @@ from mt.config.checks import parse
 from mt.config.schema import DataConfig
 from mt.config.tools import EvaluateConfig, model_inputs, model_source
 from mt.data.directions import direction_config
-from mt.data.readers import read_aligned, read_split, source_files, split_name
+from mt.data.readers import read_aligned, read_split, run_corpus, source_files, split_name
 from mt.decoding.documents import translate_lines
 from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
@@ -33,9 +33,7 @@ def evaluation_data(cfg: EvaluateConfig, translator: Translator):
         src, refs = read_aligned(Path(cfg.src), Path(cfg.ref))
         name = Path(cfg.src).name.removesuffix(".gz")
         return name, src, refs, {"src": cfg.src, "ref": cfg.ref}, (cfg.src, cfg.ref)
-    data = translator.config.data
-    if cfg.data_root is not None:
-        data.root = cfg.data_root
+    data = run_corpus(translator.config.data, cfg.data_root)
     name, origin = cfg.split.value, {"data": data.name, "root": data.root}
     if data.directions:  # a multilingual model: one direction of its corpus
         data = direction_config(data, evaluated_direction(cfg, translator))

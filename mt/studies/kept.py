@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from mt.common.errors import MTError
@@ -16,7 +15,7 @@ from mt.common.files import sha256_file, write_text
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
-from mt.data.readers import read_split, training_pairs
+from mt.data.readers import read_split, run_corpus, training_pairs
 from mt.decoding.translator import Translator
 from mt.evaluation.long_inputs import joined_scores
 from mt.evaluation.scores import corpus_scores, words
@@ -63,14 +62,13 @@ def test_split(run: Run, data_root: str | None) -> tuple[list[str], list[str]]:
     data = from_plain_dict(run.results["config"]).data
     if run.direction:
         data = direction_config(data, run.direction)
-    data.root = data_root or data.root
-    return read_split(data, "test")
+    return read_split(run_corpus(data, data_root), "test")
 
 
 def target_word_counts(run: Run, data_root: str | None) -> Counter:
     """How often each word (13a) occurs in the run's training targets of its direction."""
     data = from_plain_dict(run.results["config"]).data
-    data = replace(direction_config(data, run.compared), root=data_root or data.root)
+    data = run_corpus(direction_config(data, run.compared), data_root)
     counts: Counter = Counter()
     for _, target in training_pairs(data):
         counts.update(words(target))

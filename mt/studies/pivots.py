@@ -13,7 +13,7 @@ from mt.common.runtime import source_commit
 from mt.config.checks import parse
 from mt.config.store import from_plain_dict, to_plain_dict
 from mt.data.directions import direction_config
-from mt.data.readers import read_split
+from mt.data.readers import read_split, run_corpus
 from mt.decoding.translator import Translator
 from mt.evaluation.scores import breakdowns, corpus_scores
 from mt.studies.grid import Run, views
@@ -53,7 +53,7 @@ def evaluate_pivot(run: Run, runs: list[Run], data_root: str | None) -> None:
         return
     config = from_plain_dict(legs[-1].results["config"])
     config.data = direction_config(config.data, pivot_direction(run, legs))
-    config.data.root = data_root or config.data.root
+    config.data = run_corpus(config.data, data_root)
     print(f"{run.directory}: {' -> '.join(str(leg.final) for leg in legs)}", flush=True)
     translators = [Translator.from_checkpoint(leg.final) for leg in legs]
     results = {"config": to_plain_dict(config), "pivot": [str(leg.directory) for leg in legs]}
