@@ -1,6 +1,7 @@
-"""`python -m mt.prepare [data.*]`: read, tokenise, encode and cache a corpus once, then say
-what it holds and what training will drop. mt.train does the same when it finds no cache;
-run this first for a large corpus, or before torchrun, with the same data settings."""
+"""`python -m mt.prepare [+experiment=NAME] [data.*]`: read, tokenise, encode and cache a
+corpus once, then say what it holds and what training will drop. mt.train does the same when
+it finds no cache; run this first for a large corpus, or before torchrun, with the same
+experiment and data settings as the training."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import corpus_at, reported
-from mt.config.checks import check_data
-from mt.config.store import config_dir, register_configs, to_object
-from mt.config.tools import PrepareConfig
+from mt.config.store import config_dir, register_configs, to_config
 from mt.data.corpus import cache_path, load_corpus
 from mt.data.summary import describe
 
@@ -23,8 +22,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="prepare")
 def main(cfg: DictConfig) -> None:
     with reported(), corpus_at("data.root"):
-        config: PrepareConfig = to_object(cfg)
-        check_data(config.data)
+        config = to_config(cfg)  # the training config: data.* is what is read
         directory = cache_path(config.data)
         datasets.enable_progress_bars()  # encoding a large corpus takes a while: show it
         start = time.monotonic()

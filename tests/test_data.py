@@ -429,6 +429,9 @@ def test_prepare_builds_the_cache_once_and_counts_what_training_drops(small_root
     again = prepare()
     assert "(found)" in again and "training keeps 300 (drops 0 empty, 0 too long;" in again
     assert "read 300 training pairs; data.dedup=False dropped 0 repeated ones" in again
+    # An experiment, as mt.train takes it: its data settings apply (here: the same cache).
+    experiment = prepare("+experiment=transformer_base")
+    assert "(found)" in experiment and "training keeps 300" in experiment
 
 
 def test_dedup_keeps_the_first_of_each_repeated_pair(tmp_path):

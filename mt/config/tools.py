@@ -1,5 +1,5 @@
 """Typed configuration schemas of the command-line tools that use a trained model:
-mt.prepare, mt.evaluate, mt.translate, mt.distill, mt.export and mt.serve (registered by
+mt.evaluate, mt.translate, mt.distill, mt.export and mt.serve (registered by
 mt.config.store.register_configs)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from omegaconf import MISSING
 
 from mt.common.errors import MTError
 from mt.common.ranges import BEAM, TOKENS, Rule, within
-from mt.config.schema import DataConfig, DecodeOverrides, Engine
+from mt.config.schema import DecodeOverrides, Engine
 
 
 class Quantization(Enum):
@@ -150,15 +150,7 @@ class ServeConfig:
     }
 
 
-@dataclass
-class PrepareConfig:
-    """`python -m mt.prepare [data.*]`: the same data settings as mt.train."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-
-
 TOOL_SCHEMAS = {
-    "prepare": PrepareConfig,
     "evaluate": EvaluateConfig,
     "translate": TranslateConfig,
     "distill": DistillConfig,
