@@ -4,6 +4,11 @@ Averaging the last few checkpoints of a run (Vaswani et al., 2017; Junczys-Dowmu
 2016) usually gains a little BLEU for free. Train with `trainer.keep_last=N` to keep them;
 the inputs may also be checkpoint files named one by one. The result is a checkpoint like
 any other for mt.evaluate and mt.translate (it has no optimizer state, so it does not resume).
+Nothing it reads is overwritten: the output may be neither an input nor a file of them.
+
+Examples:
+    python -m mt.average runs/tf --last 5 -o runs/tf/averaged.pt
+    python -m mt.average a.pt b.pt c.pt -o abc.pt
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from mt.training.averaging import average, collect
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m mt.average", description=__doc__.split("\n")[0]
+        prog="python -m mt.average",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", help="checkpoint files or run directories")
     parser.add_argument("--last", type=int, help="average only the N newest")

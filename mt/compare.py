@@ -27,7 +27,11 @@ from mt.evaluation.significance import SEED, significance
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mt.compare", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mt.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("runs", nargs="+", help="run directories or a multirun directory")
     parser.add_argument("--significance", action="store_true", help="intervals and p-values")
     parser.add_argument("--baseline", help="the run the others are tested against (the first)")

@@ -17,6 +17,10 @@ beside the original pairs:
 
     python -m mt.train +experiment=transformer_fast \
         'data.train_sources=[{name: DIR_NAME, root: DIR_PARENT}]'
+
+Examples:
+    python -m mt.distill checkpoint=[a/final.pt,b/final.pt,c/final.pt] out=runs/kd
+    python -m mt.distill engine=ctranslate2 model_dir=runs/tf/ct2 out=runs/kd decode.beam_size=5
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import DistillConfig
 from mt.training.distillation import distill
 
-register_configs()
+register_configs(__doc__)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="distill")

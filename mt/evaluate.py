@@ -3,6 +3,11 @@
 Decodes the test (or valid) split of the data the checkpoint was trained on, or any parallel
 pair given as `src=FILE ref=FILE`, writes the detokenised hypotheses and a metrics.json, and
 prints BLEU and chrF with their signatures: the same numbers `sacrebleu REF -i HYPS` gives.
+Nothing it reads is overwritten; the hypotheses go beside the checkpoint unless hyps= says.
+
+Examples:
+    python -m mt.evaluate checkpoint=runs/tf/checkpoints/final.pt
+    python -m mt.evaluate checkpoint=final.pt src=news.de ref=news.en decode.beam_size=10
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from mt.common.errors import corpus_at, reported
 from mt.config.store import config_dir, register_configs, tool_config
 from mt.evaluation.evaluator import evaluate
 
-register_configs()
+register_configs(__doc__)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")

@@ -8,6 +8,10 @@ config and where the weights came from), so `mt.translate engine=ctranslate2 mod
 and `mt.evaluate` need nothing else. The network is described with CTranslate2's own spec
 API, layer by layer, so nothing is approximated: pre- or post-norm, our sinusoidal table,
 the sqrt(d_model) embedding scale, tied or separate embeddings and output projection.
+
+Examples:
+    python -m mt.export checkpoint=runs/tf/checkpoints/final.pt out=runs/tf/ct2
+    python -m mt.export checkpoint=final.pt out=ct2-int8 quantization=int8
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import ExportConfig
 from mt.deploy.convert import export
 
-register_configs()
+register_configs(__doc__)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")

@@ -1,7 +1,12 @@
 """`python -m mt.prepare [+experiment=NAME] [data.*]`: read, tokenise, encode and cache a
 corpus once, then say what it holds and what training will drop. mt.train does the same when
 it finds no cache; run this first for a large corpus, or before torchrun, with the same
-experiment and data settings as the training."""
+experiment and data settings as the training. Writes only the cache (data.cache_dir).
+
+Examples:
+    python -m mt.prepare +experiment=transformer
+    python -m mt.prepare +experiment=transformer_base data.root=/data data.name=wmt14
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from mt.config.store import config_dir, register_configs, to_config
 from mt.data.corpus import cache_path, load_corpus
 from mt.data.summary import describe
 
-register_configs()
+register_configs(__doc__, groups=True)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="prepare")

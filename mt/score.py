@@ -7,6 +7,9 @@ where TOKENS counts the reference's subwords and the EOS after them; then a summ
 the corpus perplexity, exp(-sum of LOG_PROB / sum of TOKENS), on stdout (on stderr when the
 scores go to stdout). For filtering a noisy corpus or reranking an n-best list; a list of
 checkpoints scores with their ensemble.
+
+Examples:
+    python -m mt.score checkpoint=final.pt src=corpus.de ref=corpus.en output=scores.tsv
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from mt.data.readers import read_aligned
 from mt.decoding.likelihood import score_lines, summary
 from mt.deploy.engine import open_translator
 
-register_configs()
+register_configs(__doc__)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="score")

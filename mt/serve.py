@@ -1,7 +1,13 @@
 """`python -m mt.serve checkpoints=[rnn.pt,bahdanau.pt,transformer.pt] [host=] [port=]`:
 load the models once and serve the JSON API and the attention explorer (mt/serving/).
 
-Needs the `serve` extra, FastAPI and uvicorn (from a clone: pip install -e ".[serve]")."""
+Reads the checkpoints (or mt.export directories) and writes nothing. Needs the `serve`
+extra, FastAPI and uvicorn (from a clone: pip install -e ".[serve]").
+
+Examples:
+    python -m mt.serve checkpoint=runs/tf/checkpoints/final.pt     # http://127.0.0.1:8000/
+    python -m mt.serve checkpoints=[runs/rnn/checkpoints/final.pt,runs/tf/checkpoints/final.pt]
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from mt.common.errors import missing_extra, reported
 from mt.config.store import config_dir, register_configs, tool_config
 from mt.config.tools import ServeConfig
 
-register_configs()
+register_configs(__doc__)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="serve")

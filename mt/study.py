@@ -17,7 +17,11 @@ from mt.studies.conduct import Options, conduct
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mt.study", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mt.study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("study", type=Path, help="a study file, e.g. studies/architectures.yaml")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="one run per row, seed")
     parser.add_argument("--data-root", help="data.root of every run (default: mt's own)")

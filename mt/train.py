@@ -1,7 +1,18 @@
-"""Entry point: `python -m mt.train +experiment=transformer [overrides]`.
+"""`python -m mt.train +experiment=transformer [overrides]`: train, choose on valid, test.
 
+Reads the corpus (Multi30k de-en by default, downloaded into ./data when missing; data.root
+for another place), caches it, trains the recipe, validates every trainer.valid_every steps,
+chooses the reported model on valid and decodes the test split. Writes everything into its
+run directory (hydra.run.dir, default outputs/DATE/TIME): train.log, config.yaml, tb/
+(TensorBoard), checkpoints/ (last.pt, best.pt, final.pt), {valid,test}.hyp.LANG and
+results.json. A trained or busy run directory is refused; trainer.resume=true continues one.
 Under torchrun (`torchrun --nproc_per_node=N -m mt.train ...`) every process runs this; the
-trainer joins the process group and shards the data (see mt/training/distributed.py)."""
+trainer joins the process group and shards the data (see mt/training/distributed.py).
+
+Examples:
+    python -m mt.train +experiment=transformer hydra.run.dir=runs/tf
+    python -m mt.train +experiment=rnn data.src_lang=fr data.tgt_lang=en trainer.max_steps=2000
+"""
 
 from __future__ import annotations
 
@@ -16,7 +27,7 @@ from mt.config.store import config_dir, register_configs, to_config
 from mt.training import distributed
 from mt.training.trainer import train
 
-register_configs()
+register_configs(__doc__, groups=True)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

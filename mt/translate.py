@@ -11,6 +11,10 @@ each line is one input, and every input line gives N lines in the format
 
 LINE counts input lines from 0; SCORE is the beam's ranking score, log-probability divided
 by the length penalty (higher is better); the N lines of one input come best first.
+
+Examples:
+    echo "Ein Hund rennt." | python -m mt.translate checkpoint=runs/tf/checkpoints/final.pt
+    python -m mt.translate checkpoint=final.pt input=news.de output=news.en decode.beam_size=8
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from mt.config.tools import TranslateConfig, model_inputs, model_source
 from mt.decoding.streaming import open_file, read_prefixes, translate_stream
 from mt.deploy.engine import open_translator
 
-register_configs()
+register_configs(__doc__)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="translate")

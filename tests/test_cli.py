@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from helpers import (
     free_port,
     make_config,
     run_in_process,
+    run_tool,
     run_train,
 )
 from omegaconf import OmegaConf
@@ -264,3 +267,39 @@ def test_one_multirun_trains_all_three_architectures(memorise_root, tmp_path):
         chosen = result["selection"]  # by the recipe: best.pt or averaged.pt, and a penalty
         assert cells[8] == f"{chosen['checkpoint']}, lp {chosen['length_penalty']:g}"
         assert cells[-1] == result["commit"][:10]
+
+
+HYDRA_COMMANDS = (
+    "train",
+    "evaluate",
+    "translate",
+    "score",
+    "prepare",
+    "export",
+    "serve",
+    "distill",
+)
+
+
+def test_every_commands_help_says_what_it_does_with_examples_then_its_settings(tmp_path):
+    commands = [*HYDRA_COMMANDS, "average", "compare", "study"]
+    with ThreadPoolExecutor(len(commands)) as pool:
+        helps = dict(
+            zip(
+                commands,
+                pool.map(lambda c: run_tool(c, "--help", cwd=tmp_path), commands),
+                strict=True,
+            )
+        )
+    for command, done in helps.items():
+        assert done.returncode == 0, (command, done.stderr)
+        module = importlib.import_module(f"mt.{command}")
+        first = module.__doc__.strip().splitlines()[0]
+        text = done.stdout
+        # argparse opens with its usage line, Hydra with the docstring itself.
+        assert first in text.splitlines()[:8], command
+        if command in HYDRA_COMMANDS:
+            assert text.startswith(first) and "Examples:" in text, command
+            assert "== Settings (KEY=VALUE" in text and "\n$CONFIG" not in text, command
+        # Only the commands that take a recipe offer the recipes.
+        assert ("experiment: " in text) == (command in ("train", "prepare")), command

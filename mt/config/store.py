@@ -29,9 +29,33 @@ def config_dir() -> str:
     return str(shipped if shipped.is_dir() else package.parent / "configs")
 
 
-def register_configs() -> None:
-    """Make the schemas known to Hydra so YAML files can name them in their defaults."""
+# A Hydra command's --help: what it does, reads and writes, with examples (its docstring),
+# then its settings; "$CONFIG" and "$APP_CONFIG_GROUPS" are filled in by Hydra.
+HELP = """{about}
+{groups}
+== Settings (KEY=VALUE on the command line; these are the defaults) ==
+
+$CONFIG
+Hydra's own options (multirun, tab completion): --hydra-help"""
+GROUPS = """
+== Config groups (+experiment=NAME picks a recipe, model=NAME an architecture) ==
+
+$APP_CONFIG_GROUPS"""
+
+
+def register_configs(about: str = "", groups: bool = False) -> None:
+    """Make the schemas known to Hydra so YAML files can name them in their defaults, and
+    the running command's --help (about: its docstring; groups: it takes +experiment)."""
     store = ConfigStore.instance()
+    text = HELP.format(about=about.strip(), groups=GROUPS if groups else "")
+    # OmegaConf would read ${...} as an interpolation, and Hydra's $CONFIG must stay as it is.
+    help_node = {
+        "app_name": "mt",
+        "header": "",
+        "footer": "",
+        "template": text.replace("${", "\\${"),
+    }
+    store.store(group="hydra/help", name="mt", node=help_node, package="hydra.help")
     store.store(name="base_config", node=Config)
     for name, schema in TOOL_SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
