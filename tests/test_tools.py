@@ -3,12 +3,17 @@ that has left its run directory."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import importlib
 import json
+import os
+import pty
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -339,3 +344,40 @@ def test_a_truncated_gz_input_is_named_and_nothing_is_written(
     assert_clean_failure(result, f"error: {source}: cannot read it (")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.en").exists()
+
+
+def run_at_terminal(command: list[str], cwd) -> tuple[int, str]:
+    """command with its stderr on a pseudo-terminal (as a user's shell has it): its exit
+    status and what the terminal showed."""
+    terminal, child_side = pty.openpty()
+    # 24 rows of 100 columns, as a terminal window has (a new pseudo-terminal has none).
+    fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=child_side)
+    os.close(child_side)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the child closed the terminal's other side
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    return process.wait(timeout=300), shown.decode("utf-8", "replace")
+
+
+def test_long_work_shows_a_bar_at_a_terminal_and_none_elsewhere(moved_checkpoint, tmp_path):
+    source = write_lines(tmp_path / "in.de", multi30k_lines("train", "de", 30))
+    command = [sys.executable, "-m", "mt.translate", f"checkpoint={moved_checkpoint}"]
+    command += [f"input={source}"]
+    status, shown = run_at_terminal([*command, f"output={tmp_path / 'tty.en'}"], tmp_path)
+    assert status == 0, shown
+    assert "decoding:" in shown and "/30 [" in shown and "sent/s]" in shown  # tqdm's bar
+    piped = subprocess.run(
+        [*command, f"output={tmp_path / 'piped.en'}"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert piped.returncode == 0 and "decoding" not in piped.stderr + piped.stdout
+    # The bar never reaches an output file: both hold the translations alone.
+    tty, plain = (tmp_path / "tty.en").read_text(), (tmp_path / "piped.en").read_text()
+    assert tty == plain and len(plain.splitlines()) == 30 and "\r" not in plain

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from mt.common.progress import bar
 from mt.common.runtime import autocast
 from mt.common.special_ids import PAD_ID
 from mt.config.schema import DecodeConfig
@@ -79,15 +80,17 @@ def decode_ids(
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     searched = model if decode.cache else Uncached(model)
     generator = torch.Generator(device).manual_seed(decode.seed) if decode.sampling else None
-    for indices in token_batches(lengths, lengths, max_tokens, rng=None):
-        src = padded([src_ids[i] for i in indices], device)
-        forced = None
-        if prefixes is not None and any(len(prefixes[i]) for i in indices):
-            forced = padded([prefixes[i] for i in indices], device)
-        with autocast(device):
-            nbest = search(searched, src, decode, generator, forced)
-        for i, hyps in zip(indices.tolist(), nbest, strict=True):
-            results[i] = hyps
+    with bar(total=len(src_ids), what="decoding", unit="sent") as shown:
+        for indices in token_batches(lengths, lengths, max_tokens, rng=None):
+            src = padded([src_ids[i] for i in indices], device)
+            forced = None
+            if prefixes is not None and any(len(prefixes[i]) for i in indices):
+                forced = padded([prefixes[i] for i in indices], device)
+            with autocast(device):
+                nbest = search(searched, src, decode, generator, forced)
+            for i, hyps in zip(indices.tolist(), nbest, strict=True):
+                results[i] = hyps
+            shown.update(len(indices))
     model.train(was_training)
     return results
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     for side, named, lines in zip(("src", "tgt"), sides, (src, refs), strict=True):
         for warning in translator.language_warnings(named, lines, side, cfg.tgt_lang):
             log.warning("warning: %s", warning)
+    # A sign of life where no bar is drawn (a log, a pipe); stdout carries the scores.
+    print(f"decoding {len(src)} sentences of {name} (beam {decode.beam_size})", file=sys.stderr)
     hyps = translate_lines(translator, src, decode, 1, cfg.tgt_lang, cfg.segment, cfg.src_lang)
     scores = corpus_scores(hyps, refs)
     write_text(hyps_path, "".join(h + "\n" for h in hyps))

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from mt.common.errors import MTError
+from mt.common.progress import bar
 from mt.studies.grid import Run, check_same_settings
 from mt.studies.spec import Distilled
 from mt.training.rundir import lock_holder
@@ -44,7 +45,11 @@ def train_all(runs: list[Run], data_root: str | None, threads: int, jobs: int = 
     running: dict[Path, subprocess.Popen] = {}
     failed: list[Path] = []
     by_directory = {run.directory: run for run in pending}
+    # With one job the run's own output (its bar, its log) is on the terminal: no bar above.
+    runs_shown = bar(total=len(pending), what="study runs", unit="run", show=jobs > 1)
     while running or (pending and not failed):
+        finished = sum((directory / "results.json").is_file() for directory in by_directory)
+        runs_shown.update(finished - runs_shown.n)
         unfinished = [run.directory for run in pending] + list(running)
         ready = [r for r in pending if not (waits_for(r, unfinished) or trained_elsewhere(r))]
         if not (ready or running or any(trained_elsewhere(r) for r in pending)):
@@ -67,6 +72,7 @@ def train_all(runs: list[Run], data_root: str | None, threads: int, jobs: int = 
                 pending.append(run)
             else:
                 failed.append(directory)
+    runs_shown.close()
     if failed:
         names = ", ".join(str(directory) for directory in failed)
         raise MTError(f"{names}: training failed; rerun the study to resume it")

@@ -6,6 +6,7 @@ with the chosen length penalty in its config, so every tool decodes it as the ru
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,6 +26,8 @@ from mt.evaluation.leaks import leak_audit
 from mt.evaluation.scores import breakdowns, words
 from mt.training.averaging import average
 from mt.training.validation import decode_split
+
+log = logging.getLogger("mt")
 
 AVERAGED = "averaged.pt"
 FINAL = "final.pt"  # the reported model, with the decode settings it was reported with
@@ -65,11 +68,14 @@ def choose(
         model.load_state_dict(weights["best.pt"])
         return Choice("best.pt", penalties[0], {})
     scores: dict[tuple[str, float], float] = {}
+    count = len(weights) * len(penalties)
+    log.info("choosing the reported model on valid: %d beam-search decodings of valid", count)
     for name, state in weights.items():
         model.load_state_dict(state)
         for penalty in penalties:
             decode = replace(config.decode, length_penalty=penalty)
             scores[name, penalty] = decode_split(model, tokenizer, valid, decode, device)[0]["bleu"]
+            log.info("valid BLEU %.2f: %s, length penalty %g", scores[name, penalty], name, penalty)
     name, penalty = max(scores, key=scores.get)  # max keeps the first of equals
     model.load_state_dict(weights[name])
     return Choice(name, penalty, {f"{n}, lp {p}": round(b, 2) for (n, p), b in scores.items()})
@@ -139,6 +145,7 @@ def final_test(
     results = {"selection": asdict(choice), "final": str(final.relative_to(checkpoints.parent))}
     results["leaks"], counts = training_text_audit(config.data, corpus)
     for name, split in (("valid", corpus.valid), ("test", corpus.test)):
+        log.info("decoding %s with the reported model (%d sentences)", name, len(split.tgt_text))
         scores, hyps = decode_split(model, corpus.tokenizer, split, decode, device)
         for suffix, lines in hypothesis_files(split, hyps, config.data.tgt_lang).items():
             text = "".join(h + "\n" for h in lines)

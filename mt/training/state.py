@@ -137,3 +137,18 @@ def reapply(state: TrainState, config: Config) -> None:
     factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
     for group in state.optimizer.param_groups:
         group.update(lr=t.lr * factor, betas=tuple(t.adam_betas), weight_decay=t.weight_decay)
+
+
+def keep_batching(progress: Progress, planned: bool) -> None:
+    """A new run records its batching (planned: StepPlan.fixed_shapes); a resumed one keeps
+    what it began with, whatever this device would choose, so its epochs are cut the same
+    way."""
+    if progress.fixed_shapes is None:
+        progress.fixed_shapes = planned
+    elif progress.fixed_shapes != planned:
+        log.warning(
+            "resumed with data.fixed_shapes=%s, as this run began; this device and these "
+            "settings would choose %s",
+            progress.fixed_shapes,
+            planned,
+        )

@@ -15,6 +15,7 @@ import torch
 from mt.common.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
+from mt.common.progress import bar_with_logs
 from mt.common.runtime import pick_device, set_cpu_threads, source_commit, training_precision
 from mt.config.checks import trainer_warnings
 from mt.config.schema import Config
@@ -39,7 +40,14 @@ from mt.training.reporting import (
 from mt.training.schedule import eta_seconds, limit_reached
 from mt.training.selection import final_test
 from mt.training.signals import StopRequests
-from mt.training.state import Progress, TrainState, checkpoint_payload, random_state, restore
+from mt.training.state import (
+    Progress,
+    TrainState,
+    checkpoint_payload,
+    keep_batching,
+    random_state,
+    restore,
+)
 from mt.training.update import Update, optimizer_and_schedule, step_plan, wrapped
 from mt.training.validation import decode_split, samples_markdown, split_loss
 
@@ -78,7 +86,7 @@ class Trainer:
             restore(last, resumed, self.tokenizer_models, self.state, self.device, config)
         elif self.parent:
             start_from(self.parent, self.state, config)
-        self.keep_batching()
+        keep_batching(self.progress, self.plan.fixed_shapes)
         freeze(self.model, settings.freeze)
         for warning in trainer_warnings(settings) if distributed.is_main() else []:
             log.warning("warning: %s", warning)
@@ -87,20 +95,6 @@ class Trainer:
         self.reporter = Reporter(run_dir, first_step) if distributed.is_main() else None
         self.stop_requests = StopRequests()
         self.interrupted = False  # a stop signal reached this rank or another
-
-    def keep_batching(self) -> None:
-        """A new run records its batching; a resumed one keeps what it began with, whatever
-        this device would choose, so its epochs are cut the same way."""
-        progress, planned = self.progress, self.plan.fixed_shapes
-        if progress.fixed_shapes is None:
-            progress.fixed_shapes = planned
-        elif progress.fixed_shapes != planned:
-            log.warning(
-                "resumed with data.fixed_shapes=%s, as this run began; this device and these "
-                "settings would choose %s",
-                progress.fixed_shapes,
-                planned,
-            )
 
     @property
     def progress(self) -> Progress:
@@ -147,7 +141,9 @@ class Trainer:
         settings, progress, data = self.config.trainer, self.progress, self.config.data
         world = distributed.world_size()
         window = Window()
-        with self.stop_requests:
+        main, total = distributed.is_main(), settings.max_steps
+        steps = bar_with_logs(total, "training", "step", progress.step, show=main)
+        with self.stop_requests, steps as self.steps_shown:
             reason = self.agreed_stop()
             while reason is None:
                 concat = (data.concat_prob, data.concat_max, data.max_len)
@@ -212,6 +208,7 @@ class Trainer:
         window.loss, window.tokens = window.loss + loss, window.tokens + tokens
         window.seconds, window.steps = window.seconds + seconds, window.steps + 1
         self.last_grad_norm = grad_norm
+        self.steps_shown.update()
 
     def log_window(self, window: Window, batches_per_epoch: int, done: int) -> None:
         """The window's loss per target token over all ranks (every rank joins the sum),
