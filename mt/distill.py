@@ -27,19 +27,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import reported
 from mt.common.files import os_error
-from mt.config.store import config_dir, register_configs, tool_config
+from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import DistillConfig
 from mt.training.distillation import distill
 
 register_configs(__doc__)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="distill")
+@tool_main("distill")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: DistillConfig = tool_config(cfg)

@@ -12,17 +12,16 @@ Examples:
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import corpus_at, reported
-from mt.config.store import config_dir, register_configs, tool_config
+from mt.config.store import register_configs, tool_config, tool_main
 from mt.evaluation.evaluator import evaluate
 
 register_configs(__doc__)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
+@tool_main("evaluate")
 def main(cfg: DictConfig) -> None:
     with reported(), corpus_at("data_root="):
         evaluate(tool_config(cfg))

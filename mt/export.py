@@ -16,18 +16,17 @@ Examples:
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import reported
-from mt.config.store import config_dir, register_configs, tool_config
+from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import ExportConfig
 from mt.deploy.convert import export
 
 register_configs(__doc__)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+@tool_main("export")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: ExportConfig = tool_config(cfg)

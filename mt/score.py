@@ -17,13 +17,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import reported
 from mt.common.files import refuse_overwriting_inputs, write_text
 from mt.config.schema import Engine
-from mt.config.store import config_dir, register_configs, tool_config
+from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import ScoreConfig, model_inputs, model_source
 from mt.data.readers import read_aligned
 from mt.decoding.likelihood import score_lines, summary
@@ -32,7 +31,7 @@ from mt.deploy.engine import open_translator
 register_configs(__doc__)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="score")
+@tool_main("score")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: ScoreConfig = tool_config(cfg)

@@ -11,17 +11,16 @@ Examples:
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import missing_extra, reported
-from mt.config.store import config_dir, register_configs, tool_config
+from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import ServeConfig
 
 register_configs(__doc__)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="serve")
+@tool_main("serve")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: ServeConfig = tool_config(cfg)

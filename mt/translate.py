@@ -23,12 +23,11 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from mt.common.errors import reported
 from mt.common.files import os_error, refuse_overwriting_inputs, replaced_on_success
-from mt.config.store import config_dir, register_configs, tool_config
+from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import TranslateConfig, model_inputs, model_source
 from mt.decoding.streaming import open_file, read_prefixes, translate_stream
 from mt.deploy.engine import open_translator
@@ -36,7 +35,7 @@ from mt.deploy.engine import open_translator
 register_configs(__doc__)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="translate")
+@tool_main("translate")
 def main(cfg: DictConfig) -> None:
     with reported():
         config: TranslateConfig = tool_config(cfg)

@@ -303,3 +303,15 @@ def test_every_commands_help_says_what_it_does_with_examples_then_its_settings(t
             assert "== Settings (KEY=VALUE" in text and "\n$CONFIG" not in text, command
         # Only the commands that take a recipe offer the recipes.
         assert ("experiment: " in text) == (command in ("train", "prepare")), command
+
+
+@pytest.mark.parametrize(
+    "command", ["translate", "evaluate", "export", "score", "serve", "distill"]
+)
+def test_a_tool_refuses_a_recipe_in_one_line_naming_why(command, capsys, monkeypatch):
+    module = importlib.import_module(f"mt.{command}")
+    result = run_in_process(
+        module.main, "+experiment=transformer", capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert_clean_failure(result, f"error: +experiment=transformer: mt.{command} takes no recipe")
+    assert result.stderr.count("\n") == 1

@@ -3,10 +3,14 @@ from the typed dataclasses (at the command line) and plain dicts (in checkpoints
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -41,6 +45,32 @@ GROUPS = """
 == Config groups (+experiment=NAME picks a recipe, model=NAME an architecture) ==
 
 $APP_CONFIG_GROUPS"""
+
+
+def tool_main(config_name: str) -> Callable[[Callable], Callable[[], None]]:
+    """hydra.main for a tool that reads its model's settings from the checkpoint: a recipe
+    (+experiment=NAME) is refused in one line naming why, before Hydra would fail on it."""
+
+    def decorate(function: Callable) -> Callable[[], None]:
+        composed = hydra.main(
+            version_base="1.3", config_path=config_dir(), config_name=config_name
+        )(function)
+
+        @functools.wraps(function)
+        def main() -> None:
+            given = [a for a in sys.argv[1:] if a.lstrip("+~").startswith("experiment=")]
+            if given:
+                print(
+                    f"error: {given[0]}: mt.{config_name} takes no recipe; the model's settings "
+                    "come from its checkpoint (recipes are for mt.train and mt.prepare)",
+                    file=sys.stderr,
+                )
+                sys.exit(2)
+            composed()
+
+        return main
+
+    return decorate
 
 
 def register_configs(about: str = "", groups: bool = False) -> None:
