@@ -35,7 +35,7 @@ from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import DistillConfig
 from mt.training.distillation import distill
 
-register_configs(__doc__)
+register_configs("distill", __doc__)
 
 
 @tool_main("distill")

@@ -18,7 +18,7 @@ from mt.common.errors import corpus_at, reported
 from mt.config.store import register_configs, tool_config, tool_main
 from mt.evaluation.evaluator import evaluate
 
-register_configs(__doc__)
+register_configs("evaluate", __doc__)
 
 
 @tool_main("evaluate")

@@ -23,7 +23,7 @@ from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import ExportConfig
 from mt.deploy.convert import export
 
-register_configs(__doc__)
+register_configs("export", __doc__)
 
 
 @tool_main("export")

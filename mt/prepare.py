@@ -21,7 +21,7 @@ from mt.config.store import config_dir, register_configs, to_config
 from mt.data.corpus import cache_path, load_corpus
 from mt.data.summary import describe
 
-register_configs(__doc__, groups=True)
+register_configs("prepare", __doc__, groups=True)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="prepare")

@@ -28,7 +28,7 @@ from mt.data.readers import read_aligned
 from mt.decoding.likelihood import score_lines, summary
 from mt.deploy.engine import open_translator
 
-register_configs(__doc__)
+register_configs("score", __doc__)
 
 
 @tool_main("score")

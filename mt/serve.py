@@ -17,7 +17,7 @@ from mt.common.errors import missing_extra, reported
 from mt.config.store import register_configs, tool_config, tool_main
 from mt.config.tools import ServeConfig
 
-register_configs(__doc__)
+register_configs("serve", __doc__)
 
 
 @tool_main("serve")

@@ -27,7 +27,7 @@ from mt.config.store import config_dir, register_configs, to_config
 from mt.training import distributed
 from mt.training.trainer import train
 
-register_configs(__doc__, groups=True)
+register_configs("train", __doc__, groups=True)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

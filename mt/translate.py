@@ -32,7 +32,7 @@ from mt.config.tools import TranslateConfig, model_inputs, model_source
 from mt.decoding.streaming import open_file, read_prefixes, translate_stream
 from mt.deploy.engine import open_translator
 
-register_configs(__doc__)
+register_configs("translate", __doc__)
 
 
 @tool_main("translate")

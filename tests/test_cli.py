@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -20,7 +19,6 @@ from helpers import (
     free_port,
     make_config,
     run_in_process,
-    run_tool,
     run_train,
 )
 from omegaconf import OmegaConf
@@ -281,19 +279,11 @@ HYDRA_COMMANDS = (
 )
 
 
-def test_every_commands_help_says_what_it_does_with_examples_then_its_settings(tmp_path):
-    commands = [*HYDRA_COMMANDS, "average", "compare", "study"]
-    with ThreadPoolExecutor(len(commands)) as pool:
-        helps = dict(
-            zip(
-                commands,
-                pool.map(lambda c: run_tool(c, "--help", cwd=tmp_path), commands),
-                strict=True,
-            )
-        )
-    for command, done in helps.items():
-        assert done.returncode == 0, (command, done.stderr)
+def test_every_commands_help_says_what_it_does_with_examples_then_its_settings(capsys, monkeypatch):
+    for command in [*HYDRA_COMMANDS, "average", "compare", "study"]:
         module = importlib.import_module(f"mt.{command}")
+        done = run_in_process(module.main, "--help", capsys=capsys, monkeypatch=monkeypatch)
+        assert done.returncode == 0, (command, done.stderr)
         first = module.__doc__.strip().splitlines()[0]
         text = done.stdout
         # argparse opens with its usage line, Hydra with the docstring itself.

@@ -32,8 +32,8 @@ def script(*args: str, cwd=REPO) -> str:
 
 
 @pytest.mark.parametrize("mode", ["ab", "profile"])
-def test_the_step_benchmark_times_the_real_trainers_step(mode, tmp_path):
-    cache = f"data.cache_dir={tmp_path}"
+def test_the_step_benchmark_times_the_real_trainers_step(mode, cache_dir):
+    cache = f"data.cache_dir={cache_dir}"  # one cache of the test corpus for every script
     options = ["--warmup", "1", "--steps", "2", "--rounds", "1"]
     out = script("scripts/bench_step.py", mode, *options, *TINY_TRANSFORMER, cache)
     if mode == "ab":
@@ -49,8 +49,8 @@ def test_the_step_benchmark_puts_mt_beside_torchs_transformer():
     assert "mt Transformer" in out and "torch.nn.Transformer" in out
 
 
-def test_batch_shapes_counts_exact_and_fixed_batches(tmp_path):
-    out = script("scripts/batch_shapes.py", *TINY_TRANSFORMER, f"data.cache_dir={tmp_path}")
+def test_batch_shapes_counts_exact_and_fixed_batches(cache_dir):
+    out = script("scripts/batch_shapes.py", *TINY_TRANSFORMER, f"data.cache_dir={cache_dir}")
     exact, fixed = out.splitlines()[-2:]
     assert exact.startswith("exact: ") and fixed.startswith("fixed: ")
     assert "padding efficiency" in fixed
@@ -66,9 +66,8 @@ def test_train_throughput_reads_a_runs_curves(memorised_run):
     assert report["steps"] > 0 and report["target_tokens_per_s"] > 0
 
 
-def test_the_architecture_benchmark_times_training_and_decoding(tmp_path, monkeypatch):
-    monkeypatch.setenv("MT_CACHE_DIR", str(tmp_path / "cache"))
-    shape = [f"--set={key}" for key in TINY_TRANSFORMER[2:8]]
+def test_the_architecture_benchmark_times_training_and_decoding(tmp_path, cache_dir):
+    shape = [f"--set={key}" for key in [*TINY_TRANSFORMER[2:8], f"data.cache_dir={cache_dir}"]]
     options = ["--steps", "1", "--warmup", "1", "--repeats", "1", "--sentences", "4"]
     out = tmp_path / "bench.json"
     script(

@@ -73,19 +73,38 @@ def tool_main(config_name: str) -> Callable[[Callable], Callable[[], None]]:
     return decorate
 
 
-def register_configs(about: str = "", groups: bool = False) -> None:
+# Each Hydra command's --help node (hydra/help/<command>, named by its YAML's defaults): its
+# own text once it has registered it, a bare one before (a test composing several commands'
+# configs in one process must find every node).
+HYDRA_COMMANDS = (
+    "train",
+    "evaluate",
+    "translate",
+    "score",
+    "prepare",
+    "export",
+    "serve",
+    "distill",
+)
+_help_texts: dict[str, str] = {}
+
+
+def register_configs(command: str | None = None, about: str = "", groups: bool = False) -> None:
     """Make the schemas known to Hydra so YAML files can name them in their defaults, and
-    the running command's --help (about: its docstring; groups: it takes +experiment)."""
+    a command's --help (about: its docstring; groups: it takes +experiment)."""
     store = ConfigStore.instance()
-    text = HELP.format(about=about.strip(), groups=GROUPS if groups else "")
-    # OmegaConf would read ${...} as an interpolation, and Hydra's $CONFIG must stay as it is.
-    help_node = {
-        "app_name": "mt",
-        "header": "",
-        "footer": "",
-        "template": text.replace("${", "\\${"),
-    }
-    store.store(group="hydra/help", name="mt", node=help_node, package="hydra.help")
+    if command is not None:
+        _help_texts[command] = HELP.format(about=about.strip(), groups=GROUPS if groups else "")
+    for name in HYDRA_COMMANDS:
+        text = _help_texts.get(name, HELP.format(about=f"python -m mt.{name}", groups=""))
+        # OmegaConf would read ${...} as an interpolation; Hydra fills in $CONFIG itself.
+        node = {
+            "app_name": "mt",
+            "header": "",
+            "footer": "",
+            "template": text.replace("${", "\\${"),
+        }
+        store.store(group="hydra/help", name=name, node=node, package="hydra.help")
     store.store(name="base_config", node=Config)
     for name, schema in TOOL_SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
