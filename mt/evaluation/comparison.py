@@ -15,6 +15,7 @@ from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import iter_lines, read_split, run_corpus
+from mt.evaluation.results import read_results
 from mt.evaluation.significance import RESAMPLES, TRIALS, Tested
 
 COLUMNS = (
@@ -70,7 +71,7 @@ def ensemble_row(path: Path) -> list[str]:
 
 def row(path: Path) -> list[str]:
     try:
-        r = json.loads(path.read_text(encoding="utf-8"))
+        r = read_results(path)
         return [
             str(path.parent),
             r["model"],
@@ -110,7 +111,7 @@ def direction_rows(path: Path) -> list[list[str]]:
     """A multilingual run's test scores per direction, one row each under the run's own
     (none for a single-direction run), labelled "de-fr (zero-shot, 35.0% in fr)": a direction
     it never saw, and the share of its output that reads as the language asked for."""
-    test = json.loads(path.read_text(encoding="utf-8"))["test"]
+    test = read_results(path)["test"]
     found = []
     for name, scores in test.get("directions", {}).items():
         notes = ["zero-shot"] if name in test.get("zero_shot", []) else []
@@ -155,7 +156,7 @@ def test_lines(
     run's test.hyp.<direction> for the direction named), and the sources and references of
     that test split, read from its corpus (under data_root if it has moved)."""
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = read_results(path)
         config = from_plain_dict(results["config"])
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise MTError(f"{path}: not an mt results file ({e!r})") from None

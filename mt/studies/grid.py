@@ -4,7 +4,6 @@ than reused."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -17,15 +16,13 @@ from omegaconf import OmegaConf
 from mt.common.errors import MTError
 from mt.config.schema import Config
 from mt.config.store import config_dir, register_configs
+from mt.evaluation.results import RESULTS, read_results
 from mt.studies.spec import Study, StudyRow, row_overrides, row_seeds
 from mt.training.state import flat
 
 # Settings of where and how a run trains, not of what it learns: a run keeps its place in a
 # study when they differ (another data root, thread count, a resume).
 LOCAL_KEYS = ("data.root", "data.cache_dir", "trainer.num_threads", "trainer.resume")
-
-
-RESULTS_KEYS = ("config", "valid", "test")  # what every results.json has, pivots' too
 
 
 @dataclass
@@ -39,15 +36,7 @@ class Run:
     @cached_property
     def results(self) -> dict:
         """The finished run's results.json, read once (a report reads it many times)."""
-        path = self.directory / "results.json"
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise MTError(f"{path}: not JSON ({e})") from None
-        missing = [k for k in RESULTS_KEYS if not isinstance(found, dict) or k not in found]
-        if missing:
-            raise MTError(f"{path}: not an mt results file (no {', '.join(missing)})")
-        return found
+        return read_results(self.directory / RESULTS)
 
     @property
     def test(self) -> dict:

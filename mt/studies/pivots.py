@@ -4,7 +4,6 @@ results.json has what a trained run's report needs, so the report treats it as o
 
 from __future__ import annotations
 
-import json
 from itertools import pairwise
 
 from mt.common.errors import MTError
@@ -15,6 +14,7 @@ from mt.config.store import from_plain_dict, to_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import read_split, run_corpus
 from mt.decoding.translator import Translator
+from mt.evaluation.results import write_results_file
 from mt.evaluation.scores import breakdowns, corpus_scores
 from mt.studies.grid import Run, views
 from mt.studies.kept import made_from, read_kept, target_language, target_word_counts
@@ -70,7 +70,7 @@ def evaluate_pivot(run: Run, runs: list[Run], data_root: str | None) -> None:
     counts = target_word_counts(legs[-1], data_root)  # the words the last leg was taught
     results["test"].update(breakdowns(sources, hyps, references, counts))
     results.update(chained_record(legs), made_from=made_from(legs))
-    write_text(run.directory / "results.json", json.dumps(results, indent=2) + "\n")
+    write_results_file(run.directory, results)
 
 
 def chained_record(legs: list[Run]) -> dict:

@@ -3,7 +3,6 @@ images, and results.json. Only rank 0 reports."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from mt.common.files import write_text
 from mt.common.runtime import describe_device, training_precision
 from mt.config.checks import parse
 from mt.config.schema import Config
 from mt.config.store import to_plain_dict
+from mt.evaluation.results import write_results_file
 from mt.training import distributed
 from mt.training.state import Progress
 
@@ -212,7 +211,7 @@ def run_results(
 
 def write_results(run_dir: Path, results: dict) -> None:
     """results.json; the test scores on stdout, and the reported model's file in the log."""
-    write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_results_file(run_dir, results)
     test = results["test"]
     print(
         f"test BLEU {test['bleu']:.2f} | chrF {test['chrf']:.2f} | {test['signature']}", flush=True
