@@ -61,18 +61,18 @@ def conduct(options: Options) -> None:
 def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
     """The ensembles' and the long inputs' scores, per row name, and every run's word-F
     buckets by one count table."""
-    found = {"ensembles": {}, "long_inputs": {}}
-    found["word_f"] = word_f_buckets(study, runs, args.data_root)
+    extra = {"ensembles": {}, "long_inputs": {}}
+    extra["word_f"] = word_f_buckets(study, runs, args.data_root)
     for row in study.rows:
         row_runs = of_row(runs, row)
         if study.ensemble and len(row_runs) > 1:
-            found["ensembles"][row.name] = ensemble_scores(row_runs, args.runs, args.data_root)
+            extra["ensembles"][row.name] = ensemble_scores(row_runs, args.runs, args.data_root)
         if study.long_inputs:
-            found["long_inputs"][row.name] = [
+            extra["long_inputs"][row.name] = [
                 long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
                 for run in row_runs
             ]
-    return found
+    return extra
 
 
 def train_study(study: Study, runs: list[Run], args: Options) -> None:
@@ -108,11 +108,11 @@ def write_reports(study: Study, runs: list[Run], args: Options) -> None:
     own = args.runs / f"{name}.md"
     figures_root = args.figures or args.runs / name
     reports, summaries = {path: [] for path in [own, *args.write]}, []
-    found = sections(study, runs)
-    for section, section_runs in found:
+    by_section = sections(study, runs)
+    for section, section_runs in by_section:
         extra = evaluated(section, section_runs, args)
         parts = report_parts(section, section_runs, extra, args.data_root, args.seed)
-        several = len(found) > 1
+        several = len(by_section) > 1
         where = figures_root / section_runs[0].compared if several else figures_root
         figures = draw_figures(section, section_runs, extra, where)
         for path, texts in reports.items():

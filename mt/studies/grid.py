@@ -48,16 +48,16 @@ class Run:
         return self.scores("valid")
 
     def scores(self, split: str) -> dict:
-        found = self.results[split]
+        split_scores = self.results[split]
         if not self.direction:
-            return found
+            return split_scores
         # Valid has no zero-shot directions (nor, before 2026-12-04, any per direction).
-        if split == "valid" and self.direction not in found.get("directions", {}):
+        if split == "valid" and self.direction not in split_scores.get("directions", {}):
             return dict.fromkeys(("bleu", "chrf"))
-        if self.direction not in found["directions"]:
-            have = list(found["directions"])
+        if self.direction not in split_scores["directions"]:
+            have = list(split_scores["directions"])
             raise MTError(f"{self.directory}: no direction {self.direction}; it has {have}")
-        return found["directions"][self.direction]
+        return split_scores["directions"][self.direction]
 
     @property
     def compared(self) -> str:

@@ -37,11 +37,11 @@ def read_kept(path: Path, inputs: list[dict]) -> dict | None:
     if not path.is_file():
         return None
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        kept_file = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise MTError(f"{path}: not JSON ({e}); delete it to compute it again") from None
-    if isinstance(found, dict) and found.get("made_from") == inputs:
-        return found
+    if isinstance(kept_file, dict) and kept_file.get("made_from") == inputs:
+        return kept_file
     print(f"{path}: made from other runs than these; computing it again", flush=True)
     return None
 
@@ -49,11 +49,11 @@ def read_kept(path: Path, inputs: list[dict]) -> dict | None:
 def kept(path: Path, compute: Callable[[], dict], inputs: list[dict]) -> dict:
     """path's JSON when it was made from these inputs, else compute() written there with
     them (temporary name, renamed)."""
-    found = read_kept(path, inputs)
-    if found is None:
-        found = {**compute(), "made_from": inputs}
-        write_text(path, json.dumps(found, indent=2) + "\n")
-    return found
+    result = read_kept(path, inputs)
+    if result is None:
+        result = {**compute(), "made_from": inputs}
+        write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def test_split(run: Run, data_root: str | None) -> tuple[list[str], list[str]]:
@@ -113,21 +113,21 @@ def long_input_scores(
     (mt.translate's way); kept in the run's long_inputs.json (long_inputs.<direction>.json)."""
     path = run.directory / long_inputs_file(run)
     inputs = made_from([run])
-    found = read_kept(path, inputs)
-    found = found or {"checkpoint": run.results["final"], "scores": [], "made_from": inputs}
-    have = {entry["k"] for entry in found["scores"] if "segmented" in entry or not segmented}
+    record = read_kept(path, inputs)
+    record = record or {"checkpoint": run.results["final"], "scores": [], "made_from": inputs}
+    have = {entry["k"] for entry in record["scores"] if "segmented" in entry or not segmented}
     missing = [k for k in ks if k not in have]
-    found["scores"] = [entry for entry in found["scores"] if entry["k"] not in missing]
+    record["scores"] = [entry for entry in record["scores"] if entry["k"] not in missing]
     if missing:
         sources, references = test_split(run, data_root)
         translator = Translator.from_checkpoint(run.final)
         for k in missing:
             tgt_lang = target_language(run)
             entry = joined_scores(translator, sources, references, k, tgt_lang, segmented)
-            found["scores"].append(entry)
-        found["scores"].sort(key=lambda entry: entry["k"])
-        write_text(path, json.dumps(found, indent=2) + "\n")
-    return [entry for entry in found["scores"] if entry["k"] in ks]
+            record["scores"].append(entry)
+        record["scores"].sort(key=lambda entry: entry["k"])
+        write_text(path, json.dumps(record, indent=2) + "\n")
+    return [entry for entry in record["scores"] if entry["k"] in ks]
 
 
 # What a run's report needs, without its checkpoints: a few hundred KB for a whole study.

@@ -24,14 +24,14 @@ def legs_of(run: Run, runs: list[Run]) -> list[Run]:
     """The runs, of the pivot run's seed, whose models translate one after another."""
     legs = []
     for name in run.row.pivot:
-        found = [
+        named = [
             view for r in runs if r.row.name == name and r.seed == run.seed for view in views(r)
         ]
-        if len(found) != 1:
+        if len(named) != 1:
             raise MTError(
                 f"rows: {run.row.name}: pivot: {name} needs seed {run.seed} of one direction"
             )
-        legs.extend(found)
+        legs.extend(named)
     return legs
 
 

@@ -36,13 +36,13 @@ def sections(study: Study, runs: list[Run]) -> list[tuple[Study, list[Run]]]:
             by_direction.setdefault(view.compared, []).append(view)
     if len(by_direction) == 1:
         return [(study, next(iter(by_direction.values())))]
-    found = []
+    by_section = []
     for direction, of_it in by_direction.items():
         rows = [row for row in study.rows if any(run.row is row for run in of_it)]
         baseline = study.baseline if study.baseline in {row.name for row in rows} else None
         title = f"{study.title}: {direction.replace('-', '→')}"
-        found.append((replace(study, title=title, rows=rows, baseline=baseline), of_it))
-    return found
+        by_section.append((replace(study, title=title, rows=rows, baseline=baseline), of_it))
+    return by_section
 
 
 def label(row: StudyRow) -> str:
@@ -234,16 +234,16 @@ def summary_table(study: Study, runs: list[Run], tested: list[Tested]) -> str:
     head = ["row", "seeds", "params"]
     head += [f"{what} {m}" for m in ("BLEU", "chrF") for what in ("test", "seeds together", "p")]
     lines = []
-    for row, found in zip(ordered_rows(study), tested, strict=True):
+    for row, row_test in zip(ordered_rows(study), tested, strict=True):
         row_runs = of_row(runs, row)
         cells = [label(row), str(len(row_runs)), f"{row_runs[0].results['params'] / 1e6:.1f}M"]
         for m in ("bleu", "chrf"):
-            low, high = found.mean[m] - found.ci[m], found.mean[m] + found.ci[m]
-            together = f"{found.score[m]:.2f} ({low:.2f}–{high:.2f})"
+            low, high = row_test.mean[m] - row_test.ci[m], row_test.mean[m] + row_test.ci[m]
+            together = f"{row_test.score[m]:.2f} ({low:.2f}–{high:.2f})"
             cells += [mean_sd([run.test[m] for run in row_runs]), together]
-            p = found.p_bootstrap
+            p = row_test.p_bootstrap
             cells.append(
-                "baseline" if p is None else f"{p[m]:.4f} / {found.p_randomization[m]:.4f}"
+                "baseline" if p is None else f"{p[m]:.4f} / {row_test.p_randomization[m]:.4f}"
             )
         lines.append(cells)
     return as_markdown(head, lines)
@@ -262,11 +262,11 @@ def leak_audit(runs: list[Run]) -> str:
     """One line per held-out split: its pairs (and sources) also in the training data."""
     leaks = runs[0].results.get("leaks") or {}
     lines = []
-    for split, found in leaks.items():
+    for split, audit in leaks.items():
         lines.append(
-            f"- {split}: {found['pairs']} of {found['sentences']} pairs also in training "
-            f"({found['pairs_normalised']} after normalising case, punctuation and spaces); "
-            f"sources alone: {found['sources']} ({found['sources_normalised']})"
+            f"- {split}: {audit['pairs']} of {audit['sentences']} pairs also in training "
+            f"({audit['pairs_normalised']} after normalising case, punctuation and spaces); "
+            f"sources alone: {audit['sources']} ({audit['sources_normalised']})"
         )
     split = runs[0].results["config"]["data"]["train_split"]
     lines.append(f"- the subword model: trained on the `{split}` split alone (train_tokenizer)")
