@@ -15,7 +15,14 @@ from mt.config.schema import DecodeConfig
 from mt.data.batches import token_batches
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.alignment import attention_along
-from mt.decoding.search import Hypothesis, beam_search, greedy_search, sample_search, sampler
+from mt.decoding.search import (
+    Hypothesis,
+    StepRecorder,
+    beam_search,
+    greedy_search,
+    sample_search,
+    sampler,
+)
 from mt.models.contract import Seq2Seq, Uncached
 
 log = logging.getLogger("mt")
@@ -45,15 +52,17 @@ def search(
     decode: DecodeConfig,
     generator: torch.Generator | None,
     prefix: torch.Tensor | None,
+    history: StepRecorder | None = None,
 ) -> list[list[Hypothesis]]:
-    """n-best hypotheses for one padded batch, by the search decode asks for."""
+    """n-best hypotheses for one padded batch, by the search decode asks for (a beam
+    search's steps recorded into history, if given)."""
     a, b, alpha = decode.max_len_a, decode.max_len_b, decode.length_penalty
     if decode.sampling:
         pick = sampler(decode.top_k, decode.top_p, decode.temperature, generator)
         return sample_search(model, src, decode.nbest, alpha, a, b, pick, prefix)
     if decode.beam_size == 1:
         return [[h] for h in greedy_search(model, src, a, b, prefix=prefix)]
-    return beam_search(model, src, decode.beam_size, alpha, decode.nbest, a, b, prefix)
+    return beam_search(model, src, decode.beam_size, alpha, decode.nbest, a, b, prefix, history)
 
 
 def padded(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -67,10 +76,12 @@ def decode_ids(
     decode: DecodeConfig,
     device: torch.device,
     prefixes: list[torch.Tensor] | None = None,
+    history: StepRecorder | None = None,
 ) -> list[list[Hypothesis]]:
     """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order,
     each starting with its target prefix if given (empty: none); with decode.sampling, the
-    same samples for the same decode.seed and input."""
+    same samples for the same decode.seed and input. history records a beam search of one
+    sentence."""
     was_training = model.training
     model.eval()
     src_ids = fit_sources(src_ids, model.max_length)
@@ -87,7 +98,7 @@ def decode_ids(
             if prefixes is not None and any(len(prefixes[i]) for i in indices):
                 forced = padded([prefixes[i] for i in indices], device)
             with autocast(device):
-                nbest = search(searched, src, decode, generator, forced)
+                nbest = search(searched, src, decode, generator, forced, history)
             for i, hyps in zip(indices.tolist(), nbest, strict=True):
                 results[i] = hyps
             shown.update(len(indices))
@@ -107,8 +118,9 @@ class TorchEngine:
         src_ids: list[torch.Tensor],
         decode: DecodeConfig,
         prefixes: list[torch.Tensor] | None = None,
+        history: StepRecorder | None = None,
     ) -> list[list[Hypothesis]]:
-        return decode_ids(self.model, src_ids, decode, self.device, prefixes)
+        return decode_ids(self.model, src_ids, decode, self.device, prefixes, history)
 
     def attention_names(self) -> list[str]:
         """The names of the maps attention() gives (none for a model without attention)."""

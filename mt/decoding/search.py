@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -168,6 +169,15 @@ class BeamStep:
     ended: torch.Tensor  # (E, 2) sentence and candidate of each EOS candidate that ends
     ended_rows: torch.Tensor  # (E,) the hypothesis each of those extends
     ended_scores: torch.Tensor  # (E,) their log-probabilities
+    # Every candidate looked at, for a recorded search (mt/decoding/beam_history.py), as the
+    # step computed them (nothing more is computed when nothing is recorded): (active, 2k)
+    # log-probabilities, their index into (k live hypotheses x vocab), their tokens, and
+    # (active, k) which of them live on.
+    candidate_scores: torch.Tensor
+    candidate_index: torch.Tensor
+    candidate_tokens: torch.Tensor
+    alive: torch.Tensor
+    vocab: int
 
 
 def beam_step(scores: torch.Tensor, log_probs: torch.Tensor) -> BeamStep:
@@ -195,7 +205,19 @@ def beam_step(scores: torch.Tensor, log_probs: torch.Tensor) -> BeamStep:
         ended=ended,
         ended_rows=origin[ended[:, 0], ended[:, 1]],
         ended_scores=top_scores[ended[:, 0], ended[:, 1]],
+        candidate_scores=top_scores,
+        candidate_index=top_index,
+        candidate_tokens=token,
+        alive=alive,
+        vocab=vocab,
     )
+
+
+class StepRecorder(Protocol):
+    """What keeps a beam search's history (mt.decoding.beam_history.BeamHistory)."""
+
+    def record(self, t: int, sentence: torch.Tensor, scores: torch.Tensor, step: BeamStep):
+        """Step t of the active sentences (their original indices), from scores (active, k)."""
 
 
 class Finished:
@@ -244,9 +266,10 @@ def beam_search(
     max_len_a: float,
     max_len_b: int,
     prefix: torch.Tensor | None = None,
+    history: StepRecorder | None = None,
 ) -> list[list[Hypothesis]]:
     """The nbest highest-scoring hypotheses per sentence, best first, each starting with
-    its prefix (batch, P; PAD-padded) if given.
+    its prefix (batch, P; PAD-padded) if given; with history, every step recorded into it.
 
     Each step (beam_step) keeps the best beam that did not end. A sentence is done when it
     has beam finished hypotheses, when no live one can still enter its n-best, or at its
@@ -271,6 +294,8 @@ def beam_search(
         if prefix is not None and t <= prefix.size(1):  # only while some prefix is forced
             log_probs = force_prefix(log_probs, prefix[sentence].repeat_interleave(k, dim=0), t)
         step = beam_step(scores, log_probs)
+        if history is not None:  # off by default: recording reads the device every step
+            history.record(t, sentence, scores, step)
         finished.add(step, t, alpha, sentence, prefixes)
         scores = step.scores
         prefixes = torch.cat([prefixes[step.rows], step.tokens[:, None]], dim=1)

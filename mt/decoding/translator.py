@@ -30,6 +30,7 @@ from mt.config.store import from_plain_dict
 from mt.data.directions import source_languages
 from mt.data.languages import language_warnings
 from mt.data.tokenizer import Tokenizer
+from mt.decoding.beam_history import BeamHistory
 from mt.decoding.ensemble import Ensemble
 from mt.decoding.inference import TorchEngine
 from mt.decoding.likelihood import Likelihood, score_pairs
@@ -201,6 +202,22 @@ class Translator:
         for i, ids, hyps in zip(todo, src_ids, found, strict=True):
             results[i] = (ids, hyps)
         return results
+
+    def recorded_search(
+        self, sentence: str, decode: DecodeConfig | None = None, tgt_lang: str | None = None
+    ) -> tuple[BeamHistory, list[Hypothesis]]:
+        """One sentence's beam search with its every step recorded, and its n-best: the same
+        search, on the same source ids, as translate's."""
+        decode = decode or self.config.decode
+        check_decode(decode)
+        if not isinstance(self.engine, TorchEngine) or decode.sampling or decode.beam_size < 2:
+            raise MTError("a recorded search needs our beam search (engine=torch, beam_size ≥ 2)")
+        if not sentence.strip():
+            raise MTError("a recorded search needs a sentence; this one is empty")
+        src_ids = self.source_ids([sentence], [1], self.target_tag(tgt_lang))
+        history = BeamHistory(1, decode.length_penalty)
+        (hyps,) = self.engine(src_ids, decode, None, history)
+        return history, hyps
 
     def prefix_ids(self, prefixes: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
         """Target prefixes as ids, each cut (with a warning) to leave the model's positions
