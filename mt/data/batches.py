@@ -4,14 +4,16 @@ by length under a token budget, and padded into tensors."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from mt.common.special_ids import BOS_ID, EOS_ID, PAD_ID
-from mt.data.concat import JoinedSplit
-from mt.data.corpus import MappedSplit, Split
+
+if TYPE_CHECKING:  # types only: decoding batches without the corpus's machinery (datasets)
+    from mt.data.concat import JoinedSplit
+    from mt.data.corpus import MappedSplit, Split
 
 # How many (source, target) lengths fixed-shape batches may take: each is one compiled graph
 # (and one batch size), and 32 kept padding efficiency above 0.9 on Multi30k and on a
@@ -209,6 +211,8 @@ def train_batches(
     """This epoch's training batches: filtered pairs dropped (dropped_by), each corpus
     sampled by its weight (data.train_sources; a MappedSplit's), shuffled by seed+epoch;
     of a few fixed shapes when asked (fixed_shape_batches)."""
+    from mt.data.concat import JoinedSplit  # noqa: F811 (training's alone: decoding skips it)
+
     src_lens, tgt_lens = split.src_lengths(), split.tgt_lengths()
     dropped = np.logical_or.reduce(list(dropped_by(split, max_len, max_ratio, src_marks).values()))
     if isinstance(split, JoinedSplit):  # joined to an earlier pair this epoch

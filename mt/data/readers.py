@@ -12,12 +12,14 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from mt.common.errors import MissingCorpus, MTError
 from mt.config.schema import CorpusFormat, DataConfig
 from mt.data.directions import direction_config, zero_shot
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger("mt")
 
@@ -186,6 +188,8 @@ def iter_jsonl(cfg: DataConfig, split: str) -> Iterator[tuple[str, str]]:
 def hub_dataset(cfg: DataConfig, split: str) -> datasets.Dataset | datasets.IterableDataset:
     """A split of a Hub dataset: memory-mapped from the local datasets cache, or, with
     data.streaming=true, read as it is iterated (no full download first)."""
+    import datasets  # the Hub's alone: reading local files never imports it
+
     name = split_name(cfg, split)
     try:
         return datasets.load_dataset(cfg.name, cfg.hub_config, split=name, streaming=cfg.streaming)
