@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import multi30k_lines
+from helpers import multi30k_lines, run_in_process, write_lines
 
+from mt import evaluate
 from mt.common.errors import MTError
 from mt.decoding.beam_history import BeamHistory
 from mt.decoding.ensemble import Ensemble
@@ -77,3 +78,35 @@ def test_a_translators_recorded_search_is_what_it_translates(moved_checkpoint):
     assert json.loads(json.dumps(history.as_json(0)))[0]["kept"][0]["fate"] == "kept"
     with pytest.raises(MTError, match="needs our beam search"):
         translator.recorded_search(sentence, replace(translator.config.decode, beam_size=1))
+
+
+def test_evaluate_tells_search_errors_from_model_errors(
+    moved_checkpoint, tmp_path, capsys, monkeypatch
+):
+    translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
+    sources = multi30k_lines("train", "de", 20)
+    five = replace(translator.config.decode, beam_size=5, nbest=5)
+    nbests = translator.translate_nbest(sources, five)
+    src = write_lines(tmp_path / "src.de", sources)
+    cases = {
+        "first": [n[0][0] for n in nbests],  # the beam's own output: the reference itself
+        "second": [n[1][0] for n in nbests],  # ranked below the output: the model's choice
+    }
+    found = {}
+    for name, refs in cases.items():
+        ref = write_lines(tmp_path / f"{name}.en", refs)
+        hyps = tmp_path / f"{name}.hyp"
+        args = [f"checkpoint={moved_checkpoint}", f"src={src}", f"ref={ref}", f"hyps={hyps}"]
+        result = run_in_process(
+            evaluate.main, *args, "search_errors=[1,5]", capsys=capsys, monkeypatch=monkeypatch
+        )
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads(hyps.with_name(hyps.name + ".metrics.json").read_text())
+        found[name] = {row["beam"]: row for row in metrics["search_errors"]}
+        assert "search errors" in result.stdout
+    assert found["first"][5]["exact"] == 1.0 and found["first"][5]["bleu"] > 99.99
+    assert found["second"][5]["search_errors"] == 0 and found["second"][5]["model_errors"] == 1
+    for rows in found.values():
+        for row in rows.values():
+            total = row["exact"] + row["search_errors"] + row["model_errors"]
+            assert total == pytest.approx(1.0)

@@ -56,6 +56,13 @@ class EvaluateConfig(DecodingTool):
     # Test sets are a sentence per line: split into sentences only lines that are paragraphs
     # (true), as mt.translate does; a sentence too long for the model is split either way.
     segment: bool = False
+    # Beam sizes to tell search errors from model errors at (e.g. [1,5,20]): per beam, the
+    # share of outputs the model scores below the reference (mt/evaluation/search_errors.py).
+    search_errors: list[int] = field(default_factory=list)
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        "search_errors": (lambda beams: all(BEAM[0](b) for b in beams), f"each {BEAM[1]}")
+    }
 
 
 @dataclass

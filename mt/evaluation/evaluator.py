@@ -21,6 +21,7 @@ from mt.decoding.documents import translate_lines
 from mt.decoding.translator import Translator
 from mt.deploy.engine import open_translator
 from mt.evaluation.scores import corpus_scores
+from mt.evaluation.search_errors import search_errors
 
 log = logging.getLogger("mt")
 
@@ -104,9 +105,18 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "decode": asdict(decode),
         "hyps": str(hyps_path),
     }
+    if cfg.search_errors:
+        metrics["search_errors"] = search_errors(
+            translator, src, refs, decode, cfg.search_errors, cfg.tgt_lang
+        )
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     print(f"BLEU {scores['bleu']:.2f} | {scores['signature']}")
     print(f"chrF {scores['chrf']:.2f} | {scores['chrf_signature']}")
     print(f"BLEU lowercased {scores['bleu_lc']:.2f} | {scores['bleu_lc_signature']}")
+    for row in metrics.get("search_errors", []):
+        print(
+            f"beam {row['beam']}: BLEU {row['bleu']:.2f} | the reference: {row['exact']:.1%} | "
+            f"search errors {row['search_errors']:.1%} | model errors {row['model_errors']:.1%}"
+        )
     print(f"hypotheses: {hyps_path} | metrics: {metrics_path}")
     return metrics
