@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from mt import train as train_command
 from mt.common.checkpoint import load_checkpoint
 from mt.common.errors import MTError
+from mt.config.store import HYDRA_COMMANDS
 
 
 @pytest.fixture
@@ -265,18 +266,6 @@ def test_one_multirun_trains_all_three_architectures(memorise_root, tmp_path):
         chosen = result["selection"]  # by the recipe: best.pt or averaged.pt, and a penalty
         assert cells[8] == f"{chosen['checkpoint']}, lp {chosen['length_penalty']:g}"
         assert cells[-1] == result["commit"][:10]
-
-
-HYDRA_COMMANDS = (
-    "train",
-    "evaluate",
-    "translate",
-    "score",
-    "prepare",
-    "export",
-    "serve",
-    "distill",
-)
 
 
 def test_every_commands_help_says_what_it_does_with_examples_then_its_settings(capsys, monkeypatch):
