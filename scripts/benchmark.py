@@ -91,9 +91,11 @@ def measure_training(trainer: Trainer, batches, args) -> dict:
     }
 
 
-def measure_decoding(engine, src_ids: list, beam: int, cache: bool, args) -> tuple[dict, list]:
+def measure_decoding(
+    engine, src_ids: list, beam: int, incremental: bool, args
+) -> tuple[dict, list]:
     """Sentences and target tokens per second of engine over src_ids, and its 1-best output."""
-    decode = DecodeConfig(beam_size=beam, cache=cache)
+    decode = DecodeConfig(beam_size=beam, incremental=incremental)
     engine(src_ids[:32], decode)  # warm-up
     times, results = [], None
     for _ in range(args.decode_repeats):

@@ -17,9 +17,10 @@ from omegaconf import OmegaConf
 from mt.common.errors import MTError
 from mt.common.ranges import at_least, check_ranges
 from mt.config.schema import Config, DecodeConfig, DecodeOverrides, TrainSource
-from mt.config.store import to_config
+from mt.config.store import current_names, from_plain_dict, to_config, to_plain_dict
 from mt.config.tools import TOOL_SCHEMAS
 from mt.models import ARCHITECTURES, build_model, count_parameters
+from mt.training.state import changed_settings
 
 SCHEMAS = [
     Config,
@@ -208,3 +209,15 @@ def test_data_max_len_must_fit_the_transformers_positions():
         composed = compose("config", overrides)
     with pytest.raises(MTError, match=r"data.max_len=512 exceeds model.max_positions=128"):
         to_config(composed)
+
+
+def test_a_config_saved_before_a_rename_loads_and_resumes_under_the_new_name(tmp_path):
+    # decode.cache became decode.incremental: a checkpoint, a results.json or a run's
+    # config.yaml that still says cache is read under today's name, with its value.
+    schema, _ = ARCHITECTURES["transformer"]
+    plain = to_plain_dict(Config(model=schema()))
+    saved = {**plain, "decode": {**plain["decode"], "cache": False}}
+    del saved["decode"]["incremental"]
+    assert from_plain_dict(saved).decode.incremental is False
+    now = {**plain, "decode": {**plain["decode"], "incremental": False}}
+    assert changed_settings(current_names(saved), now) == []

@@ -429,3 +429,17 @@ def test_the_repositorys_studies_load_and_agree_on_every_run_they_share(tmp_path
             )
             assert not differ, f"{row.name}: {path.name} and {first[0].name} differ in {differ}"
     assert {"transformer_fast", "multilingual", "rnn_2500"} <= settings.keys()
+
+
+def test_a_run_saved_before_a_setting_was_renamed_is_still_the_studys_run(tmp_path):
+    study = load_study(study_file(tmp_path / "s.yaml", tmp_path / "cache", seeds=[1]))
+    run = study_runs(study, tmp_path / "runs")[0]
+    run.directory.mkdir(parents=True)
+    saved = composed(run.overrides)
+    saved["decode"]["cache"] = saved["decode"].pop("incremental")
+    (run.directory / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    check_same_settings(run)  # decode.cache is today's decode.incremental: the same run
+    saved["decode"]["cache"] = False
+    (run.directory / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    with pytest.raises(MTError, match="trained with decode.incremental=False"):
+        check_same_settings(run)

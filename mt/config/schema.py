@@ -203,7 +203,7 @@ class DecodeConfig:
     max_len_a: float = 1.5  # output length limit: a * source length + b
     max_len_b: int = 10
     max_tokens: int = 4096  # source tokens per decoding batch
-    cache: bool = True  # false: re-decode the whole prefix at every step (only to compare)
+    incremental: bool = True  # false: re-decode the whole prefix at every step (to compare)
     # Sampling instead of search (back-translation): nbest samples per sentence, each token
     # drawn from the top_k most likely (None: all) within the top_p nucleus, at temperature.
     sampling: bool = False
@@ -239,7 +239,7 @@ class DecodeOverrides:
     max_len_a: float | None = None
     max_len_b: int | None = None
     max_tokens: int | None = None
-    cache: bool | None = None
+    incremental: bool | None = None
     sampling: bool | None = None
     top_k: int | None = None
     top_p: float | None = None

@@ -167,9 +167,27 @@ def to_plain_dict(config: Config) -> dict:
     return plain
 
 
-def from_plain_dict(plain: dict) -> Config:
-    """Rebuild a typed Config from to_plain_dict's output."""
+# Settings renamed since runs were saved, old dotted key -> new: a stored config is read under
+# today's names, so an older checkpoint still loads, resumes and reports.
+RENAMED = {"decode.cache": "decode.incremental"}
+
+
+def current_names(plain: dict) -> dict:
+    """A stored config (checkpoint, results.json, config.yaml) with renamed settings moved to
+    today's names."""
     plain = dict(plain)
+    for old, new in RENAMED.items():
+        (group, key), (new_group, new_key) = old.split("."), new.split(".")
+        if isinstance(plain.get(group), dict) and key in plain[group]:
+            value = plain[group][key]
+            plain[group] = {k: v for k, v in plain[group].items() if k != key}
+            plain[new_group] = {**plain.get(new_group, {}), new_key: value}
+    return plain
+
+
+def from_plain_dict(plain: dict) -> Config:
+    """Rebuild a typed Config from to_plain_dict's output (of any mt version since renames)."""
+    plain = current_names(plain)
     schema, _ = ARCHITECTURES[plain.pop("model_name")]
     merged = OmegaConf.merge(OmegaConf.structured(Config(model=schema())), plain)
     return OmegaConf.to_object(merged)

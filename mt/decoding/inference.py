@@ -89,7 +89,7 @@ def decode_ids(
     # The beam (or the samples) multiplies every row: keep the batch's rows near max_tokens.
     max_tokens = max(decode.max_tokens // rows_per_source(decode), 1)
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
-    searched = model if decode.cache else Uncached(model)
+    searched = model if decode.incremental else Uncached(model)
     generator = torch.Generator(device).manual_seed(decode.seed) if decode.sampling else None
     with bar(total=len(src_ids), what="decoding", unit="sent") as shown:
         for indices in token_batches(lengths, lengths, max_tokens, rng=None):

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from mt.common.errors import MTError
 from mt.config.schema import Config
-from mt.config.store import config_dir, register_configs
+from mt.config.store import config_dir, current_names, register_configs
 from mt.evaluation.results import RESULTS, read_results
 from mt.studies.spec import Study, StudyRow, row_overrides, row_seeds
 from mt.training.state import flat
@@ -113,7 +113,7 @@ def check_same_settings(run: Run) -> None:
     if not saved.is_file():
         return
     try:
-        have = flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+        have = flat(current_names(OmegaConf.to_container(OmegaConf.load(saved), resolve=True)))
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
         raise MTError(f"{saved}: not a run's config ({type(e).__name__})") from None
     want = flat(composed(run.overrides))

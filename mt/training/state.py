@@ -12,7 +12,7 @@ import torch
 from mt.common.checkpoint import check_vocabulary, load_weights
 from mt.common.runtime import source_commit
 from mt.config.schema import Config
-from mt.config.store import to_plain_dict
+from mt.config.store import current_names, to_plain_dict
 from mt.training import distributed
 
 log = logging.getLogger("mt")
@@ -110,7 +110,7 @@ def restore(
     loaded."""
     check_vocabulary(payload, tokenizer_models, path)
     load_weights(state.model, payload["model"], path)
-    changes = changed_settings(payload["config"], to_plain_dict(config))
+    changes = changed_settings(current_names(payload["config"]), to_plain_dict(config))
     if changes and distributed.is_main():
         log.warning("resumed with changed settings (the new values apply): %s", "; ".join(changes))
     state.optimizer.load_state_dict(payload["optimizer"])
