@@ -129,7 +129,7 @@ def one_size(args: argparse.Namespace, pairs: int) -> dict:
     name = f"synthetic-{pairs}"
     build_corpus(Path(args.data_root), args.work / name, pairs)
     data = [f"data.root={args.work}", f"data.name={name}", f"data.cache_dir={args.work / 'cache'}"]
-    data += [f"data.spm_sample={args.spm_sample}"]
+    data += [f"data.spm_sample={args.spm_sample}", *args.set]
     prepare = measured([sys.executable, "-m", "mt.prepare", *data])
     train = ["-m", "mt.train", "+experiment=transformer", *data, *SMALL_MODEL]
     train += [f"trainer.max_steps={args.steps}", f"trainer.valid_every={args.steps}"]
@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--spm-sample", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides")
     args = parser.parse_args()
     if args.measure:  # a measuring process (measured()): it takes nothing else
         print(json.dumps(measure(*json.loads(args.measure))))

@@ -2,7 +2,8 @@
 # The prepared GPU check: on a fresh machine with one GPU and this working tree, everything the
 # GPU figures of docs/performance.md come from, into one folder, in under 10 minutes on an H200.
 #
-#   bash scripts/gpu_check.sh                 # OUT=gpu_check/ (or $OUT), DATA_ROOT=data/
+#   bash scripts/gpu_check.sh                 # OUT=gpu_check/ (or $OUT), DATA_ROOT=data/,
+#                                             # RUN=/tmp/mt-gpu-check-run (the run, replaced)
 #   TINY=1 bash scripts/gpu_check.sh          # the same steps at a tiny size: any CPU, minutes
 #
 #   1. installs the Python packages the machine lacks from wheels carried in .whl/ (those it
@@ -51,7 +52,7 @@ if [[ $TINY == 1 ]]; then
   shape=(model.d_model=32 model.num_heads=2 model.num_layers=1 model.ff_dim=64 data.vocab_size=300)
   bench=(--tiny --steps 3 --warmup 1)
   recipe=(data.root=tests/data trainer.max_steps=${STEPS:-20} trainer.valid_every=10
-          trainer.log_every=5 "trainer.length_penalties=[]" "${shape[@]}")
+          trainer.log_every=5 "trainer.length_penalties=[]" decode.max_len_a=0.5 "${shape[@]}")
   decode=(--sentences 8 --steps 2 --repeats 1 --data-root tests/data)
   for key in "${shape[@]}"; do decode+=(--set "$key"); done
 else
@@ -61,7 +62,7 @@ else
 fi
 step bench_gpu python3 scripts/bench_gpu.py "${bench[@]}" --out "$OUT/bench_gpu.json"
 
-run=/tmp/mt-gpu-check-run
+run=${RUN:-/tmp/mt-gpu-check-run}
 rm -rf "$run"
 start=$(date +%s.%N)
 step train python3 -m mt.train +experiment=transformer "${recipe[@]}" "hydra.run.dir=$run"

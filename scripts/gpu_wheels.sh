@@ -4,11 +4,14 @@
 # Python 3.12 on x86-64 Linux, into .whl/ (ignored by git; carry it with the working tree).
 #
 #   bash scripts/gpu_wheels.sh            # PYTHON_VERSION=3.12 by default
+#   NAMES="hydra-core" WHEELS=/tmp/w bash scripts/gpu_wheels.sh   # only these, elsewhere
+# pip's own settings hold (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX for a local folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON_VERSION=${PYTHON_VERSION:-3.12}
 # The versions installed here, where the tests pass; --no-deps: each needed one is named.
-NAMES=(hydra-core omegaconf antlr4-python3-runtime datasets dill multiprocess ctranslate2)
+read -ra NAMES <<<"${NAMES:-hydra-core omegaconf antlr4-python3-runtime datasets dill multiprocess ctranslate2}"
+WHEELS=${WHEELS:-.whl}
 mapfile -t PACKAGES < <(python3 -c '
 import sys
 from importlib.metadata import version
@@ -19,13 +22,15 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
          manylinux2014_x86_64 manylinux1_x86_64; do
   platforms+=(--platform "$p")
 done
-mkdir -p .whl
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+mkdir -p "$WHEELS"
+if [[ $WHEELS == .whl ]]; then
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+fi
 for package in "${PACKAGES[@]}"; do
   # A package published as source only (antlr4's runtime) is built into a wheel here.
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYTHON_VERSION" \
-    --implementation cp "${platforms[@]}" -d .whl "$package" 2>/dev/null \
-  || python3 -m pip wheel -q --no-deps -w .whl "$package"
+    --implementation cp "${platforms[@]}" -d "$WHEELS" "$package" 2>/dev/null \
+  || python3 -m pip wheel -q --no-deps -w "$WHEELS" "$package"
 done
-du -sh .whl
-ls .whl
+du -sh "$WHEELS"
+ls "$WHEELS"

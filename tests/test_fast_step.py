@@ -3,16 +3,12 @@ the fp32 step's losses, on the same batches, within bf16's precision."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, make_config, update_losses
+from helpers import make_config, update_losses
 
-from mt.common.runtime import bf16_is_fast, source_commit, training_precision
+from mt.common.runtime import bf16_is_fast, training_precision
 from mt.data.batches import make_batch, train_batches
 from mt.training.trainer import Trainer
 
@@ -64,24 +60,6 @@ def test_the_step_runs_its_matmuls_in_the_chosen_precision(
     hook.remove()
     assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
-
-
-def test_the_gpu_benchmark_runs_its_code_at_a_tiny_size_on_the_cpu(tmp_path):
-    out = tmp_path / "bench.json"
-    command = [sys.executable, "scripts/bench_gpu.py", "--tiny", "--steps", "2", "--warmup", "1"]
-    result = subprocess.run(
-        [*command, "--device", "cpu", "--out", str(out)], cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
-    recipes = ["transformer_base", "transformer_big", "transformer"]
-    assert [r["recipe"] for r in report["results"]] == recipes
-    for row in report["results"]:
-        assert row["target_tokens_per_s"] > 0 and row["ms_per_update"] > 0
-        assert row["mfu"] is None  # no known peak for a CPU: tokens/s only
-        assert 0.5 < row["padding_efficiency"] <= 1
-        assert row["compiled"] is False and row["fixed_shapes"] is False
-    assert report["peak_bf16_flops"] is None and report["commit"] == source_commit()
 
 
 def test_training_on_fixed_shapes_feeds_the_planned_tensors(memorise_root, cache_dir, tmp_path):
