@@ -296,6 +296,11 @@ def test_compare_tabulates_every_run_of_a_multirun(memorised_run, tmp_path):
     assert f"| {results['test']['bleu']:.2f} |" in table[2]
     empty = run_tool("compare", str(tmp_path), "nowhere", cwd=tmp_path)
     assert_clean_failure(empty, "nowhere: not a directory")
+    # An ensemble's scores are read as results are: one without its members is named.
+    damaged = tmp_path / "multirun" / "transformer-ensemble-seeds1-2.json"
+    damaged.write_text(json.dumps({"bleu": 1.0, "chrf": 2.0}))
+    refused = run_tool("compare", str(tmp_path / "multirun"), cwd=tmp_path)
+    assert_clean_failure(refused, f"{damaged}: not an mt ensemble results file (no members)")
 
 
 def test_every_tool_decodes_the_reported_model_as_the_run_reported(

@@ -15,7 +15,7 @@ from mt.config.checks import parse
 from mt.config.store import from_plain_dict
 from mt.data.directions import direction_config
 from mt.data.readers import iter_lines, read_split, run_corpus
-from mt.evaluation.results import read_results
+from mt.evaluation.results import ENSEMBLE_FILES, read_results
 from mt.evaluation.significance import RESAMPLES, TRIALS, Tested
 
 COLUMNS = (
@@ -49,10 +49,6 @@ def find_results(directories: list[str]) -> list[Path]:
     return found
 
 
-# Where a study keeps an ensemble's test scores (mt.studies.kept.ensemble_file).
-ENSEMBLE_FILES = "*-ensemble-seeds*.json"
-
-
 def find_ensembles(directories: list[str]) -> list[Path]:
     """The ensembles' score files under the directories (a study's runs folder)."""
     return sorted(path for name in directories for path in Path(name).rglob(ENSEMBLE_FILES))
@@ -60,12 +56,9 @@ def find_ensembles(directories: list[str]) -> list[Path]:
 
 def ensemble_row(path: Path) -> list[str]:
     """An ensemble's test scores as a row: no training of its own, so the rest is blank."""
-    try:
-        r = json.loads(path.read_text(encoding="utf-8"))
-        cells = [str(path.with_suffix("")), f"ensemble of {len(r['members'])}", "", ""]
-        cells += [f"{r[key]:.2f}" for key in ("bleu", "chrf", "bleu_lc")]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise MTError(f"{path}: not an mt ensemble file ({e!r})") from None
+    r = read_results(path)
+    cells = [str(path.with_suffix("")), f"ensemble of {len(r['members'])}", "", ""]
+    cells += [f"{r[key]:.2f}" if key in r else "" for key in ("bleu", "chrf", "bleu_lc")]
     return cells + [""] * (len(COLUMNS) - len(cells))
 
 

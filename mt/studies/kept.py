@@ -18,6 +18,7 @@ from mt.data.directions import direction_config
 from mt.data.readers import read_split, run_corpus, training_pairs
 from mt.decoding.translator import Translator
 from mt.evaluation.long_inputs import joined_scores
+from mt.evaluation.results import write_results_file
 from mt.evaluation.scores import corpus_scores, words
 from mt.studies.grid import Run
 
@@ -46,13 +47,20 @@ def read_kept(path: Path, inputs: list[dict]) -> dict | None:
     return None
 
 
-def kept(path: Path, compute: Callable[[], dict], inputs: list[dict]) -> dict:
+def write_json(path: Path, found: dict) -> None:
+    """found as JSON at path (temporary name, renamed)."""
+    write_text(path, json.dumps(found, indent=2) + "\n")
+
+
+def kept(
+    path: Path, compute: Callable[[], dict], inputs: list[dict], write: Callable = write_json
+) -> dict:
     """path's JSON when it was made from these inputs, else compute() written there with
-    them (temporary name, renamed)."""
+    them by write."""
     result = read_kept(path, inputs)
     if result is None:
         result = {**compute(), "made_from": inputs}
-        write_text(path, json.dumps(result, indent=2) + "\n")
+        write(path, result)
     return result
 
 
@@ -101,7 +109,7 @@ def ensemble_scores(row_runs: list[Run], runs: Path, data_root: str | None) -> d
         scores = corpus_scores(hyps, references)
         return {"members": [str(run.final) for run in row_runs], **scores}
 
-    return kept(ensemble_file(row_runs, runs), compute, made_from(row_runs))
+    return kept(ensemble_file(row_runs, runs), compute, made_from(row_runs), write_results_file)
 
 
 def long_input_scores(
@@ -126,7 +134,7 @@ def long_input_scores(
             entry = joined_scores(translator, sources, references, k, tgt_lang, segmented)
             record["scores"].append(entry)
         record["scores"].sort(key=lambda entry: entry["k"])
-        write_text(path, json.dumps(record, indent=2) + "\n")
+        write_json(path, record)
     return [entry for entry in record["scores"] if entry["k"] in ks]
 
 
