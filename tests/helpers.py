@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -278,3 +279,16 @@ def update_losses(root: Path, cache: Path, run_dir: Path, steps: int, *overrides
         loss, tokens, _ = trainer.train_step([make_batch(split, batch if fixed else batch.indices)])
         losses.append(float(loss) / tokens)
     return losses
+
+
+def script(*args: str, cwd=REPO) -> str:
+    """The script's stdout; a failure shows its stderr."""
+    done = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def run_script(command: list[str], **env: str) -> subprocess.CompletedProcess:
+    """A shell script run from the repository with these environment settings added."""
+    environment = {**os.environ, **{key: str(value) for key, value in env.items()}}
+    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True)
