@@ -7,8 +7,14 @@ import shutil
 from pathlib import Path
 
 import offline  # noqa: F401  (first of all: no test reaches past this machine)
-import pytest
-import torch
+
+# pytest -n 2 runs two test processes on the 2 cores: each, and every command it starts, has
+# one CPU thread. Two threads each would oversubscribe the cores, and torch's threads then
+# spin waiting on one another (a tiny validation took 38 s instead of 2).
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from helpers import make_config, multi30k_lines, run_tool, write_corpus, write_lines
 
 from mt.common.checkpoint import load_checkpoint
@@ -16,6 +22,8 @@ from mt.config.store import from_plain_dict
 from mt.data.tokenizer import Tokenizer
 from mt.models import build_model
 from mt.training.trainer import train
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -69,19 +69,6 @@ def test_train_throughput_reads_a_runs_curves(memorised_run):
     assert report["steps"] > 0 and report["target_tokens_per_s"] > 0
 
 
-def test_the_architecture_benchmark_times_training_and_decoding(tmp_path, cache_dir):
-    shape = [f"--set={key}" for key in [*TINY_TRANSFORMER[2:8], f"data.cache_dir={cache_dir}"]]
-    options = ["--steps", "1", "--warmup", "1", "--repeats", "1", "--sentences", "4"]
-    out = tmp_path / "bench.json"
-    script(
-        "scripts/benchmark.py", "--models", "transformer", "--data-root", DATA,
-        *options, *shape, "--json", str(out),
-    )  # fmt: skip
-    (row,) = json.loads(out.read_text())["results"]
-    assert row["model"] == "transformer" and row["decoded_with"] == "untrained weights"
-    assert row["train"]["tgt_tokens_per_sec"] > 0 and row["decode_beam5"]["sentences_per_sec"] > 0
-
-
 def test_the_scale_benchmark_builds_a_corpus_and_measures_prepare_train_and_ddp(tmp_path):
     out = tmp_path / "scale.json"
     options = ["--sizes", "300", "--steps", "2", "--spm-sample", "1000", "--work", str(tmp_path)]
