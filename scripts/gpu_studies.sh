@@ -5,7 +5,8 @@
 #   bash scripts/gpu_studies.sh          # OUT=gpu_studies/ (or $OUT), DATA_ROOT=data/,
 #                                        # RUNS=/tmp/mt-gpu-studies, LIMIT=540 (seconds)
 #   TINY=1 bash scripts/gpu_studies.sh   # the same steps at a few updates: any CPU, minutes
-#   STUDIES="studies/quality.yaml:6" bash scripts/gpu_studies.sh   # other studies, FILE:JOBS
+#   STUDIES="studies/quality.yaml:7" bash scripts/gpu_studies.sh   # other studies, FILE:JOBS
+#   SET="model.d_model=32 ..." ...        # more mt.train overrides for every run (a test's)
 #
 # By default (STUDIES="studies/architectures.yaml:9 studies/specialisation.yaml:1"):
 #   1. architectures.yaml, its nine runs at once (mt.study --jobs 9: a GPU that small models
@@ -36,12 +37,14 @@ if [[ ${TINY:-0} == 1 ]]; then
   common+=(data.vocab_size=300 trainer.max_steps=4 trainer.valid_every=2
            trainer.warmup_steps=2 trainer.log_every=2 decode.max_len_a=0.5)
 fi
+read -ra extra <<<"${SET:-}"
+common+=("${extra[@]}")
 STUDIES=${STUDIES:-"studies/architectures.yaml:9 studies/specialisation.yaml:1"}
 names=() pids=()
 for entry in $STUDIES; do  # FILE:JOBS, each in the background, stopped after LIMIT seconds
   file=${entry%:*} jobs=${entry##*:} name=$(basename "${entry%:*}" .yaml)
   ((${#names[@]})) && sleep 10  # in the given order: a later study may wait on an earlier's run
-  log "$name: mt.study $file --jobs $jobs"
+  log "$name: python3 -m mt.study $file ${common[*]} --jobs $jobs"
   timeout "$LIMIT" python3 -m mt.study "$file" "${common[@]}" --jobs "$jobs" \
     >"$OUT/$name.out" 2>&1 &
   names+=("$name") pids+=($!)

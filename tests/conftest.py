@@ -8,8 +8,8 @@ from pathlib import Path
 
 import offline  # noqa: F401  (first of all: no test reaches past this machine)
 
-# pytest -n 2 runs two test processes on the 2 cores: each, and every command it starts, has
-# one CPU thread. Two threads each would oversubscribe the cores, and torch's threads then
+# pytest -n 3 runs three test processes on the 2 cores: each, and every command it starts, has
+# one CPU thread. More threads each would oversubscribe the cores, and torch's threads then
 # spin waiting on one another (a tiny validation took 38 s instead of 2).
 os.environ["OMP_NUM_THREADS"] = "1"
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import shutil
+import subprocess
+import sys
 import tarfile
 
-from helpers import REPO, TINY_MODELS, run_script, script
+from helpers import REPO, run_script, script
 
 from mt.common.runtime import source_commit
 
@@ -49,32 +51,57 @@ def test_the_gpu_check_runs_every_step_at_a_tiny_size_and_keeps_its_figures(tmp_
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_the_gpu_studies_script_runs_a_study_and_brings_its_runs_back_without_weights(
-    memorise_root, tmp_path, cache_dir
+def test_the_gpu_studies_script_runs_the_quality_study_and_brings_its_runs_back_without_weights(
+    tmp_path, cache_dir
 ):
-    rows = [{"name": "rnn", "overrides": ["+experiment=rnn", *TINY_MODELS["rnn"]]}]
-    study = {"title": "Tiny", "seeds": [1], "rows": rows, "long_inputs": [], "examples": 0}
-    study["overrides"] = ["data.name=tiny", f"data.cache_dir={cache_dir}"]
-    (tmp_path / "tiny.yaml").write_text(json.dumps(study))  # JSON is YAML
+    # studies/quality.yaml end to end at a tiny size: its seeds, the multilingual row, the
+    # specialised child, the ensembles, the distilled corpus and the student trained on it.
     out, runs = tmp_path / "out", tmp_path / "runs"
+    tiny = "model.d_model=32 model.num_heads=2 model.num_layers=1 model.ff_dim=64"
     done = run_script(
         ["bash", "scripts/gpu_studies.sh"], OUT=out, TINY=1, RUNS=runs,
-        DATA_ROOT=memorise_root, STUDIES=f"{tmp_path / 'tiny.yaml'}:2", MT_CACHE_DIR=cache_dir,
+        STUDIES="studies/quality.yaml:7", DATA_ROOT=REPO / "tests" / "data", MT_CACHE_DIR=cache_dir,
+        SET=f"{tiny} data.max_tokens=512 trainer.length_penalties=[] data.cache_dir={cache_dir}",
     )  # fmt: skip
-    assert done.returncode == 0, (out / "tiny.out").read_text()[-3000:]
-    assert {p.name for p in out.iterdir()} == {
-        "check.log",
-        "env.json",
-        "tiny.out",
-        "tiny.md",
-        "runs.tgz",
-    }
-    assert "tiny: exit 0" in (out / "check.log").read_text()
+    assert done.returncode == 0, (out / "quality.out").read_text()[-3000:]
+    files = {"check.log", "env.json", "quality.out", "quality.md", "runs.tgz"}
+    assert {p.name for p in out.iterdir()} == files
+    assert "quality: exit 0" in (out / "check.log").read_text()
     with tarfile.open(out / "runs.tgz") as packed:
         names = packed.getnames()
-        results = json.load(packed.extractfile("./rnn-seed1/results.json"))
-    assert results["steps"] == 4 and "./tiny.md" in names
+        student = json.load(packed.extractfile("./kd_transformer-seed1/results.json"))
+    seeds = [
+        f"./{row}-seed{s}/results.json"
+        for row in ("transformer", "multilingual_to_en")
+        for s in (1, 2, 3)
+    ]
+    assert (
+        set(seeds) <= set(names) and "./multilingual_to_en_specialised-seed1/results.json" in names
+    )
+    assert student["steps"] == 4 and "ensemble3" in json.dumps(student["config"]["data"])
     assert not [name for name in names if name.endswith(".pt") or "checkpoints" in name]
+    report = (out / "quality.md").read_text()
+    assert "full recipe, distilled from its 3-seed ensemble" in report
+    # The corpus: the teacher row's three seeds as one ensemble, at the study's threads, made
+    # after the teacher trained and before the student did.
+    record = json.loads((runs / "distilled" / "ensemble3" / "distill.json").read_text())
+    assert record["pairs"] == 300 and len(record["teacher"]) == 3 and record["threads"] == 1
+    said = (out / "quality.out").read_text()
+    assert said.index("transformer-seed3") < said.index("mt.distill") < said.index("kd_transformer")
+    # Here, from what came back alone (no weights, no corpus) and the command check.log
+    # gives: the same report, nothing distilled or trained again.
+    back = tmp_path / "back"
+    with tarfile.open(out / "runs.tgz") as packed:
+        packed.extractall(back, filter="data")
+    logged = next(
+        line for line in (out / "check.log").read_text().splitlines() if "-m mt.study" in line
+    )
+    command = logged.split(": ", 1)[1].split()
+    command[0], command[command.index("--runs") + 1] = sys.executable, str(back)
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "mt.distill" not in again.stdout and "mt.train" not in again.stdout
+    assert (back / "quality.md").read_text() == report
 
 
 def test_the_wheels_script_fetches_the_installed_versions_for_the_gpu_machines_python(tmp_path):

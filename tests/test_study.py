@@ -224,45 +224,6 @@ def test_a_missing_study_file_is_named(tmp_path):
         load_study(tmp_path / "none.yaml")
 
 
-def test_a_study_distills_its_teacher_row_then_trains_the_student_on_the_corpus(
-    memorise_root, tmp_path
-):
-    tiny = ["+experiment=transformer", *TINY_MODELS["transformer"]]
-    rows = [
-        {"name": "teacher", "overrides": tiny},
-        {
-            "name": "student",
-            "overrides": [*tiny, "data.train_sources=[{name: kd, root: '{distilled}'}]"],
-        },
-    ]
-    distilled = [{"name": "kd", "teacher": "teacher", "overrides": ["decode.beam_size=2"]}]
-    study = study_file(tmp_path / "kd.yaml", tmp_path / "cache", rows=rows, seeds=[1])
-    text = json.loads(study.read_text())
-    text.update(distilled=distilled, ensemble=False, long_inputs=[], examples=0)
-    study.write_text(json.dumps(text))
-    runs = tmp_path / "runs"
-    done = run_study(study, memorise_root, runs)
-    assert done.returncode == 0, done.stderr[-3000:]
-    corpus = runs / "distilled" / "kd"
-    record = json.loads((corpus / "distill.json").read_text())
-    assert record["pairs"] == 30 and len(record["teacher"]) == 1
-    assert record["threads"] == 1  # the study's --threads, as its trainings'
-    student = json.loads((runs / "student-seed1" / "results.json").read_text())
-    sources = student["config"]["data"]["train_sources"]
-    assert [(s["name"], s["root"]) for s in sources] == [("kd", str(corpus.parent.resolve()))]
-    # The teacher trained before the corpus, the student after it.
-    out = done.stdout
-    assert out.index("teacher-seed1") < out.index("mt.distill") < out.index("student-seed1")
-    # Its kept outputs (no weights, no corpus) moved elsewhere: the same report, nothing
-    # distilled or trained again, the student's corpus recognised under the new root.
-    outputs = tmp_path / "kept"
-    assert run_study(study, memorise_root, runs, "--outputs", str(outputs)).returncode == 0
-    again = run_study(study, memorise_root, outputs)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "mt.distill" not in again.stdout and "mt.train" not in again.stdout
-    assert (outputs / "kd.md").read_text() == (runs / "kd.md").read_text()
-
-
 def test_a_page_without_the_studys_markers_is_refused_before_any_training(memorise_root, tmp_path):
     study = study_file(tmp_path / "tiny.yaml", tmp_path / "cache")
     page = tmp_path / "results.md"
