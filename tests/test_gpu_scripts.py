@@ -61,7 +61,8 @@ def test_the_gpu_studies_script_runs_the_quality_study_and_brings_its_runs_back_
     done = run_script(
         ["bash", "scripts/gpu_studies.sh"], OUT=out, TINY=1, RUNS=runs,
         STUDIES="studies/quality.yaml:7", DATA_ROOT=REPO / "tests" / "data", MT_CACHE_DIR=cache_dir,
-        SET=f"{tiny} data.max_tokens=512 trainer.length_penalties=[] data.cache_dir={cache_dir}",
+        SET=f"{tiny} data.max_tokens=512 trainer.length_penalties=[] trainer.average_last=0 "
+        f"trainer.keep_last=0 decode.beam_size=2 data.cache_dir={cache_dir}",
     )  # fmt: skip
     assert done.returncode == 0, (out / "quality.out").read_text()[-3000:]
     files = {"check.log", "env.json", "quality.out", "quality.md", "runs.tgz"}
