@@ -12,11 +12,17 @@ PYTHON_VERSION=${PYTHON_VERSION:-3.12}
 # The versions installed here, where the tests pass; --no-deps: each needed one is named.
 read -ra NAMES <<<"${NAMES:-hydra-core omegaconf antlr4-python3-runtime datasets dill multiprocess ctranslate2}"
 WHEELS=${WHEELS:-.whl}
-mapfile -t PACKAGES < <(python3 -c '
+# The versions as a whole first: a package not installed here stops the script, naming it.
+versions=$(python3 -c '
 import sys
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 for name in sys.argv[1:]:
-    print(f"{name}=={version(name)}")' "${NAMES[@]}")
+    try:
+        print(f"{name}=={version(name)}")
+    except PackageNotFoundError:
+        sys.exit(f"error: {name} is not installed here: pip install -e \".[test]\" first")
+' "${NAMES[@]}")
+mapfile -t PACKAGES <<<"$versions"
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
          manylinux2014_x86_64 manylinux1_x86_64; do

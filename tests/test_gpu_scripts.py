@@ -122,3 +122,7 @@ def test_the_wheels_script_fetches_the_installed_versions_for_the_gpu_machines_p
     assert done.returncode == 0, done.stderr
     version = importlib.metadata.version("mt-toolkit")
     assert [p.name for p in wheels.iterdir()] == [f"mt_toolkit-{version}-py3-none-any.whl"]
+    # A package not installed here has no version to fetch: named, and nothing fetched.
+    missing = run_script(["bash", "scripts/gpu_wheels.sh"], NAMES="no-such-package", WHEELS=wheels)
+    assert missing.returncode == 1 and "no-such-package is not installed here" in missing.stderr
+    assert len(list(wheels.iterdir())) == 1
