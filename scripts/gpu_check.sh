@@ -3,7 +3,8 @@
 # GPU figures of docs/performance.md come from, into one folder, in under 10 minutes on an H200.
 #
 #   bash scripts/gpu_check.sh                 # OUT=gpu_check/ (or $OUT), DATA_ROOT=data/,
-#                                             # RUN=/tmp/mt-gpu-check-run (the run, replaced)
+#                                             # RUN=/tmp/mt-gpu-check-run (replaced; a RUN
+#                                             # given that exists is refused, never deleted)
 #   TINY=1 bash scripts/gpu_check.sh          # the same steps at a tiny size: any CPU, minutes
 #
 #   1. installs the Python packages the machine lacks from wheels carried in .whl/ (those it
@@ -24,6 +25,10 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check}
 DATA_ROOT=${DATA_ROOT:-data}
 TINY=${TINY:-0}
+if [[ -n ${RUN:-} && -e $RUN ]]; then  # the default is this script's own; a given one may be a run
+  echo "error: RUN=$RUN exists; give a new directory (nothing was changed)" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 log() { echo "[gpu_check $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/check.log"; }
 status=0

@@ -27,7 +27,7 @@ torch.set_num_threads(1)
 
 # The files that take longest, longest first: pytest-xdist hands out whole files in the order
 # they are collected, and the heaviest ones, last in the alphabet, left one process working
-# alone at the end. Seconds by --durations on the 2-core machine; unlisted files follow.
+# alone at the end. Ordered by --durations on the 2-core machine; unlisted files follow.
 LONGEST_FIRST = [
     "test_study.py",
     "test_tools.py",

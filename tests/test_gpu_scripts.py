@@ -46,9 +46,13 @@ def test_the_gpu_check_runs_every_step_at_a_tiny_size_and_keeps_its_figures(tmp_
     assert engines["ctranslate2 float32"]["decode_beam5"]["sentences_per_sec"] > 0
     # Its figures are the user's: a second check into the same OUT is refused, nothing lost.
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    again = run_script(["bash", "scripts/gpu_check.sh"], **settings)
+    again = run_script(["bash", "scripts/gpu_check.sh"], **{**settings, "RUN": tmp_path / "run2"})
     assert again.returncode == 2 and "holds an earlier run's files" in again.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # A RUN given that exists may be the user's run: refused before anything, never deleted.
+    taken = run_script(["bash", "scripts/gpu_check.sh"], **{**settings, "OUT": tmp_path / "new"})
+    assert taken.returncode == 2 and "exists" in taken.stderr
+    assert (tmp_path / "run" / "results.json").is_file() and not (tmp_path / "new").exists()
 
 
 def test_the_gpu_studies_script_runs_the_quality_study_and_brings_its_runs_back_without_weights(
