@@ -1,7 +1,9 @@
 """Drive the attention explorer in headless Chromium as a user would: start `mt.serve` with
 the given checkpoints, open the page, type a sentence, wait until every model's translation
 (and, where it has attention, its heatmap) appears, hover the first target piece, and save a
-screenshot and a JSON report of what the page shows.
+screenshot and a JSON report of what the page shows. With --search, it then opens the first
+model's search view: the beam tree, re-ranked at --alpha with the slider, a node hovered (its
+top-k next tokens and attention), and a node of step 2 clicked to re-decode from its prefix.
 
     python scripts/explorer_screenshot.py --checkpoint runs/rnn/checkpoints/best.pt \\
         --checkpoint runs/tf/checkpoints/best.pt --sentence "Zwei Hunde spielen im Schnee." \\
@@ -83,6 +85,36 @@ def page_report(driver: webdriver.Chrome) -> dict:
     return report
 
 
+def search_report(driver: webdriver.Chrome, wait: WebDriverWait, alpha: float) -> dict:
+    """Drive the first model's search view: what its tree shows before and after the slider
+    moves to alpha, a hover and a click on a second-step node."""
+    section = driver.find_element(By.CSS_SELECTOR, "section.model")
+    section.find_element(By.CSS_SELECTOR, ".open-search").click()
+    wait.until(lambda d: section.find_elements(By.CSS_SELECTOR, ".tree .node"))
+    chosen = lambda: section.find_element(By.CSS_SELECTOR, ".chosen .best").text  # noqa: E731
+    report = {"model": section.get_attribute("data-model"), "chosen": chosen()}
+    report["nodes"] = len(section.find_elements(By.CSS_SELECTOR, ".tree .node"))
+    slider = section.find_element(By.CSS_SELECTOR, "input.alpha")
+    script = "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))"
+    driver.execute_script(script, slider, str(alpha))
+    report["reranked"] = chosen()
+    first = section.find_element(By.CSS_SELECTOR, '.tree .node.kept[data-place="1:0"]')
+    ActionChains(driver).move_to_element(first).perform()
+    report["alternatives"] = len(section.find_elements(By.CSS_SELECTOR, ".alternatives li"))
+    report["hover_rows"] = len(section.find_elements(By.CSS_SELECTOR, ".hover-info tbody tr"))
+    second = section.find_elements(By.CSS_SELECTOR, '.tree .node.kept[data-place^="2:"]')[-1]
+    report["clicked"] = second.get_attribute("data-place")
+    second.click()
+    wait.until(lambda d: section.find_elements(By.CSS_SELECTOR, ".forced, .search .error"))
+    errors = section.find_elements(By.CSS_SELECTOR, ".search .error")
+    if errors:
+        raise SystemExit(f"the search view refused a clicked node: {errors[0].text}")
+    wait.until(lambda d: section.find_elements(By.CSS_SELECTOR, ".chosen .best"))
+    report["forced"] = section.find_element(By.CSS_SELECTOR, ".forced").text
+    report["chosen_after_click"] = chosen()
+    return report
+
+
 def explore(args: argparse.Namespace, url: str) -> dict:
     driver = chromium(args.width, args.height)
     try:
@@ -105,6 +137,8 @@ def explore(args: argparse.Namespace, url: str) -> dict:
         for target in driver.find_elements(By.CSS_SELECTOR, ".target .piece:first-child"):
             ActionChains(driver).move_to_element(target).perform()  # the last one stays lit
         report = page_report(driver)
+        if args.search:
+            report = {"models": report, "search": search_report(driver, wait, args.alpha)}
         if args.screenshot:
             height = driver.execute_script("return document.body.scrollHeight")
             driver.set_window_size(args.width, max(args.height, height + 40))
@@ -119,6 +153,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", action="append", required=True)
     parser.add_argument("--sentence", default="Zwei Hunde spielen im Schnee.")
     parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--search", action="store_true", help="drive the search view too")
+    parser.add_argument("--alpha", type=float, default=2.0, help="the slider's length penalty")
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--report", type=Path)
     parser.add_argument("--width", type=int, default=1400)

@@ -250,6 +250,10 @@ class ScriptedDecoder(nn.Module):
     def encode(self, src):
         return {"src": src}
 
+    def forward(self, src, tgt_in):
+        """Teacher forcing (mt.score): logits whose log-softmax is the chain's log-probs."""
+        return self.log_probs[tgt_in]
+
     def decode_step(self, prev_tokens, memory, state):
         steps = torch.zeros_like(prev_tokens) if state is None else state["steps"] + 1
         return self.log_probs[prev_tokens], {"steps": steps}

@@ -13,12 +13,17 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from helpers import REPO, http_get, http_post, multi30k_lines, serving
 
+from mt.common.checkpoint import load_checkpoint, save_checkpoint
 from mt.config.schema import DecodeConfig
+from mt.config.tools import ServeConfig
 from mt.decoding.translator import Translator
+from mt.serving.checks import BadRequest
+from mt.serving.search_view import SearchRequest, check_reference
 
 SENTENCES = multi30k_lines("train", "de", 3) + multi30k_lines("val", "de", 2)
 LIMITS = ["max_sentences=6", "max_chars=300", "max_beam_size=8", "max_body_bytes=5000"]
@@ -178,6 +183,64 @@ def test_a_bad_request_gets_its_4xx_and_the_server_keeps_serving(server, body, s
     assert ok == 200 and good["translations"][0]["text"]
 
 
+def test_the_search_view_records_what_the_server_translates(server, moved_checkpoint):
+    sentence = SENTENCES[1]
+    request = {"model": "model", "sentence": sentence, "beam_size": 3, "top_k": 4}
+    status, answer = http_post(server + "/search", request)
+    assert status == 200, answer
+    translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
+    decode = replace(translator.config.decode, beam_size=3)
+    assert answer["best"]["text"] == translator.translate([sentence], decode)[0]
+    assert [len(options) for options in answer["steps"][0]["alternatives"]] == [4, 0, 0]
+    for found in answer["finished"]:  # attention rows: the hypothesis's pieces and EOS
+        assert len(found["attention"]) == len(found["tokens"]) + 1
+        assert all(len(row) == len(answer["source"]) for row in found["attention"])
+    # A node clicked: the search again from its path, forced, as translate forces a prefix.
+    second = answer["steps"][1]["kept"][-1]
+    prefix = [answer["steps"][0]["kept"][second["parent"]]["token"], second["token"]]
+    status, again = http_post(server + "/search", {**request, "prefix": prefix})
+    history, _ = translator.recorded_search(sentence, decode, prefix=prefix)
+    assert again["best"]["tokens"] == history.best_path(0) and again["best"]["tokens"][:2] == prefix
+    # A reference judged: the output itself, and the model's second choice.
+    (nbest,) = translator.translate_nbest([sentence], replace(decode, nbest=2))
+    for reference, verdict in ((nbest[0][0], "exact"), (nbest[1][0], "model error")):
+        status, judged = http_post(server + "/search", {**request, "reference": reference})
+        assert status == 200 and judged["reference"]["verdict"] == verdict
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"beam_size": 0}, 422, "beam_size: Input should be greater than or equal to 2"),
+        ({"beam_size": 10_000}, 422, "max_beam_size=8"),
+        ({"prefix": [99_999]}, 422, "prefix.0: 99999 is no word of this model"),
+        ({"prefix_text": "\u2603 Two"}, 422, "has characters this model cannot write"),
+        ({"reference": SENTENCES[0]}, 422, "reference: reads as de text, not en"),
+        ({"reference": "A dog \ud800"}, 422, "reference: not text"),
+        ({"reference": "x" * 301}, 413, "reference: 301 characters"),
+        ({"sentence": "x" * 301}, 413, "sentence: 301 characters"),
+        ({"top_k": 21}, 422, "top_k: Input should be less than or equal to 20"),
+    ],
+)
+def test_a_bad_search_gets_its_4xx_and_the_page_can_search_again(server, body, status, message):
+    request = {"model": "model", "sentence": SENTENCES[0]}
+    got, answer = http_post(server + "/search", {**request, **body})
+    assert got == status and set(answer) == {"error"} and message in answer["error"], answer
+    ok, good = http_post(server + "/search", request)
+    assert ok == 200 and good["best"]["text"]
+
+
+def test_a_reference_past_the_models_positions_is_refused_in_one_line(memorised_run, tmp_path):
+    payload = load_checkpoint(memorised_run[0] / "checkpoints" / "final.pt")
+    payload["config"]["model"]["max_positions"] = 16  # a table, not weights
+    save_checkpoint(payload, tmp_path / "short.pt")
+    translator = Translator.from_checkpoint(tmp_path / "short.pt", "cpu")
+    request = SearchRequest(sentence=SENTENCES[0], reference=" ".join(["Two"] * 20))
+    pieces = len(translator.tokenizer.encode_tgt([request.reference])[0])
+    with pytest.raises(BadRequest, match=rf"^reference: {pieces} subwords, past the model's 16"):
+        check_reference(translator, request, ServeConfig())
+
+
 def test_a_body_sent_in_chunks_past_the_limit_gets_413_in_one_line(server):
     # An iterable and no Content-Length: urllib sends it chunked, 6000 bytes against 5000.
     # One chunk, so that it is all written before the server answers and closes.
@@ -195,20 +258,22 @@ def test_a_body_sent_in_chunks_past_the_limit_gets_413_in_one_line(server):
     assert ok == 200 and good["translations"][0]["text"]
 
 
-def test_the_page_shows_every_models_translation_and_heatmap_in_chromium(
+def test_the_page_shows_every_models_translation_heatmap_and_search_in_chromium(
     moved_checkpoint, bahdanau_checkpoint, tmp_path
 ):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Chromium and chromedriver: apt-get install chromium chromium-driver")
     six = multi30k_lines("train", "de", 6)
-    sentence = " ".join(six)  # a pasted paragraph: its sentences translated one by one
+    single = multi30k_lines("train", "de", 8)[7]
+    paragraph = " ".join(six)  # a pasted paragraph: its sentences translated one by one
     command = [sys.executable, str(REPO / "scripts" / "explorer_screenshot.py"), "--beam", "3"]
     command += ["--checkpoint", str(moved_checkpoint), "--checkpoint", str(bahdanau_checkpoint)]
-    command += ["--sentence", sentence, "--screenshot", str(tmp_path / "page.png")]
-    command += ["--report", str(tmp_path / "page.json")]
+    command += ["--sentence", f"{paragraph}\n{single}", "--search", "--alpha", "2.5"]
+    command += ["--screenshot", str(tmp_path / "page.png"), "--report", str(tmp_path / "page.json")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
-    page = json.loads((tmp_path / "page.json").read_text(encoding="utf-8"))
+    report = json.loads((tmp_path / "page.json").read_text(encoding="utf-8"))
+    page = report["models"]
     assert set(page) == {"model", "bahdanau"}
     for name, path in (("model", moved_checkpoint), ("bahdanau", bahdanau_checkpoint)):
         translator = Translator.from_checkpoint(path, "cpu")
@@ -218,6 +283,22 @@ def test_the_page_shows_every_models_translation_and_heatmap_in_chromium(
     # Hovering the first target piece lit up the source pieces it attended to.
     assert any(shown["highlighted_sources"] > 0 for shown in page.values())
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The search view of the one-sentence line: the tree, the slider, a click.
+    search = report["search"]
+    translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
+    decode = replace(translator.config.decode, beam_size=max(translator.config.decode.beam_size, 2))
+    assert search["model"] == "model" and search["nodes"] > 0
+    assert search["chosen"] == translator.translate([single], decode)[0]
+    history, _ = translator.recorded_search(single, decode)
+    text = lambda tokens: translator.tokenizer.decode_tgt([tokens])[0]  # noqa: E731
+    assert search["reranked"] == text(history.best_path(0, 2.5))
+    assert search["alternatives"] == 5 and search["hover_rows"] == 1
+    row = int(search["clicked"].split(":")[1])
+    prefix = history.path(0, 1, history.steps[0][1].kept[row])
+    redone, _ = translator.recorded_search(
+        single, replace(decode, length_penalty=2.5), None, prefix
+    )
+    assert search["chosen_after_click"] == text(redone.best_path(0))
 
 
 def open_held(url: str, count: int, request: bytes) -> list[socket.socket]:

@@ -216,8 +216,16 @@ def beam_step(scores: torch.Tensor, log_probs: torch.Tensor) -> BeamStep:
 class StepRecorder(Protocol):
     """What keeps a beam search's history (mt.decoding.beam_history.BeamHistory)."""
 
-    def record(self, t: int, sentence: torch.Tensor, scores: torch.Tensor, step: BeamStep):
-        """Step t of the active sentences (their original indices), from scores (active, k)."""
+    def record(
+        self,
+        t: int,
+        sentence: torch.Tensor,
+        scores: torch.Tensor,
+        step: BeamStep,
+        log_probs: torch.Tensor,
+    ):
+        """Step t of the active sentences (their original indices), from scores (active, k)
+        and the next tokens' log_probs (active * k, vocab)."""
 
 
 class Finished:
@@ -295,7 +303,7 @@ def beam_search(
             log_probs = force_prefix(log_probs, prefix[sentence].repeat_interleave(k, dim=0), t)
         step = beam_step(scores, log_probs)
         if history is not None:  # off by default: recording reads the device every step
-            history.record(t, sentence, scores, step)
+            history.record(t, sentence, scores, step, log_probs)
         finished.add(step, t, alpha, sentence, prefixes)
         scores = step.scores
         prefixes = torch.cat([prefixes[step.rows], step.tokens[:, None]], dim=1)

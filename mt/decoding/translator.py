@@ -204,10 +204,16 @@ class Translator:
         return results
 
     def recorded_search(
-        self, sentence: str, decode: DecodeConfig | None = None, tgt_lang: str | None = None
+        self,
+        sentence: str,
+        decode: DecodeConfig | None = None,
+        tgt_lang: str | None = None,
+        prefix: list[int] | None = None,
+        top_k: int = 0,
     ) -> tuple[BeamHistory, list[Hypothesis]]:
-        """One sentence's beam search with its every step recorded, and its n-best: the same
-        search, on the same source ids, as translate's."""
+        """One sentence's beam search with its every step recorded (and each live hypothesis's
+        top_k next tokens), and its n-best: the same search, on the same source ids, as
+        translate's; prefix (target ids) is forced first, as translate's prefixes are."""
         decode = decode or self.config.decode
         check_decode(decode)
         if not isinstance(self.engine, TorchEngine) or decode.sampling or decode.beam_size < 2:
@@ -215,8 +221,9 @@ class Translator:
         if not sentence.strip():
             raise MTError("a recorded search needs a sentence; this one is empty")
         src_ids = self.source_ids([sentence], [1], self.target_tag(tgt_lang))
-        history = BeamHistory(1, decode.length_penalty)
-        (hyps,) = self.engine(src_ids, decode, None, history)
+        forced = None if not prefix else [torch.tensor(prefix, dtype=torch.long)]
+        history = BeamHistory(1, decode.length_penalty, top_k)
+        (hyps,) = self.engine(src_ids, decode, forced, history)
         return history, hyps
 
     def prefix_ids(self, prefixes: list[str], line_numbers: list[int]) -> list[torch.Tensor]:

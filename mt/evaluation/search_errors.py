@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mt.config.schema import DecodeConfig
-from mt.decoding.search import length_penalty
+from mt.decoding.likelihood import Likelihood
+from mt.decoding.search import Hypothesis, length_penalty
 from mt.decoding.translator import Translator
 from mt.evaluation.scores import corpus_scores
 
@@ -18,6 +19,36 @@ from mt.evaluation.scores import corpus_scores
 def ranked(log_prob: float, tokens: int, alpha: float) -> float:
     """What beam search ranks a finished hypothesis of tokens tokens (EOS included) by."""
     return log_prob / length_penalty(tokens, alpha)
+
+
+def verdict(
+    output: list[int] | None, output_score: float, reference: list[int], reference_score: float
+) -> str:
+    """ "exact" (the output is the reference), "search_errors" (the model scores the
+    reference higher: a bigger beam could find it) or "model_errors" (no search fixes it)."""
+    if output == reference:
+        return "exact"
+    return "search_errors" if reference_score > output_score else "model_errors"
+
+
+def judge(
+    outputs: list[Hypothesis | None],
+    references: list[list[int]],
+    likelihoods: list[Likelihood],
+    alpha: float,
+) -> list[dict | None]:
+    """Per sentence (None where its source is empty): its verdict, and its output's and its
+    reference's scores as beam search ranks them."""
+    judged = []
+    for best, wanted, likelihood in zip(outputs, references, likelihoods, strict=True):
+        if best is None:
+            judged.append(None)
+            continue
+        output_score = ranked(best.log_prob, len(best.tokens) + 1, alpha)
+        reference_score = ranked(likelihood.log_prob, likelihood.tokens, alpha)
+        kind = verdict(best.tokens, output_score, wanted, reference_score)
+        judged.append({"verdict": kind, "output": output_score, "reference": reference_score})
+    return judged
 
 
 def search_errors(
@@ -29,26 +60,21 @@ def search_errors(
     tgt_lang: str | None = None,
 ) -> list[dict]:
     """Per beam size: the shares of sentences whose output is the reference, a search error
-    or a model error, and the BLEU of those outputs."""
-    alpha = decode.length_penalty
+    or a model error, the BLEU of those outputs, and per sentence its verdict and the
+    output's and the reference's scores (for the figure of one against the other)."""
     forced = translator.score(sources, references, decode.max_tokens, tgt_lang)
     reference_ids = translator.tokenizer.encode_tgt(references)
-    reference_scores = [ranked(f.log_prob, f.tokens, alpha) for f in forced]
     rows = []
     for beam in beams:
         at_beam = replace(decode, beam_size=beam, nbest=1, sampling=False)
         found = translator.search(sources, at_beam, tgt_lang=tgt_lang)
-        counts = {"exact": 0, "search_errors": 0, "model_errors": 0}
-        for result, wanted, wanted_score in zip(
-            found, reference_ids, reference_scores, strict=True
-        ):
-            best = result[1][0] if result else None
-            if best is None or best.tokens == wanted:
-                counts["exact"] += best is not None
-                continue
-            output_score = ranked(best.log_prob, len(best.tokens) + 1, alpha)
-            counts["search_errors" if wanted_score > output_score else "model_errors"] += 1
+        best = [result[1][0] if result else None for result in found]
+        judged = judge(best, reference_ids, forced, decode.length_penalty)
+        shares = {
+            kind: sum(j is not None and j["verdict"] == kind for j in judged) / len(sources)
+            for kind in ("exact", "search_errors", "model_errors")
+        }
         outputs = [translator.texts(result)[0][0] for result in found]
-        shares = {key: count / len(sources) for key, count in counts.items()}
-        rows.append({"beam": beam, **shares, "bleu": corpus_scores(outputs, references)["bleu"]})
+        bleu = corpus_scores(outputs, references)["bleu"]
+        rows.append({"beam": beam, **shares, "bleu": bleu, "sentences": judged})
     return rows

@@ -6,6 +6,8 @@ attention explorer page (mt/serving/static/) that shows them side by side.
     GET  /health      {"status": "ok"} and the sentences queued per model
     POST /translate   {"sentences": [...], "model": NAME, "beam_size", "nbest",
                        "length_penalty", "attention": bool} -> translations, n-best, attention
+    POST /search      {"sentence", "model", "beam_size", "length_penalty", "top_k", "prefix",
+                       "prefix_text", "reference"} -> one recorded beam search (search_view.py)
     GET  /            the explorer page
 
 Concurrent requests to one model are decoded together (batcher.py). Bad requests get a 4xx
@@ -35,6 +37,8 @@ from mt.decoding.documents import prepared, spans
 from mt.decoding.translator import Translator
 from mt.models import build_model, count_parameters, model_name
 from mt.serving.batcher import Batcher, Busy
+from mt.serving.checks import BadRequest, check_sentences, limited_decode
+from mt.serving.search_view import SearchRequest, queue_search
 
 STATIC = Path(__file__).parent / "static"
 
@@ -65,6 +69,7 @@ class Served:
             "tgt_langs": self.translator.target_languages,  # several: a multilingual model
             "parameters": parameters,
             "attention": self.translator.engine.attention_names(),
+            "search": self.engine == "torch",  # the explorer's search view records our search
             "decode": asdict(config.decode),
             "checkpoint": self.source,
         }
@@ -97,12 +102,6 @@ class TranslateRequest(BaseModel):
         return value
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 def first_problem(error: RequestValidationError) -> str:
     """Pydantic's first complaint as one line: `sentences.2: Input should be a valid string`."""
     problem = error.errors()[0]
@@ -114,33 +113,12 @@ def first_problem(error: RequestValidationError) -> str:
 
 def decode_settings(served: Served, request: TranslateRequest, limits: ServeConfig) -> DecodeConfig:
     """The model's decode config with the request's options; refuses what the limits forbid."""
-    decode = served.translator.config.decode
-    beam = request.beam_size or decode.beam_size
-    if beam > limits.max_beam_size:
-        raise BadRequest(
-            422, f"beam_size: {beam} exceeds this server's max_beam_size={limits.max_beam_size}"
-        )
-    if request.nbest > beam:
-        raise BadRequest(422, f"nbest: {request.nbest} exceeds beam_size={beam}")
-    penalty = decode.length_penalty if request.length_penalty is None else request.length_penalty
-    return replace(decode, beam_size=beam, nbest=request.nbest, length_penalty=penalty)
-
-
-def check_sentences(sentences: list[str], limits: ServeConfig) -> None:
-    if len(sentences) > limits.max_sentences:
-        raise BadRequest(
-            413, f"sentences: {len(sentences)} sentences, this server takes {limits.max_sentences}"
-        )
-    for k, sentence in enumerate(sentences):
-        try:
-            sentence.encode("utf-8")
-        except UnicodeEncodeError as e:  # "\ud800" parses as JSON but is no text
-            raise BadRequest(422, f"sentences.{k}: not text ({e.reason} at {e.start})") from None
-        if len(sentence) > limits.max_chars:
-            raise BadRequest(
-                413,
-                f"sentences.{k}: {len(sentence)} characters, this server takes {limits.max_chars}",
-            )
+    decode = limited_decode(
+        served.translator.config.decode, request.beam_size, request.length_penalty, limits
+    )
+    if request.nbest > decode.beam_size:
+        raise BadRequest(422, f"nbest: {request.nbest} exceeds beam_size={decode.beam_size}")
+    return replace(decode, nbest=request.nbest)
 
 
 def alignment_json(served: Served, src_ids: torch.Tensor, tokens: list[int]) -> dict:
@@ -279,6 +257,12 @@ def create_app(models: list[Served], limits: ServeConfig) -> FastAPI:
         served = requested_model(models, request.model)
         # Awaited, not waited for in a thread: a thousand waiting clients hold no threads.
         return await asyncio.wrap_future(queue_request(served, request, limits))
+
+    @app.post("/search", max_body_size=limits.max_body_bytes)
+    async def search_request(request: SearchRequest) -> dict:
+        served = requested_model(models, request.model)
+        queued = queue_search(served.translator, served.batcher, request, limits)
+        return {"model": served.name, **await asyncio.wrap_future(queued)}
 
     @app.get("/")
     def page() -> FileResponse:

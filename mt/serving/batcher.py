@@ -54,6 +54,14 @@ class Ticket:
         return sum(self.costs[k] for k in piece)
 
 
+def run_job(job: Callable[[], Any], future: Future) -> None:
+    """job's result, or its error, into future."""
+    try:
+        future.set_result(job())
+    except Exception as error:  # one failed job fails its request, not the server
+        future.set_exception(error)
+
+
 def pieces(costs: list[int], budget: int) -> deque[list[int]]:
     """Consecutive sentences grouped so that each group's cost stays within budget (a
     sentence costing more than budget makes a group of its own)."""
@@ -77,7 +85,9 @@ class Batcher:
         self.translator, self.batch_tokens = translator, batch_tokens
         self.max_queued, self.batching = max_queued, batching
         self.tickets: deque[Ticket] = deque()
-        self.queued = 0  # sentences waiting, in every ticket
+        # Other work on the model (a recorded search), each counted as one sentence queued.
+        self.jobs: deque[tuple[Callable[[], Any], Future]] = deque()
+        self.queued = 0  # sentences waiting, in every ticket and job
         self.ready = threading.Condition()
         threading.Thread(target=self.work, daemon=True, name="mt-batcher").start()
 
@@ -104,16 +114,31 @@ class Batcher:
         whole = not self.batching or decode.sampling
         cut = deque([list(range(len(sentences)))]) if whole else pieces(costs, self.batch_tokens)
         with self.ready:
-            if self.queued + len(sentences) > self.max_queued:
-                raise Busy(
-                    f"{self.queued} sentences are queued for this model, it takes "
-                    f"{self.max_queued}: try again shortly"
-                )
+            self.make_room(len(sentences))
             ticket = Ticket(sentences, costs, decode, tgt_lang, cut, finish)
             self.tickets.append(ticket)
             self.queued += len(sentences)
             self.ready.notify()
         return ticket.future
+
+    def run(self, job: Callable[[], Any]) -> Future:
+        """Queue job, a call of its own on the model, for the worker (which alone runs the
+        model); the future holds what it returns."""
+        future: Future = Future()
+        with self.ready:
+            self.make_room(1)
+            self.jobs.append((job, future))
+            self.queued += 1
+            self.ready.notify()
+        return future
+
+    def make_room(self, sentences: int) -> None:
+        """(Called holding the lock.) Refuses sentences more past max_queued."""
+        if self.queued + sentences > self.max_queued:
+            raise Busy(
+                f"{self.queued} sentences are queued for this model, it takes "
+                f"{self.max_queued}: try again shortly"
+            )
 
     def next_batch(self) -> list[tuple[Ticket, list[int]]]:
         """(Called holding the lock.) The first ticket's next piece and, while there is room,
@@ -142,9 +167,14 @@ class Batcher:
         answered."""
         while True:
             with self.ready:
-                while not self.tickets:
+                while not self.tickets and not self.jobs:
                     self.ready.wait()
-                batch = self.next_batch()
+                job = self.jobs.popleft() if self.jobs else None
+                self.queued -= job is not None
+                batch = None if job else self.next_batch()
+            if job:
+                run_job(*job)
+                continue
             try:
                 self.decode(batch)
             except Exception as error:  # one bad batch fails its requests, not the server

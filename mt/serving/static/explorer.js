@@ -96,8 +96,14 @@ function attentionView(attention) {
   return el("div", { class: "attention" }, ...controls, source, target, holder);
 }
 
-function translationView(translation) {
+// One input line's translation; a line of one sentence can open the search view under it.
+function translationView(translation, model, sentence, tgtLang) {
   const view = el("article", { class: "sentence" }, el("p", { class: "translation" }, translation.text));
+  if (model.search && translation.sentences.length === 1) {
+    const open = el("button", { type: "button", class: "open-search" }, "search");
+    open.addEventListener("click", () => open.replaceWith(searchView(model, sentence, tgtLang)));
+    view.append(open);
+  }
   view.append(el("ol", { class: "nbest" }, ...translation.nbest.map((h) =>
     el("li", {}, el("span", { class: "score" }, h.score.toFixed(3)), " ", h.text))));
   // A paragraph: each sentence's span of the translation, and its attention, one by one.
@@ -127,7 +133,7 @@ async function translateWith(model, sentences, beam, nbest) {
   });
   const body = await response.json();
   section.replaceChildren(...(response.ok
-    ? body.translations.map(translationView)
+    ? body.translations.map((t, i) => translationView(t, model, sentences[i], request.tgt_lang))
     : [el("p", { class: "error" }, body.error)]));
 }
 
