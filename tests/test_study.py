@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, TINY_MODELS
 from omegaconf import OmegaConf
+from pytest import approx
 
 from mt import compare
 from mt.common.errors import MTError
@@ -56,6 +57,7 @@ def study_file(path: Path, cache: Path, **changes) -> Path:
         "rows": rows,
         "ensemble": True,
         "long_inputs": [1, 2],
+        "search_errors": [1, 2],
         "examples": 2,
         **changes,
     }
@@ -136,7 +138,22 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert [(e["k"], e["inputs"]) for e in joined["scores"]] == [(1, 30), (2, 15)]
     # The memorised test set is the training set: the audit says so.
     assert "- test: 30 of 30 pairs also in training" in report
-    for name in ("by_length", "long_inputs", "word_f"):
+    # Search errors: per beam, every test sentence the reference, a search or a model error.
+    searched = json.loads((runs / "transformer-seed1" / "search_errors.json").read_text())
+    assert [entry["beam"] for entry in searched["beams"]] == [1, 2]
+    for entry in searched["beams"]:
+        assert entry["exact"] + entry["search_errors"] + entry["model_errors"] == approx(1.0)
+        assert len(entry["sentences"]) == 30
+    seeds = [
+        json.loads((runs / f"transformer-seed{s}" / "search_errors.json").read_text())
+        for s in (1, 2)
+    ]
+    section = report.split("#### Search errors")[1].split("####")[0]
+    line = next(x for x in section.splitlines() if x.startswith("| transformer | 2 |"))
+    for kind in ("exact", "search_errors", "model_errors"):
+        shares = [100 * seed["beams"][1][kind] for seed in seeds]
+        assert f"{statistics.mean(shares):.2f} ± {statistics.stdev(shares):.2f}" in line
+    for name in ("by_length", "long_inputs", "word_f", "search_errors"):
         assert (figures / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(figures/{name}.png)" in report
 
@@ -202,9 +219,13 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         ({"baseline": "cnn"}, "baseline: 'cnn' is none of the rows"),
         ({"seeds": [1, 1]}, "seeds: [1, 1]"),
         ({"long_inputs": [0]}, "long_inputs: 0 is outside"),
+        ({"search_errors": [1, 101]}, "search_errors: 101 is outside 1..100"),
         ({"rows": [{"name": "a", "overrides": [], "lr": 1}]}, "lr"),
         ({"rows": [{"name": "a"}, {"name": "p", "pivot": ["a"]}]}, "p: pivot: ['a']; name two"),
-        ({"rows": [{"name": "a"}, {"name": "p", "pivot": ["a", "a"]}]}, "no ensembles or long"),
+        (
+            {"rows": [{"name": "a"}, {"name": "p", "pivot": ["a", "a"]}]},
+            "no ensembles, long inputs",
+        ),
         (
             {"rows": [{"name": "a", "directions": ["de-de"]}]},
             "rows: a: directions: ",

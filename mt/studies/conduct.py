@@ -13,7 +13,13 @@ from mt.common.files import check_markers, replace_block, write_text
 from mt.evaluation.significance import SEED
 from mt.studies.figures import draw_figures
 from mt.studies.grid import Run, study_runs
-from mt.studies.kept import ensemble_file, ensemble_scores, keep_outputs, long_input_scores
+from mt.studies.kept import (
+    ensemble_file,
+    ensemble_scores,
+    keep_outputs,
+    long_input_scores,
+    search_error_scores,
+)
 from mt.studies.launch import distill_corpus, train_all
 from mt.studies.pivots import evaluate_pivot
 from mt.studies.report import (
@@ -23,6 +29,7 @@ from mt.studies.report import (
     study_report,
     word_f_buckets,
 )
+from mt.studies.search_errors_report import search_errors_table
 from mt.studies.spec import Study, load_study, uses_distilled
 
 
@@ -59,9 +66,9 @@ def conduct(options: Options) -> None:
 
 
 def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
-    """The ensembles' and the long inputs' scores, per row name, and every run's word-F
-    buckets by one count table."""
-    extra = {"ensembles": {}, "long_inputs": {}}
+    """The ensembles', the long inputs' and the search errors' scores, per row name, and every
+    run's word-F buckets by one count table."""
+    extra = {"ensembles": {}, "long_inputs": {}, "search_errors": {}}
     extra["word_f"] = word_f_buckets(study, runs, args.data_root)
     for row in study.rows:
         row_runs = of_row(runs, row)
@@ -71,6 +78,10 @@ def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
             extra["long_inputs"][row.name] = [
                 long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
                 for run in row_runs
+            ]
+        if study.search_errors:
+            extra["search_errors"][row.name] = [
+                search_error_scores(run, study.search_errors, args.data_root) for run in row_runs
             ]
     return extra
 
@@ -112,6 +123,8 @@ def write_reports(study: Study, runs: list[Run], args: Options) -> None:
     for section, section_runs in by_section:
         extra = evaluated(section, section_runs, args)
         parts = report_parts(section, section_runs, extra, args.data_root, args.seed)
+        if extra["search_errors"]:
+            parts["search_errors"] = search_errors_table(section, extra["search_errors"])
         several = len(by_section) > 1
         where = figures_root / section_runs[0].compared if several else figures_root
         figures = draw_figures(section, section_runs, extra, where)

@@ -10,11 +10,13 @@ from pathlib import Path
 from mt.studies.grid import Run
 from mt.studies.plots import draw
 from mt.studies.report import by_length, label, ordered_rows, per_bucket
+from mt.studies.search_errors_report import search_errors_figure
 from mt.studies.spec import Study
 
 
 def draw_figures(study: Study, runs: list[Run], extra: dict, directory: Path) -> dict:
-    """The study's PNG figures in directory, by name: by_length, long_inputs, word_f."""
+    """The study's PNG figures in directory, by name: by_length, long_inputs, word_f,
+    search_errors."""
     drawn, long_scores = {}, extra["long_inputs"]
     _, bleu = per_bucket(study, runs, by_length, "words", "bleu")
     _, chrf = per_bucket(study, runs, by_length, "words", "chrf")
@@ -40,4 +42,7 @@ def draw_figures(study: Study, runs: list[Run], extra: dict, directory: Path) ->
     drawn["word_f"] = directory / "word_f.png"
     where = f"occurrences in the training targets of {extra['word_f']['counted']}"
     draw(drawn["word_f"], names, {"target-word F-measure": f}, where)
+    if extra.get("search_errors"):
+        drawn["search_errors"] = directory / "search_errors.png"
+        search_errors_figure(study, extra["search_errors"], drawn["search_errors"])
     return drawn

@@ -1,7 +1,7 @@
 """What a study's report needs beyond each run's own test: its rows' seeds decoded as one
-ensemble, and long inputs (consecutive test sentences joined k at a time). Each result is kept
-in a JSON file once computed, so rerunning a study decodes nothing twice; and the files a
-report is made from, copied without the weights (--outputs)."""
+ensemble, long inputs (consecutive test sentences joined k at a time), search errors. Each
+result is kept in a JSON file once computed, so rerunning a study decodes nothing twice; and
+the files a report is made from, copied without the weights (--outputs)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mt.decoding.translator import Translator
 from mt.evaluation.long_inputs import joined_scores
 from mt.evaluation.results import write_results_file
 from mt.evaluation.scores import corpus_scores, words
+from mt.evaluation.search_errors import search_errors
 from mt.studies.grid import Run
 
 
@@ -138,13 +139,34 @@ def long_input_scores(
     return [entry for entry in record["scores"] if entry["k"] in ks]
 
 
+def search_error_scores(run: Run, beams: list[int], data_root: str | None) -> dict:
+    """Per beam size, the run's test outputs by its final.pt told apart as the reference, a
+    search error or a model error, each sentence's two scores beside; kept in the run's
+    search_errors.json (search_errors.<direction>.json)."""
+
+    def compute() -> dict:
+        sources, references = test_split(run, data_root)
+        translator = Translator.from_checkpoint(run.final)
+        decode, tgt_lang = translator.config.decode, target_language(run)
+        found = search_errors(translator, sources, references, decode, beams, tgt_lang)
+        return {"checkpoint": run.results["final"], "beams": found}
+
+    path = run.directory / per_direction(run, "search_errors")
+    return kept(path, compute, [*made_from([run]), {"beams": beams}])
+
+
 # What a run's report needs, without its checkpoints: a few hundred KB for a whole study.
 KEPT_FILES = ("config.yaml", "results.json")
 
 
+def per_direction(run: Run, name: str) -> str:
+    """A kept file of the run's, per compared direction of a multilingual run."""
+    return f"{name}.{run.direction}.json" if run.direction else f"{name}.json"
+
+
 def long_inputs_file(run: Run) -> str:
-    """The run's long-input scores, per compared direction of a multilingual run."""
-    return f"long_inputs.{run.direction}.json" if run.direction else "long_inputs.json"
+    """The run's long-input scores."""
+    return per_direction(run, "long_inputs")
 
 
 def keep_outputs(runs: list[Run], study_files: list[Path], outputs: Path) -> None:
@@ -153,7 +175,8 @@ def keep_outputs(runs: list[Run], study_files: list[Path], outputs: Path) -> Non
     recomputed from there without the checkpoints."""
     for run in runs:
         suffix = run.direction or run.results["config"]["data"]["tgt_lang"]
-        for name in (*KEPT_FILES, long_inputs_file(run), f"test.hyp.{suffix}"):
+        searched = per_direction(run, "search_errors")
+        for name in (*KEPT_FILES, long_inputs_file(run), searched, f"test.hyp.{suffix}"):
             copy_text(run.directory / name, outputs / run.directory.name / name)
     for path in study_files:
         copy_text(path, outputs / path.name)

@@ -44,7 +44,33 @@ def draw(path: Path, x_labels: list[str], panels: dict[str, dict[str, list[list]
         axis.grid(alpha=0.3)
     axes[0][0].legend()
     figure.tight_layout()
+    save(figure, path, plt)
+
+
+def save(figure, path: Path, plt) -> None:
+    """figure as a PNG at path (a temporary name, renamed), then closed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced_on_success(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100)
     plt.close(figure)
+
+
+def scatter(path: Path, panels: dict[str, dict[str, list[tuple]]], x_name: str, y_name: str):
+    """One panel per title (kind -> its (x, y) points, a colour each) with the diagonal x = y;
+    written to path (a temporary name, renamed)."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    for axis, (title, kinds) in zip(axes[0], panels.items(), strict=True):
+        every = [value for points in kinds.values() for point in points for value in point]
+        for kind, points in kinds.items():
+            axis.scatter([x for x, _ in points], [y for _, y in points], s=8, label=kind)
+        if every:
+            low, high = min(every), max(every)
+            axis.plot([low, high], [low, high], color="grey", linewidth=0.8)
+        axis.set_xlabel(x_name)
+        axis.set_ylabel(y_name)
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend()
+    figure.tight_layout()
+    save(figure, path, plt)

@@ -304,6 +304,12 @@ def study_report(parts: dict, figures: dict, written_to: Path) -> str:
         + parts["word_f"]
         + image(figures, "word_f", "word F-measure by training frequency", written_to)
     )
+    if "search_errors" in parts:
+        sections.append(
+            "#### Search errors and model errors: test sentences, mean ± sd over seeds\n\n"
+            + parts["search_errors"]
+            + image(figures, "search_errors", "output score against reference score", written_to)
+        )
     if "examples" in parts:
         sections.append(parts["examples"])
     sections.append("#### Leak audit\n\n" + parts["leaks"])

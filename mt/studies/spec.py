@@ -16,6 +16,7 @@ from mt.config.checks import parse
 from mt.config.store import to_object
 
 LONG_INPUT_MAX = 64  # sentences joined into one input: beyond it nothing fits max_len
+SEARCH_BEAM_MAX = 100  # beam sizes of a search-error count
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Study:
     long_inputs: list[int] = field(default_factory=list)  # k: test sentences joined k at a time
     segmented: bool = False  # long inputs also split into sentences first (documents.py)
     examples: int = 0  # the sentences where the baseline and each other row differ most
+    # Beam sizes at which each run's test outputs are told apart: the reference, a search
+    # error or a model error (mt/evaluation/search_errors.py), e.g. [1, 5, 20].
+    search_errors: list[int] = field(default_factory=list)
     distilled: list[Distilled] = field(default_factory=list)  # corpora the rows may train on
 
 
@@ -96,9 +100,18 @@ def check_study(study: Study, path: Path) -> None:
             except MTError as e:
                 raise MTError(f"{path}: rows: {row.name}: directions: {e}") from None
     check_pivots(study, path)
-    for k in study.long_inputs:
-        if not 1 <= k <= LONG_INPUT_MAX:
-            raise MTError(f"{path}: long_inputs: {k} is outside 1..{LONG_INPUT_MAX}")
+    check_sizes(study, path)
+
+
+def check_sizes(study: Study, path: Path) -> None:
+    """Long inputs, search-error beams and examples within their ranges."""
+    for key, values, most in [
+        ("long_inputs", study.long_inputs, LONG_INPUT_MAX),
+        ("search_errors", study.search_errors, SEARCH_BEAM_MAX),
+    ]:
+        for value in values:
+            if not 1 <= value <= most:
+                raise MTError(f"{path}: {key}: {value} is outside 1..{most}")
     if not 0 <= study.examples <= 1000:
         raise MTError(f"{path}: examples: {study.examples}; must be in 0..1000")
 
@@ -146,8 +159,11 @@ def check_pivots(study: Study, path: Path) -> None:
             raise MTError(f"{where}: pivot: {row.pivot}; name two or more rows that train")
         if row.overrides or row.directions:
             raise MTError(f"{where}: a pivot row takes no overrides or directions")
-        if study.ensemble or study.long_inputs:
-            raise MTError(f"{where}: a study with a pivot row makes no ensembles or long inputs")
+        if study.ensemble or study.long_inputs or study.search_errors:
+            raise MTError(
+                f"{where}: a study with a pivot row makes no ensembles, long inputs or "
+                "search-error counts"
+            )
         for leg in (r for r in study.rows if r.name in row.pivot):
             if not set(row_seeds(study, row)) <= set(row_seeds(study, leg)):
                 raise MTError(f"{where}: pivot: {leg.name} lacks some of its seeds")
