@@ -4,12 +4,16 @@ for an ensemble, and every node's scores add up along its path."""
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
 from helpers import (
+    REPO,
     A,
     B,
     ScriptedDecoder,
@@ -19,14 +23,16 @@ from helpers import (
     write_lines,
 )
 
-from mt import evaluate
+from mt import evaluate, translate
 from mt.common.errors import MTError
-from mt.config.schema import DecodeConfig
+from mt.config.schema import DecodeConfig, DecodeOverrides
+from mt.config.tools import TranslateConfig
 from mt.decoding.beam_history import BeamHistory
 from mt.decoding.ensemble import Ensemble
 from mt.decoding.inference import decode_ids
 from mt.decoding.likelihood import score_pairs
 from mt.decoding.search import beam_search, length_penalty
+from mt.decoding.streaming import translate_stream
 from mt.decoding.translator import Translator
 from mt.evaluation.search_errors import judge
 from mt.models import build_model
@@ -225,3 +231,54 @@ def test_a_reference_the_beam_pruned_is_a_search_error(beam, reference, expected
     forced = score_pairs(chain, list(src), [torch.tensor(reference)], 100, CPU)
     (judged,) = judge([best[0]], [reference], forced, 0.0)
     assert judged["verdict"] == expected
+
+
+def test_translate_records_each_lines_search_chunk_by_chunk(
+    moved_checkpoint, tmp_path, capsys, monkeypatch
+):
+    translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
+    lines = (multi30k_lines("train", "de", 30) * 4)[:120]
+    lines[7] = ""  # an empty line: no search, an empty record
+    decode = replace(translator.config.decode, beam_size=2)
+    config = TranslateConfig(decode=DecodeOverrides(beam_size=2), segment=False)
+    sink, source = io.StringIO(), io.BytesIO("".join(f"{line}\n" for line in lines).encode())
+    with (tmp_path / "trees.jsonl").open("w", encoding="utf-8") as record:
+        chunks = replace(config, lines_per_batch=50)  # three chunks, each recorded and dropped
+        translate_stream(translator, chunks, source, sink, "lines.de", None, record)
+    assert sink.getvalue().splitlines() == translator.translate(lines, decode)  # unchanged
+    records = [json.loads(line) for line in (tmp_path / "trees.jsonl").open(encoding="utf-8")]
+    assert [r["line"] for r in records] == list(range(120)) and records[7]["steps"] == []
+    for k in (0, 119):  # as the line's own recorded search, alone
+        history, _ = translator.recorded_search(lines[k], decode)
+        alone = history.as_json(0)
+        assert [[n["token"] for n in s["kept"]] for s in records[k]["steps"]] == [
+            [n["token"] for n in s["kept"]] for s in alone
+        ]
+        assert records[k]["predicted_ids"] == history.vistools(0)["predicted_ids"]
+    # The command: the record file beside the output, refused without our beam search.
+    source = write_lines(tmp_path / "in.de", lines[:5])
+    args = [f"checkpoint={moved_checkpoint}", f"input={source}", "decode.beam_size=2"]
+    args += [f"output={tmp_path / 'out.en'}", f"record={tmp_path / 'trees.jsonl'}"]
+    done = run_in_process(translate.main, *args, capsys=capsys, monkeypatch=monkeypatch)
+    assert done.returncode == 0, done.stderr
+    assert len((tmp_path / "trees.jsonl").read_text().splitlines()) == 5
+    greedy = run_in_process(
+        translate.main, *args, "decode.beam_size=1", capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert greedy.returncode == 1 and "a recorded search needs our beam search" in greedy.stderr
+
+
+def test_record_memory_measures_the_recordings_heap_per_chunk_size(
+    moved_checkpoint, memorise_root, tmp_path
+):
+    command = [sys.executable, str(REPO / "scripts" / "record_memory.py")]
+    command += ["--checkpoint", str(moved_checkpoint), "--data-root", str(memorise_root)]
+    command += ["--sentences", "30", "--lines-per-batch", "5", "30", "--beam", "2"]
+    command += ["--threads", "1", "--json", str(tmp_path / "memory.json")]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((tmp_path / "memory.json").read_text())["rows"]
+    assert [row["lines_per_batch"] for row in rows] == [5, 30]
+    assert rows[0]["peak_heap_mb"] < rows[1]["peak_heap_mb"]  # a chunk's searches at a time
+    # The same searches recorded (their floats' last digits differ with the batches')
+    assert rows[0]["record_bytes"] == pytest.approx(rows[1]["record_bytes"], rel=0.01)

@@ -72,6 +72,9 @@ class TranslateConfig(DecodingTool):
     input: str | None = None  # default: stdin
     output: str | None = None  # default: stdout
     prefix: str | None = None  # a target prefix per input line that each output starts with
+    # Each line's beam search, recorded: one JSON line per input line (VisTools' beam-tree
+    # shape and every step's candidates; mt/decoding/beam_history.py).
+    record: str | None = None
     lines_per_batch: int = 1000  # read this many lines, translate them, write them
     tgt_lang: str | None = None  # a multilingual model's language to translate into
     # Split each line into sentences, translate them, join them (mt/decoding/documents.py);

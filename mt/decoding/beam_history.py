@@ -11,7 +11,8 @@ search at that penalty chooses whenever it finishes the same ones.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import dataclass, field
 from math import inf
 
 import torch
@@ -52,10 +53,37 @@ class Step:
     alternatives: list[list[Alternative]] = field(default_factory=list)
 
 
+def finite(value: float) -> float | None:
+    """value, or None for an infinity (JSON has none)."""
+    return value if math.isfinite(value) else None
+
+
+def node_json(node: Node) -> dict:
+    """node as plain data, its infinite scores null."""
+    plain = vars(node).copy()
+    for key in ("token_log_prob", "log_prob", "score"):
+        plain[key] = finite(plain[key])
+    return plain
+
+
 def normalised(log_prob: float, length: int, alpha: float) -> float:
     """log_prob over the length penalty, in float32 as the search computes it (Finished), so
     that a re-ranking breaks ties as the search does."""
     return float(torch.tensor(log_prob, dtype=torch.float32) / length_penalty(length, alpha))
+
+
+class Within:
+    """A part of a history's sentences, as one search sees them: its row i is sentence
+    rows[i] of the history (a StepRecorder for beam_search)."""
+
+    def __init__(self, history: BeamHistory, rows: torch.Tensor):
+        self.history, self.rows = history, rows
+
+    def within(self, rows) -> Within:
+        return Within(self.history, self.rows[torch.as_tensor(rows)])
+
+    def record(self, t, sentence, scores, step, log_probs):
+        self.history.record(t, self.rows[sentence.cpu()], scores, step, log_probs)
 
 
 class BeamHistory:
@@ -113,6 +141,10 @@ class BeamHistory:
             recorded.pruned = list(real)
             self.steps[original].append(recorded)
 
+    def within(self, rows) -> Within:
+        """The sentences rows (a search's rows 0, 1, ...) of this history."""
+        return Within(self, torch.as_tensor(rows))
+
     def alternatives(self, before: list[list[float]], log_probs: torch.Tensor):
         """Per active sentence, per live hypothesis, its top_k next tokens (none at -inf)."""
         if not self.top_k:
@@ -154,8 +186,20 @@ class BeamHistory:
         return self.path(sentence, t, node)[:-1]
 
     def as_json(self, sentence: int) -> list[dict]:
-        """The sentence's steps as plain data (for the page and for a file)."""
-        return [asdict(step) for step in self.steps[sentence]]
+        """The sentence's steps as plain data (for the page and for a file); a kept node at
+        -inf (a step with fewer possible tokens than the beam: a forced prefix) has null
+        scores, as JSON has no infinity."""
+        return [
+            {
+                "kept": [node_json(node) for node in step.kept],
+                "finished": [node_json(node) for node in step.finished],
+                "pruned": [node_json(node) for node in step.pruned],
+                "alternatives": [
+                    [vars(a).copy() for a in options] for options in step.alternatives
+                ],
+            }
+            for step in self.steps[sentence]
+        ]
 
     def vistools(self, sentence: int) -> dict:
         """OpenNMT VisTools' beam-tree shape: per step, the kept hypotheses' tokens, their
@@ -167,5 +211,5 @@ class BeamHistory:
                 [EOS_ID if n.fate == "finished" else n.token for n in nodes]
             )
             shape["beam_parent_ids"].append([n.parent for n in nodes])
-            shape["scores"].append([n.log_prob for n in nodes])
+            shape["scores"].append([finite(n.log_prob) for n in nodes])
         return shape

@@ -15,6 +15,7 @@ from mt.config.schema import DecodeConfig
 from mt.data.batches import token_batches
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.alignment import attention_along
+from mt.decoding.beam_history import BeamHistory, Within
 from mt.decoding.search import (
     Hypothesis,
     StepRecorder,
@@ -76,12 +77,12 @@ def decode_ids(
     decode: DecodeConfig,
     device: torch.device,
     prefixes: list[torch.Tensor] | None = None,
-    history: StepRecorder | None = None,
+    history: BeamHistory | Within | None = None,
 ) -> list[list[Hypothesis]]:
     """n-best hypotheses for every source sentence (beam_size 1 = greedy), in input order,
     each starting with its target prefix if given (empty: none); with decode.sampling, the
-    same samples for the same decode.seed and input. history records a beam search of one
-    sentence."""
+    same samples for the same decode.seed and input. history records each sentence's beam
+    search (its sentence i is src_ids[i])."""
     was_training = model.training
     model.eval()
     src_ids = fit_sources(src_ids, model.max_length)
@@ -98,7 +99,8 @@ def decode_ids(
             if prefixes is not None and any(len(prefixes[i]) for i in indices):
                 forced = padded([prefixes[i] for i in indices], device)
             with autocast(device):
-                nbest = search(searched, src, decode, generator, forced, history)
+                recorder = None if history is None else history.within(indices)
+                nbest = search(searched, src, decode, generator, forced, recorder)
             for i, hyps in zip(indices.tolist(), nbest, strict=True):
                 results[i] = hyps
             shown.update(len(indices))
@@ -118,7 +120,7 @@ class TorchEngine:
         src_ids: list[torch.Tensor],
         decode: DecodeConfig,
         prefixes: list[torch.Tensor] | None = None,
-        history: StepRecorder | None = None,
+        history: BeamHistory | Within | None = None,
     ) -> list[list[Hypothesis]]:
         return decode_ids(self.model, src_ids, decode, self.device, prefixes, history)
 

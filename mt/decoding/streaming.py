@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,6 +16,7 @@ from typing import BinaryIO, TextIO
 from mt.common.errors import MTError
 from mt.config.tools import TranslateConfig
 from mt.data.readers import decode_line, iter_lines
+from mt.decoding.beam_history import BeamHistory
 from mt.decoding.documents import translate_lines
 from mt.decoding.translator import Translator
 
@@ -76,6 +78,14 @@ def read_prefixes(cfg: TranslateConfig) -> list[str] | None:
     return prefixes
 
 
+def write_records(record: TextIO, history: BeamHistory, chunk: list[str], first: int) -> None:
+    """One JSON line per line of chunk (numbered from first, as n-best lists are): its
+    recorded search, as VisTools draws it and step by step."""
+    for k, line in enumerate(chunk):
+        searched = {"line": first + k, "source": line, **history.vistools(k)}
+        record.write(json.dumps({**searched, "steps": history.as_json(k)}) + "\n")
+
+
 def translate_stream(
     translator: Translator,
     cfg: TranslateConfig,
@@ -83,9 +93,11 @@ def translate_stream(
     sink: TextIO,
     name: str,
     prefixes: list[str] | None = None,
+    record: TextIO | None = None,
 ) -> int:
     """Translate every line of source into sink, each output starting with its line of
-    prefixes if given; returns the number of input lines."""
+    prefixes if given, each line's search recorded into record if given (one chunk's trees
+    in memory at a time); returns the number of input lines."""
     decode = translator.decoding(cfg.decode)
     done = 0
     for chunk in chunks(iter(source), cfg.lines_per_batch, name):
@@ -95,13 +107,18 @@ def translate_stream(
         forced = None if prefixes is None else prefixes[done : done + len(chunk)]
         if forced is not None and len(forced) < len(chunk):
             raise mismatch(cfg.prefix, len(prefixes), name, "more")
-        if decode.nbest == 1 and forced is None:
+        if decode.nbest == 1 and forced is None and record is None:
             translated = translate_lines(
                 translator, chunk, decode, done + 1, cfg.tgt_lang, cfg.segment, cfg.src_lang
             )
             sink.writelines(line + "\n" for line in translated)
         else:
-            nbests = translator.translate_nbest(chunk, decode, done + 1, forced, cfg.tgt_lang)
+            history = None if record is None else BeamHistory(len(chunk), decode.length_penalty)
+            nbests = translator.translate_nbest(
+                chunk, decode, done + 1, forced, cfg.tgt_lang, history
+            )
+            if history is not None:
+                write_records(record, history, chunk, done)
             for i, nbest in enumerate(nbests, start=done):
                 if decode.nbest == 1:
                     sink.write(nbest[0][0] + "\n")

@@ -183,11 +183,13 @@ class Translator:
         first_line: int = 1,
         prefixes: list[str] | None = None,
         tgt_lang: str | None = None,
+        history: BeamHistory | None = None,
     ) -> list[tuple[torch.Tensor, list[Hypothesis]] | None]:
         """Per sentence: its source ids and n-best hypotheses (token ids), or None for an
         empty (or all-blank) line. Each hypothesis starts with the sentence's target prefix
         when prefixes are given ("": none). first_line numbers the sentences in warnings;
-        tgt_lang is a multilingual model's language to translate into."""
+        tgt_lang is a multilingual model's language to translate into; history, if given,
+        records each sentence's beam search (our engine only)."""
         check_decode(decode)
         tag = self.target_tag(tgt_lang)
         results: list[tuple[torch.Tensor, list[Hypothesis]] | None] = [None] * len(sentences)
@@ -198,7 +200,10 @@ class Translator:
         forced = None
         if prefixes is not None:
             forced = self.prefix_ids([prefixes[i] for i in todo], [first_line + i for i in todo])
-        found = self.engine(src_ids, decode, forced)
+        if history is None:
+            found = self.engine(src_ids, decode, forced)
+        else:
+            found = self.engine(src_ids, decode, forced, history.within(todo))
         for i, ids, hyps in zip(todo, src_ids, found, strict=True):
             results[i] = (ids, hyps)
         return results
@@ -215,9 +220,7 @@ class Translator:
         top_k next tokens), and its n-best: the same search, on the same source ids, as
         translate's; prefix (target ids) is forced first, as translate's prefixes are."""
         decode = decode or self.config.decode
-        check_decode(decode)
-        if not isinstance(self.engine, TorchEngine) or decode.sampling or decode.beam_size < 2:
-            raise MTError("a recorded search needs our beam search (engine=torch, beam_size ≥ 2)")
+        self.check_recordable(decode)
         if not sentence.strip():
             raise MTError("a recorded search needs a sentence; this one is empty")
         src_ids = self.source_ids([sentence], [1], self.target_tag(tgt_lang))
@@ -225,6 +228,15 @@ class Translator:
         history = BeamHistory(1, decode.length_penalty, top_k)
         (hyps,) = self.engine(src_ids, decode, forced, history)
         return history, hyps
+
+    def check_recordable(self, decode: DecodeConfig) -> None:
+        """One line unless decode is a beam search of ours, which alone can be recorded."""
+        check_decode(decode)
+        if not isinstance(self.engine, TorchEngine) or decode.sampling or decode.beam_size < 2:
+            raise MTError(
+                "a recorded search needs our beam search (engine=torch, decode.beam_size ≥ 2, "
+                "no sampling)"
+            )
 
     def prefix_ids(self, prefixes: list[str], line_numbers: list[int]) -> list[torch.Tensor]:
         """Target prefixes as ids, each cut (with a warning) to leave the model's positions
@@ -251,15 +263,16 @@ class Translator:
         first_line: int = 1,
         prefixes: list[str] | None = None,
         tgt_lang: str | None = None,
+        history: BeamHistory | None = None,
     ) -> list[list[tuple[str, float]]]:
         """decode.nbest (translation, score) pairs per sentence, best first, each starting
-        with its line of prefixes if given.
+        with its line of prefixes if given (and each search recorded into history).
 
         The score is the one beam search ranks by: log-probability divided by the GNMT length
         penalty. An empty (or all-blank) input gets one empty translation scored 0.
         first_line numbers the sentences in warnings (a chunk of a longer input)."""
         decode = decode or self.config.decode
-        found = self.search(sentences, decode, first_line, prefixes, tgt_lang)
+        found = self.search(sentences, decode, first_line, prefixes, tgt_lang, history)
         return [self.texts(result) for result in found]
 
     def texts(self, found: tuple[torch.Tensor, list[Hypothesis]] | None) -> list[tuple[str, float]]:

@@ -10,7 +10,6 @@ the pruned into a count per step.
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import Future
 from dataclasses import asdict, replace
 
@@ -116,15 +115,12 @@ def attention_rows(translator: Translator, src_ids: torch.Tensor, tokens: list[i
 
 
 def tree_json(translator: Translator, history: BeamHistory) -> list[dict]:
-    """The recorded steps as plain data, each token with its piece; a kept node at -inf (a
-    step with fewer than beam possible tokens, as where a prefix is forced) has null scores."""
+    """The recorded steps as plain data (BeamHistory.as_json), each token with its piece."""
     piece = translator.tokenizer.tgt.id_to_piece
     steps = history.as_json(0)
     for step in steps:
         for node in step["kept"] + step["finished"] + step["pruned"]:
             node["piece"] = piece(node["token"])
-            for key in ("token_log_prob", "log_prob", "score"):
-                node[key] = node[key] if math.isfinite(node[key]) else None
         for options in step["alternatives"]:
             for option in options:
                 option["piece"] = piece(option["token"])
