@@ -39,16 +39,24 @@ def draw(path: Path, x_labels: list[str], panels: dict[str, dict[str, list[list]
             xs, means, sds = zip(*points, strict=True) if points else ((), (), ())
             axis.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=row_label)
         axis.set_xticks(range(len(x_labels)), x_labels)
-        axis.set_xlabel(x_name)
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
+        named(axis, title, x_name)
+    save(figure, axes, path, plt)
+
+
+def named(axis, title: str, x_name: str, y_name: str | None = None) -> None:
+    """A panel's title, axis names and grid."""
+    axis.set_xlabel(x_name)
+    if y_name:
+        axis.set_ylabel(y_name)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+
+
+def save(figure, axes, path: Path, plt) -> None:
+    """figure, its first panel's legend shown, as a PNG at path (a temporary name, renamed),
+    then closed."""
     axes[0][0].legend()
     figure.tight_layout()
-    save(figure, path, plt)
-
-
-def save(figure, path: Path, plt) -> None:
-    """figure as a PNG at path (a temporary name, renamed), then closed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced_on_success(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100)
@@ -56,7 +64,7 @@ def save(figure, path: Path, plt) -> None:
 
 
 def scatter(path: Path, panels: dict[str, dict[str, list[tuple]]], x_name: str, y_name: str):
-    """One panel per title (kind -> its (x, y) points, a colour each) with the diagonal x = y;
+    """One panel per title (kind -> its (x, y) points, a colour each), the diagonal x = y;
     written to path (a temporary name, renamed)."""
     plt = pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
@@ -67,10 +75,5 @@ def scatter(path: Path, panels: dict[str, dict[str, list[tuple]]], x_name: str, 
         if every:
             low, high = min(every), max(every)
             axis.plot([low, high], [low, high], color="grey", linewidth=0.8)
-        axis.set_xlabel(x_name)
-        axis.set_ylabel(y_name)
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-    axes[0][0].legend()
-    figure.tight_layout()
-    save(figure, path, plt)
+        named(axis, title, x_name, y_name)
+    save(figure, axes, path, plt)
