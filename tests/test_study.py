@@ -5,6 +5,7 @@ scores by length, long inputs and word frequency, the figures, the leak audit.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import statistics
@@ -136,6 +137,12 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     # Long inputs: the joined test set, per k, in each run's directory.
     joined = json.loads((runs / "transformer-seed1" / "long_inputs.json").read_text())
     assert [(e["k"], e["inputs"]) for e in joined["scores"]] == [(1, 30), (2, 15)]
+    assert [len(e["hyps"]) for e in joined["scores"]] == [30, 15]  # for the intervals
+    section = report.split("#### Long inputs")[1].split("####")[0]
+    interval = r"\d+\.\d\d \(\d+\.\d\d–\d+\.\d\d\)"
+    assert re.search(
+        rf"\| 2 \| 15 \| \d+ \| transformer \| one input \| {interval} \| {interval} \|", section
+    )
     # The memorised test set is the training set: the audit says so.
     assert "- test: 30 of 30 pairs also in training" in report
     # Search errors: per beam, every test sentence the reference, a search or a model error.

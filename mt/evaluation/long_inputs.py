@@ -18,18 +18,18 @@ def joined(lines: list[str], k: int) -> list[str]:
 def joined_scores(
     translator: Translator, sources, references, k: int, tgt_lang, segmented: bool = False
 ) -> dict:
-    """Scores of the test set joined k sentences at a time, each join one input (and, with
-    segmented, split into sentences first)."""
+    """Scores and outputs ("hyps") of the test set joined k sentences at a time, each join one
+    input (and, with segmented, split into sentences first)."""
     inputs, targets = joined(sources, k), joined(references, k)
     with torch.inference_mode():
         hyps = translator.translate(inputs, tgt_lang=tgt_lang)
         entry = {"k": k, "inputs": len(inputs)}
         entry["longest_source_words"] = max(len(s.split()) for s in inputs)
-        entry.update(length_scores(hyps, targets))
+        entry.update(length_scores(hyps, targets), hyps=hyps)
         if segmented:
             decode = translator.config.decode
             split = translate_lines(translator, inputs, decode, tgt_lang=tgt_lang)
-            entry["segmented"] = length_scores(split, targets)
+            entry["segmented"] = {**length_scores(split, targets), "hyps": split}
     return entry
 
 

@@ -19,8 +19,10 @@ from mt.studies.kept import (
     keep_outputs,
     long_input_scores,
     search_error_scores,
+    test_split,
 )
 from mt.studies.launch import distill_corpus, train_all
+from mt.studies.long_inputs_report import long_inputs_table
 from mt.studies.pivots import evaluate_pivot
 from mt.studies.report import (
     of_row,
@@ -111,6 +113,16 @@ def markers(name: str) -> dict[str, tuple[str, str]]:
     }
 
 
+def add_parts(parts: dict, study: Study, runs: list[Run], extra: dict, args: Options) -> None:
+    """The report's tables of what was evaluated beyond each run's test: long inputs (their
+    intervals against the test set's references) and search errors."""
+    if extra["long_inputs"]:
+        references = test_split(runs[0], args.data_root)[1]
+        parts["long_inputs"] = long_inputs_table(study, extra["long_inputs"], references, args.seed)
+    if extra["search_errors"]:
+        parts["search_errors"] = search_errors_table(study, extra["search_errors"])
+
+
 def write_reports(study: Study, runs: list[Run], args: Options) -> None:
     """The report in <runs>/<study>.md and the --write pages, the summary in the --table
     pages, the figures, and with --outputs what the report was made from; a study of
@@ -123,8 +135,7 @@ def write_reports(study: Study, runs: list[Run], args: Options) -> None:
     for section, section_runs in by_section:
         extra = evaluated(section, section_runs, args)
         parts = report_parts(section, section_runs, extra, args.data_root, args.seed)
-        if extra["search_errors"]:
-            parts["search_errors"] = search_errors_table(section, extra["search_errors"])
+        add_parts(parts, section, section_runs, extra, args)
         several = len(by_section) > 1
         where = figures_root / section_runs[0].compared if several else figures_root
         figures = draw_figures(section, section_runs, extra, where)

@@ -27,11 +27,11 @@ def draw_figures(study: Study, runs: list[Run], extra: dict, directory: Path) ->
     if long_scores:
         rows = ordered_rows(study)
         ks = [str(entry["k"]) for entry in long_scores[rows[0].name][0]]
-        panels = {"BLEU": {}, "output / reference length": {}}
+        panels = {"BLEU": {}, "chrF": {}, "output / reference length": {}}
         ways = [("", lambda e: e)] + [(", segmented", lambda e: e["segmented"])] * study.segmented
         for row, (way, scored) in itertools.product(rows, ways):
             seeds = long_scores[row.name]
-            for title, key in zip(panels, ("bleu", "length_ratio"), strict=True):
+            for title, key in zip(panels, ("bleu", "chrf", "length_ratio"), strict=True):
                 panels[title][label(row) + way] = [
                     [scored(s[j])[key] for s in seeds] for j in range(len(ks))
                 ]

@@ -124,7 +124,7 @@ def long_input_scores(
     inputs = made_from([run])
     record = read_kept(path, inputs)
     record = record or {"checkpoint": run.results["final"], "scores": [], "made_from": inputs}
-    have = {entry["k"] for entry in record["scores"] if "segmented" in entry or not segmented}
+    have = {entry["k"] for entry in record["scores"] if complete(entry, segmented, run)}
     missing = [k for k in ks if k not in have]
     record["scores"] = [entry for entry in record["scores"] if entry["k"] not in missing]
     if missing:
@@ -153,6 +153,15 @@ def search_error_scores(run: Run, beams: list[int], data_root: str | None) -> di
 
     path = run.directory / per_direction(run, "search_errors")
     return kept(path, compute, [*made_from([run]), {"beams": beams}])
+
+
+def complete(entry: dict, segmented: bool, run: Run) -> bool:
+    """Whether a kept long-input entry has what the report needs: its segmented scores if
+    asked for, and its outputs (for intervals) where the run's checkpoint can make them."""
+    if segmented and "segmented" not in entry:
+        return False
+    ways = [entry, entry["segmented"]] if segmented else [entry]
+    return all("hyps" in way for way in ways) or not run.final.is_file()
 
 
 # What a run's report needs, without its checkpoints: a few hundred KB for a whole study.

@@ -162,30 +162,6 @@ def scale(value: float, score: str) -> float:
     return 100 * value if score in ("f", "precision", "recall") else value
 
 
-def long_inputs_table(study: Study, scores: dict[str, list[list[dict]]]) -> str:
-    """Per k (sentences joined): BLEU and output/reference length ratio of each row."""
-    rows = ordered_rows(study)
-    first = scores[rows[0].name][0]
-    ways = [("", lambda e: e)] + [(", segmented", lambda e: e["segmented"])] * study.segmented
-    head = ["k", "inputs", "longest source (words)"]
-    head += [
-        f"{label(row)}{way}: {what}"
-        for row in rows
-        for way, _ in ways
-        for what in ("BLEU", "length ratio")
-    ]
-    lines = []
-    for j, entry in enumerate(first):
-        cells = [str(entry["k"]), str(entry["inputs"]), str(entry["longest_source_words"])]
-        for row in rows:
-            per_seed = [seed_scores[j] for seed_scores in scores[row.name]]
-            for _, scored in ways:
-                cells.append(mean_sd([scored(e)["bleu"] for e in per_seed]))
-                cells.append(mean_sd([scored(e)["length_ratio"] for e in per_seed]))
-        lines.append(cells)
-    return as_markdown(head, lines)
-
-
 def tested_runs(runs: list[Run], data_root: str | None) -> TestSet:
     """The runs' test outputs (each row's direction) on their common test set, the first's
     first."""
@@ -293,9 +269,11 @@ def study_report(parts: dict, figures: dict, written_to: Path) -> str:
     )
     if "long_inputs" in parts:
         sections.append(
-            "#### Long inputs: test sentences joined k at a time, translated as one input\n\n"
+            "#### Long inputs: test sentences joined k at a time, translated as one input"
+            + " (and split into sentences first, where segmented); BLEU and chrF of the"
+            + " seeds' outputs together, with their 95% interval\n\n"
             + parts["long_inputs"]
-            + image(figures, "long_inputs", "BLEU and length ratio by k", written_to)
+            + image(figures, "long_inputs", "BLEU, chrF and length ratio by k", written_to)
         )
     sections.append(
         "#### Target-word F-measure (%) by the word's count in the training targets of "
@@ -337,8 +315,6 @@ def report_parts(
     }
     parts["significance"], tested = significance_section(study, runs, data_root, seed)
     parts["summary"] = summary_table(study, runs, tested)
-    if extra["long_inputs"]:
-        parts["long_inputs"] = long_inputs_table(study, extra["long_inputs"])
     if study.examples:
         parts["examples"] = first_seed_differences(study, runs, data_root)
     return parts
