@@ -31,10 +31,11 @@ def with_interval(name: str, outputs: list[list[str]], targets: list[str], seed:
 
 
 def long_inputs_table(study: Study, scores: dict, references: list[str], seed: int) -> str:
-    """One line per k, row and way: BLEU and chrF (95% interval), length ratio."""
+    """One line per k, row and way: BLEU and chrF (95% interval), length ratio; under a line
+    that says how they were computed."""
     head = ["k", "inputs", "longest source (words)", "row", "input", "BLEU", "chrF"]
     head.append("length ratio")
-    rows, lines = ordered_rows(study), []
+    rows, lines, intervals = ordered_rows(study), [], True
     for j, entry in enumerate(scores[rows[0].name][0]):
         targets = joined(references, entry["k"])
         for row in rows:
@@ -48,5 +49,11 @@ def long_inputs_table(study: Study, scores: dict, references: list[str], seed: i
                     cells += with_interval(label(row), outputs, targets, seed)
                 else:
                     cells += [mean_sd([f[m] for f in found]) for m in METRICS]
+                    intervals = False
                 lines.append([*cells, mean_sd([f["length_ratio"] for f in found])])
-    return as_markdown(head, lines)
+    said = (
+        "the seeds' outputs together, with their 95% interval"
+        if intervals
+        else ("mean ± sd over the seeds (their outputs were not kept)")
+    )
+    return f"BLEU and chrF: {said}; length ratio: mean ± sd.\n\n" + as_markdown(head, lines)

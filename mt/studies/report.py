@@ -270,8 +270,7 @@ def study_report(parts: dict, figures: dict, written_to: Path) -> str:
     if "long_inputs" in parts:
         sections.append(
             "#### Long inputs: test sentences joined k at a time, translated as one input"
-            + " (and split into sentences first, where segmented); BLEU and chrF of the"
-            + " seeds' outputs together, with their 95% interval\n\n"
+            + " (and split into sentences first, where segmented)\n\n"
             + parts["long_inputs"]
             + image(figures, "long_inputs", "BLEU, chrF and length ratio by k", written_to)
         )
