@@ -85,14 +85,21 @@ def page_report(driver: webdriver.Chrome) -> dict:
     return report
 
 
-def search_report(driver: webdriver.Chrome, wait: WebDriverWait, alpha: float) -> dict:
-    """Drive the first model's search view: what its tree shows before and after the slider
-    moves to alpha, a hover and a click on a second-step node."""
+def search_report(driver: webdriver.Chrome, wait: WebDriverWait, args) -> dict:
+    """Drive the first model's search view: what its tree shows (and, given a reference, its
+    verdict) before and after the slider moves to alpha, a hover and a click on a
+    second-step node."""
     section = driver.find_element(By.CSS_SELECTOR, "section.model")
     section.find_element(By.CSS_SELECTOR, ".open-search").click()
     wait.until(lambda d: section.find_elements(By.CSS_SELECTOR, ".tree .node"))
     chosen = lambda: section.find_element(By.CSS_SELECTOR, ".chosen .best").text  # noqa: E731
     report = {"model": section.get_attribute("data-model"), "chosen": chosen()}
+    alpha, reference, shot, width = args.alpha, args.reference, args.search_screenshot, args.width
+    if reference:
+        section.find_element(By.CSS_SELECTOR, "input.reference").send_keys(reference)
+        section.find_element(By.CSS_SELECTOR, ".search-again").click()
+        wait.until(lambda d: section.find_elements(By.CSS_SELECTOR, ".verdict"))
+        report["verdict"] = section.find_element(By.CSS_SELECTOR, ".verdict").text
     report["nodes"] = len(section.find_elements(By.CSS_SELECTOR, ".tree .node"))
     slider = section.find_element(By.CSS_SELECTOR, "input.alpha")
     script = "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))"
@@ -102,6 +109,8 @@ def search_report(driver: webdriver.Chrome, wait: WebDriverWait, alpha: float) -
     ActionChains(driver).move_to_element(first).perform()
     report["alternatives"] = len(section.find_elements(By.CSS_SELECTOR, ".alternatives li"))
     report["hover_rows"] = len(section.find_elements(By.CSS_SELECTOR, ".hover-info tbody tr"))
+    if shot:  # the search as it chose, before a click forces a prefix
+        full_page(driver, shot, width)
     second = section.find_elements(By.CSS_SELECTOR, '.tree .node.kept[data-place^="2:"]')[-1]
     report["clicked"] = second.get_attribute("data-place")
     second.click()
@@ -113,6 +122,13 @@ def search_report(driver: webdriver.Chrome, wait: WebDriverWait, alpha: float) -
     report["forced"] = section.find_element(By.CSS_SELECTOR, ".forced").text
     report["chosen_after_click"] = chosen()
     return report
+
+
+def full_page(driver: webdriver.Chrome, path: Path, width: int) -> None:
+    """A screenshot of the whole page, the window grown to its height."""
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(width, max(driver.get_window_size()["height"], height + 40))
+    driver.save_screenshot(str(path))
 
 
 def explore(args: argparse.Namespace, url: str) -> dict:
@@ -138,11 +154,10 @@ def explore(args: argparse.Namespace, url: str) -> dict:
             ActionChains(driver).move_to_element(target).perform()  # the last one stays lit
         report = page_report(driver)
         if args.search:
-            report = {"models": report, "search": search_report(driver, wait, args.alpha)}
+            searched = search_report(driver, wait, args)
+            report = {"models": report, "search": searched}
         if args.screenshot:
-            height = driver.execute_script("return document.body.scrollHeight")
-            driver.set_window_size(args.width, max(args.height, height + 40))
-            driver.save_screenshot(str(args.screenshot))
+            full_page(driver, args.screenshot, args.width)
         return report
     finally:
         driver.quit()
@@ -155,6 +170,8 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--search", action="store_true", help="drive the search view too")
     parser.add_argument("--alpha", type=float, default=2.0, help="the slider's length penalty")
+    parser.add_argument("--reference", help="a reference for the search view's verdict")
+    parser.add_argument("--search-screenshot", type=Path, help="the search view, before the click")
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--report", type=Path)
     parser.add_argument("--width", type=int, default=1400)

@@ -206,6 +206,11 @@ def test_the_search_view_records_what_the_server_translates(server, moved_checkp
     for reference, verdict in ((nbest[0][0], "exact"), (nbest[1][0], "model error")):
         status, judged = http_post(server + "/search", {**request, "reference": reference})
         assert status == 200 and judged["reference"]["verdict"] == verdict
+    # Forced through another start, the output is no choice of the search's: no verdict on it.
+    forced = {**request, "prefix": prefix, "reference": nbest[0][0]}
+    status, judged = http_post(server + "/search", forced)
+    wanted = "exact" if again["best"]["text"] == nbest[0][0] else "forced prefix"
+    assert status == 200 and judged["reference"]["verdict"] == wanted
 
 
 @pytest.mark.parametrize(
@@ -268,7 +273,9 @@ def test_the_page_shows_every_models_translation_heatmap_and_search_in_chromium(
     paragraph = " ".join(six)  # a pasted paragraph: its sentences translated one by one
     command = [sys.executable, str(REPO / "scripts" / "explorer_screenshot.py"), "--beam", "3"]
     command += ["--checkpoint", str(moved_checkpoint), "--checkpoint", str(bahdanau_checkpoint)]
+    reference = multi30k_lines("train", "en", 8)[7]
     command += ["--sentence", f"{paragraph}\n{single}", "--search", "--alpha", "2.5"]
+    command += ["--reference", reference]
     command += ["--screenshot", str(tmp_path / "page.png"), "--report", str(tmp_path / "page.json")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -293,6 +300,8 @@ def test_the_page_shows_every_models_translation_heatmap_and_search_in_chromium(
     text = lambda tokens: translator.tokenizer.decode_tgt([tokens])[0]  # noqa: E731
     assert search["reranked"] == text(history.best_path(0, 2.5))
     assert search["alternatives"] == 5 and search["hover_rows"] == 1
+    exact = search["chosen"] == reference  # the memorised model's output is its reference
+    assert search["verdict"].startswith("exact" if exact else ("search error", "model error"))
     row = int(search["clicked"].split(":")[1])
     prefix = history.path(0, 1, history.steps[0][1].kept[row])
     redone, _ = translator.recorded_search(

@@ -29,6 +29,12 @@ from mt.serving.batcher import Batcher, Busy
 from mt.serving.checks import BadRequest, check_sentence, limited_decode
 
 MAX_TOP_K = 20
+VERDICTS = {
+    "exact": "exact",
+    "search_errors": "search error",
+    "model_errors": "model error",
+    "forced": "forced prefix",
+}
 SPECIAL_IDS = 4  # PAD, UNK, BOS, EOS: never part of a prefix
 
 
@@ -91,18 +97,23 @@ def check_reference(translator: Translator, request: SearchRequest, limits: Serv
         raise BadRequest(422, f"reference: {len(ids)} subwords, past the model's {limit} positions")
 
 
-def judged(translator: Translator, request: SearchRequest, best, alpha: float) -> dict:
-    """The reference's score under the model against the output's, and what that says."""
+def judged(
+    translator: Translator, request: SearchRequest, best, alpha: float, forced: bool
+) -> dict:
+    """The reference's score under the model against the output's, and what that says (of
+    an output forced to start with a prefix: nothing about the search)."""
     reference = request.reference
     (likelihood,) = translator.score([request.sentence], [reference], tgt_lang=request.tgt_lang)
     reference_score = normalised(likelihood.log_prob, likelihood.tokens, alpha)
     (reference_ids,) = translator.tokenizer.encode_tgt([reference])
     kind = verdict(best.tokens, best.score, reference_ids, reference_score)
+    if forced and kind != "exact":  # not the search's own choice: no verdict on the search
+        kind = "forced"
     return {
         "reference": reference,
         "reference_score": reference_score,
         "output_score": best.score,
-        "verdict": {"exact": "exact", "search_errors": "search error"}.get(kind, "model error"),
+        "verdict": VERDICTS[kind],
     }
 
 
@@ -169,7 +180,7 @@ def search_json(
         "best": {**asdict(best), "text": translator.tokenizer.decode_tgt([best.tokens])[0]},
     }
     if wants_verdict(request):
-        answer["reference"] = judged(translator, request, best, decode.length_penalty)
+        answer["reference"] = judged(translator, request, best, decode.length_penalty, bool(prefix))
     return answer
 
 

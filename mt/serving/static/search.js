@@ -136,7 +136,8 @@ function describeNode(answer, node, alpha) {
   const next = node.kind === "kept" && node.t < answer.steps.length ? answer.steps[node.t].alternatives[node.row] || [] : [];
   const before = pathTo(answer.steps, node.t - 1, node.parent).map((n) => n.piece);
   return el("div", { class: "hovered" },
-    el("p", {}, el("strong", {}, node.piece), ` after “${before.join(" ")}”: p=${Math.exp(node.token_log_prob).toFixed(3)}, `,
+    el("p", {}, el("strong", {}, node.piece), before.length ? ` after “${before.join(" ")}”` : " first",
+      `: p=${Math.exp(node.token_log_prob).toFixed(3)}, `,
       `log p=${node.log_prob.toFixed(3)}, score=${node.score.toFixed(3)} (${node.kind})`),
     next.length ? el("ol", { class: "alternatives" }, ...next.map((a) => el("li", {}, `${a.piece} `, el("span", { class: "score" }, Math.exp(a.log_prob).toFixed(3))))) : "",
     attentionRows(answer, finishedThrough(answer, node, alpha), [...before, node.piece]));
@@ -147,6 +148,7 @@ function verdictView(reference) {
     "exact": "the output is the reference.",
     "search error": "the model prefers the reference: a bigger beam or another length penalty could find it.",
     "model error": "the model prefers its own output: no search fixes this; the model must.",
+    "forced prefix": "the output starts with a forced prefix, so it is not the search's own choice; clear the prefix for a verdict.",
   }[reference.verdict];
   return el("p", { class: "verdict" }, el("strong", {}, reference.verdict), ` (reference ${reference.reference_score.toFixed(3)}, `,
     `output ${reference.output_score.toFixed(3)}): ${said}`);
