@@ -40,6 +40,7 @@ LONGEST_FIRST = [
     "test_faults.py",
     "test_scripts.py",
     "test_distributed.py",
+    "test_beam_history.py",
 ]
 
 

@@ -58,7 +58,6 @@ def study_file(path: Path, cache: Path, **changes) -> Path:
         "rows": rows,
         "ensemble": True,
         "long_inputs": [1, 2],
-        "search_errors": [1, 2],
         "examples": 2,
         **changes,
     }
@@ -80,7 +79,7 @@ def run_study(study: Path, root: Path, runs: Path, *extra: str) -> subprocess.Co
 def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdowns(
     memorise_root, tmp_path, capsys
 ):
-    study = study_file(tmp_path / "tiny.yaml", tmp_path / "cache")
+    study = study_file(tmp_path / "tiny.yaml", tmp_path / "cache", search_errors=[1, 2])
     runs, docs = tmp_path / "runs", tmp_path / "docs"
     docs.mkdir()
     page = docs / "results.md"
