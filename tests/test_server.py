@@ -269,13 +269,12 @@ def test_the_page_shows_every_models_translation_heatmap_and_search_in_chromium(
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Chromium and chromedriver: apt-get install chromium chromium-driver")
     six = multi30k_lines("train", "de", 6)
-    single = multi30k_lines("train", "de", 8)[7]
     paragraph = " ".join(six)  # a pasted paragraph: its sentences translated one by one
     command = [sys.executable, str(REPO / "scripts" / "explorer_screenshot.py"), "--beam", "3"]
     command += ["--checkpoint", str(moved_checkpoint), "--checkpoint", str(bahdanau_checkpoint)]
-    reference = multi30k_lines("train", "en", 8)[7]
-    command += ["--sentence", f"{paragraph}\n{single}", "--search", "--alpha", "2.5"]
-    command += ["--reference", reference]
+    # The search view of the paragraph's first sentence (each sentence has its own).
+    single, reference = six[0], multi30k_lines("train", "en", 1)[0]
+    command += ["--sentence", paragraph, "--search", "--alpha", "2.5", "--reference", reference]
     command += ["--screenshot", str(tmp_path / "page.png"), "--report", str(tmp_path / "page.json")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -290,7 +289,7 @@ def test_the_page_shows_every_models_translation_heatmap_and_search_in_chromium(
     # Hovering the first target piece lit up the source pieces it attended to.
     assert any(shown["highlighted_sources"] > 0 for shown in page.values())
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # The search view of the one-sentence line: the tree, the slider, a click.
+    # The search view: the tree, the slider, a click.
     search = report["search"]
     translator = Translator.from_checkpoint(moved_checkpoint, "cpu")
     decode = replace(translator.config.decode, beam_size=max(translator.config.decode.beam_size, 2))

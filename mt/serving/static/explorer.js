@@ -96,14 +96,18 @@ function attentionView(attention) {
   return el("div", { class: "attention" }, ...controls, source, target, holder);
 }
 
-// One input line's translation; a line of one sentence can open the search view under it.
+// Characters start to end of text, counted as the server counts them (code points).
+const characters = (text, [start, end]) => Array.from(text).slice(start, end).join("");
+
+// One input line's translation; each of its sentences can open the search view under it.
 function translationView(translation, model, sentence, tgtLang) {
   const view = el("article", { class: "sentence" }, el("p", { class: "translation" }, translation.text));
-  if (model.search && translation.sentences.length === 1) {
+  const searchButton = (text) => {
     const open = el("button", { type: "button", class: "open-search" }, "search");
-    open.addEventListener("click", () => open.replaceWith(searchView(model, sentence, tgtLang)));
-    view.append(open);
-  }
+    open.addEventListener("click", () => open.replaceWith(searchView(model, text, tgtLang)));
+    return open;
+  };
+  if (model.search && translation.sentences.length === 1) view.append(searchButton(sentence));
   view.append(el("ol", { class: "nbest" }, ...translation.nbest.map((h) =>
     el("li", {}, el("span", { class: "score" }, h.score.toFixed(3)), " ", h.text))));
   // A paragraph: each sentence's span of the translation, and its attention, one by one.
@@ -111,7 +115,8 @@ function translationView(translation, model, sentence, tgtLang) {
     ? translation.sentences : [translation];
   for (const part of parts) {
     if (part !== translation) {
-      view.append(el("p", { class: "span" }, translation.text.slice(...part.target)));
+      view.append(el("p", { class: "span" }, characters(translation.text, part.target)));
+      if (model.search) view.append(searchButton(characters(sentence, part.source)));
     }
     const attention = part.attention;
     if (attention && Object.keys(attention.maps).length) view.append(attentionView(attention));
