@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from mt.common.errors import MTError
-from mt.common.special_ids import EOS_ID, UNK_ID
+from mt.common.special_ids import UNK_ID
 from mt.config.schema import DecodeConfig
 from mt.config.tools import ServeConfig
 from mt.data.languages import closest_language
@@ -174,7 +174,6 @@ def search_json(
         "length_penalty": decode.length_penalty,
         "source": [translator.tokenizer.src.id_to_piece(i) for i in src_ids.tolist()],
         "prefix": [{"token": token, "piece": piece(token)} for token in prefix],
-        "eos": {"token": EOS_ID, "piece": piece(EOS_ID)},
         "steps": tree_json(translator, history),
         "finished": finished_json(translator, history, src_ids),
         "best": {**asdict(best), "text": translator.tokenizer.decode_tgt([best.tokens])[0]},
