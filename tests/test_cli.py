@@ -294,3 +294,17 @@ def test_a_tool_refuses_a_recipe_in_one_line_naming_why(command, capsys, monkeyp
     )
     assert_clean_failure(result, f"error: +experiment=transformer: mt.{command} takes no recipe")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_commands_exit_skips_the_last_garbage_collection():
+    # A cycle whose finaliser prints: collected at exit in a plain process, passed over once
+    # a command has started (mt.common.errors.reported freezes the heap at exit).
+    cycle = (
+        "class Cycle:\n    def __del__(self): print('collected')\n"
+        "a, b = Cycle(), Cycle(); a.other, b.other = b, a; del a, b\n"
+    )
+    plain = subprocess.run([sys.executable, "-c", cycle], capture_output=True, text=True)
+    assert plain.stdout == "collected\ncollected\n"
+    command = "from mt.common.errors import reported\nwith reported():\n    pass\n" + cycle
+    quick = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True)
+    assert quick.returncode == 0 and quick.stdout == ""

@@ -163,19 +163,19 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
         assert (figures / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(figures/{name}.png)" in report
 
-    # Rerun: every run kept, nothing decoded again, the same report.
+    # Rerun: every run kept, nothing decoded again, the same report; and every run's results
+    # and test output kept apart (no checkpoints): the same report from them alone, nothing
+    # trained or decoded.
     kept = {p: p.read_bytes() for p in runs.rglob("*.json")}
-    again = run_study(study, memorise_root, runs, "--write", str(page), "--figures", str(figures))
+    outputs = tmp_path / "outputs"
+    again = run_study(
+        study, memorise_root, runs, "--write", str(page), "--figures", str(figures),
+        "--outputs", str(outputs),
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count(": finished, kept") == 4
     assert {p: p.read_bytes() for p in runs.rglob("*.json")} == kept
     assert page.read_text() == report
-
-    # Every run's results and test output kept apart (no checkpoints): the same report from
-    # them alone, nothing trained or decoded.
-    outputs = tmp_path / "outputs"
-    kept_run = run_study(study, memorise_root, runs, "--outputs", str(outputs))
-    assert kept_run.returncode == 0, kept_run.stderr[-3000:]
     assert not list(outputs.rglob("*.pt"))
     page.write_text("<!-- study: tiny -->\n<!-- end of study: tiny -->\n")
     alone = run_study(

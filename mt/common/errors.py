@@ -1,6 +1,9 @@
 """The one exception type for problems the user can fix (bad files, bad settings), and how
-every command line reports it."""
+every command line reports it and ends."""
 
+import atexit
+import functools
+import gc
 import importlib.metadata
 import sys
 from collections.abc import Iterator
@@ -44,9 +47,19 @@ def corpus_at(knob: str) -> Iterator[None]:
         raise MTError(f"{e}; or point {knob} at the directory that holds {e.corpus}/") from None
 
 
+@functools.cache  # once per process
+def exit_without_last_collection() -> None:
+    """At exit, freeze the heap so that the interpreter's last garbage collection passes over
+    it: with torch and its compiler loaded (an optimizer imports it), that pass took a second
+    of each command's exit (docs/performance.md). Nothing a command leaves needs collecting:
+    its files, checkpoints and TensorBoard events are closed by then."""
+    atexit.register(gc.freeze)
+
+
 @contextmanager
 def reported() -> Iterator[None]:
     """An MTError inside ends the command: `error: MESSAGE` on stderr and a non-zero exit."""
+    exit_without_last_collection()
     try:
         yield
     except MTError as e:
