@@ -94,16 +94,22 @@ def views(run: Run) -> list[Run]:
     return [replace(run, direction=d) for d in run.row.directions] or [run]
 
 
-def composed(overrides: list[str], defaults: bool = False) -> dict:
-    """The resolved training config these overrides give, as mt.train would compose it (with
-    defaults: the schemas' defaults for the architecture they choose, every value unset)."""
+def composed(overrides: list[str]) -> dict:
+    """The resolved training config these overrides give, as mt.train would compose it."""
+    return composed_and_defaults(overrides)[0]
+
+
+def composed_and_defaults(overrides: list[str]) -> tuple[dict, dict]:
+    """composed(overrides), and the schemas' defaults for the architecture they choose (every
+    value unset): one composition for both, Hydra's being the slow part."""
     register_configs()
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         config = compose("config", overrides=overrides)
-        if defaults:
-            model = OmegaConf.to_object(config.model)
-            config = OmegaConf.structured(Config(model=type(model)()))
-        return OmegaConf.to_container(config, resolve=True, enum_to_str=True)
+    model = OmegaConf.to_object(config.model)
+    defaults = OmegaConf.structured(Config(model=type(model)()))
+    return tuple(
+        OmegaConf.to_container(c, resolve=True, enum_to_str=True) for c in (config, defaults)
+    )
 
 
 def check_same_settings(run: Run) -> None:
@@ -116,8 +122,7 @@ def check_same_settings(run: Run) -> None:
         have = flat(current_names(OmegaConf.to_container(OmegaConf.load(saved), resolve=True)))
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
         raise MTError(f"{saved}: not a run's config ({type(e).__name__})") from None
-    want = flat(composed(run.overrides))
-    default = flat(composed(run.overrides, defaults=True))
+    want, default = (flat(c) for c in composed_and_defaults(run.overrides))
     have = {**{k: default[k] for k in want.keys() - have.keys() if k in default}, **have}
     root = str(run.directory.parent.resolve())
     trained_in = trained_root(run)
