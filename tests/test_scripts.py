@@ -64,6 +64,12 @@ def test_the_significance_benchmark_times_the_tests():
     assert out.startswith("2 runs x 40 sentences: ")
 
 
+def test_the_exit_benchmark_times_both_kinds_of_exit():
+    report = json.loads(script("scripts/bench_exit.py", "--runs", "1"))
+    assert set(report["exit_seconds_median"]) == {"plain", "frozen"}
+    assert all(seconds > 0 for seconds in report["exit_seconds_median"].values())
+
+
 def test_train_throughput_reads_a_runs_curves(memorised_run):
     report = json.loads(script("scripts/train_throughput.py", str(memorised_run[0])))
     assert report["steps"] > 0 and report["target_tokens_per_s"] > 0
