@@ -57,7 +57,7 @@ if [[ $TINY == 1 ]]; then
   shape=(model.d_model=32 model.num_heads=2 model.num_layers=1 model.ff_dim=64 data.vocab_size=300)
   bench=(--tiny --steps 3 --warmup 1)
   recipe=(data.root=tests/data trainer.max_steps=${STEPS:-20} trainer.valid_every=10
-          trainer.log_every=5 "trainer.length_penalties=[]" decode.max_len_a=0.5 "${shape[@]}")
+          trainer.log_every=1 "trainer.length_penalties=[]" decode.max_len_a=0.5 "${shape[@]}")
   decode=(--sentences 8 --steps 2 --repeats 1 --data-root tests/data)
   for key in "${shape[@]}"; do decode+=(--set "$key"); done
 else

@@ -30,6 +30,7 @@ def test_the_gpu_check_runs_every_step_at_a_tiny_size_and_keeps_its_figures(tmp_
     assert {p.name for p in out.iterdir()} == files
     log = (out / "check.log").read_text()
     assert "pytest_gpu: skipped, no CUDA device" in log and "done: exit 0" in log
+    assert '"target_tokens_per_s"' in log  # the run's throughput, from its TensorBoard curves
     bench = json.loads((out / "bench_gpu.json").read_text())
     recipes = ["transformer_base", "transformer_big", "transformer"]
     assert [row["recipe"] for row in bench["results"]] == recipes
