@@ -3,7 +3,9 @@ train the study's runs that are missing (rows x seeds; unfinished ones resume, f
 are kept; --jobs N trains N at once), then its distilled corpora and the rows that train on
 them; evaluate what its report needs (ensembles, long inputs; each kept once done), and write
 the report: <runs>/<study>.md with its figures in <runs>/<study>/, and between the markers
-`<!-- study: NAME -->` and `<!-- end of study: NAME -->` of each FILE.md."""
+`<!-- study: NAME -->` and `<!-- end of study: NAME -->` of each FILE.md. With --only-seeds
+S..., only those seeds' runs are trained and evaluated, and no report is written: a CPU trains
+a study a seed at a time, and the report waits for every seed."""
 
 from __future__ import annotations
 
@@ -44,6 +46,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--seed", type=bounded(0, 2**32 - 1), default=SEED, help="sacreBLEU's resampling seed"
+    )
+    parser.add_argument(
+        "--only-seeds",
+        type=bounded(0, 2**32 - 1),
+        nargs="+",
+        default=[],
+        help="train and evaluate these seeds' runs alone (a sitting at a time), no report",
     )
     parser.add_argument("--write", type=Path, nargs="*", default=[], help="put the report here")
     parser.add_argument(

@@ -23,6 +23,7 @@ from mt import compare
 from mt.common.errors import MTError
 from mt.common.files import sha256_file
 from mt.evaluation.comparison import clock
+from mt.studies.conduct import Options, conduct
 from mt.studies.grid import LOCAL_KEYS, check_same_settings, composed, study_runs
 from mt.studies.launch import train_all, train_command, waits_for
 from mt.studies.spec import load_study, row_overrides
@@ -185,21 +186,32 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert alone.stdout.count(": finished, kept") == 4 and "mt.train" not in alone.stdout
     assert block(page.read_text()) == block(report)
 
-    # A run retrained from nothing gives the same numbers; an unfinished one resumes; two
-    # trained at once (--jobs 2) each as alone, its output in <runs>/<run>.log.
+    # Seed 2 alone (--only-seeds): a run retrained from nothing gives the same numbers; an
+    # unfinished one resumes; two trained at once (--jobs 2) each as alone, its output in
+    # <runs>/<run>.log; each run's own evaluations made again and its outputs kept; no report.
     shutil.rmtree(runs / "rnn-seed2")
     (runs / "transformer-seed2" / "results.json").unlink()
-    retrained = run_study(study, memorise_root, runs, "--jobs", "2")
+    seed2, reported = tmp_path / "seed2", (runs / "tiny.md").read_text()
+    retrained = run_study(
+        study, memorise_root, runs, "--jobs", "2", "--only-seeds", "2", "--outputs", str(seed2)
+    )
     assert retrained.returncode == 0, retrained.stderr[-3000:]
-    assert "trainer.resume=true" in retrained.stdout
+    assert "trainer.resume=true" in retrained.stdout and "seed1" not in retrained.stdout
     assert "step      6" in (runs / "rnn-seed2.log").read_text()
     for name in ("rnn-seed2", "transformer-seed2"):
         after = json.loads((runs / name / "results.json").read_text())
         for key in ("valid", "test", "selection", "steps"):
             assert after[key] == results[name][key]
-    # What was computed from the earlier runs (ensembles, long inputs) is made again.
-    for stale in ("rnn-ensemble-seeds1-2.json", "transformer-seed2/long_inputs.json"):
-        assert f"{runs / stale}: made from other runs than these" in retrained.stdout
+    stale = "transformer-seed2/long_inputs.json"
+    assert f"{runs / stale}: made from other runs than these" in retrained.stdout
+    assert sorted(p.name for p in seed2.iterdir()) == ["rnn-seed2", "transformer-seed2"]
+    assert (seed2 / stale).is_file() and (runs / "tiny.md").read_text() == reported
+    # The whole study again: what was computed from the earlier runs (ensembles) made again.
+    retrained = run_study(study, memorise_root, runs)
+    assert retrained.returncode == 0, retrained.stderr[-3000:]
+    assert f"{runs / 'rnn-ensemble-seeds1-2.json'}: made from other runs than these" in (
+        retrained.stdout
+    )
     for row in ("rnn", "transformer"):
         made = json.loads((runs / f"{row}-ensemble-seeds1-2.json").read_text())["made_from"]
         assert made[1] == {
@@ -249,6 +261,22 @@ def test_a_bad_study_file_is_refused_naming_the_key(tmp_path, changes, message):
 def test_a_missing_study_file_is_named(tmp_path):
     with pytest.raises(MTError, match="no such study file"):
         load_study(tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"only_seeds": [4]}, "--only-seeds 4: the study's seeds are [1, 2]"),
+        ({"only_seeds": [2], "figures": Path("f")}, "--only-seeds 2: a report covers every seed"),
+    ],
+)
+def test_only_seeds_refuses_other_seeds_and_a_report_before_any_training(
+    tmp_path, options, message
+):
+    study = study_file(tmp_path / "tiny.yaml", tmp_path / "cache")
+    with pytest.raises(MTError, match=re.escape(message)):
+        conduct(Options(study, runs=tmp_path / "runs", **options))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_page_without_the_studys_markers_is_refused_before_any_training(memorise_root, tmp_path):

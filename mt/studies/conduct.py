@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from mt.common.errors import MTError
 from mt.common.files import check_markers, replace_block, write_text
 from mt.evaluation.significance import SEED
 from mt.studies.figures import draw_figures
@@ -50,6 +51,7 @@ class Options:
     table: list[Path] = field(default_factory=list)  # pages that get the summary table
     figures: Path | None = None
     outputs: Path | None = None  # where each run's results and test output are copied
+    only_seeds: list[int] = field(default_factory=list)  # these seeds' runs alone, and no report
 
 
 def conduct(options: Options) -> None:
@@ -63,8 +65,37 @@ def conduct(options: Options) -> None:
     for path in options.table:
         check_markers(path, *blocks["table"])
     runs = study_runs(study, options.runs)
+    if options.only_seeds:
+        runs = of_seeds(study, runs, options)
+        train_study(study, runs, options)
+        evaluate_each(study, runs, options)
+        if options.outputs:
+            keep_outputs(runs, [], options.outputs)
+        return
     train_study(study, runs, options)
     write_reports(study, runs, options)
+
+
+def of_seeds(study: Study, runs: list[Run], options: Options) -> list[Run]:
+    """The runs of --only-seeds that train on no distilled corpus (one needs its teacher's every
+    seed): a CPU trains a study's seeds a sitting at a time; its report waits for them all."""
+    where = f"--only-seeds {' '.join(map(str, options.only_seeds))}"
+    if options.write or options.table or options.figures:
+        raise MTError(f"{where}: a report covers every seed; write it without --only-seeds")
+    chosen = [r for r in runs if r.seed in options.only_seeds and not uses_distilled(r.row)]
+    if not chosen:
+        raise MTError(f"{where}: the study's seeds are {study.seeds}")
+    return chosen
+
+
+def evaluate_each(study: Study, runs: list[Run], args: Options) -> None:
+    """What the report needs of each run alone (long inputs, search errors), kept beside it."""
+    for _, section_runs in sections(study, runs):
+        for run in section_runs:
+            if study.long_inputs:
+                long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
+            if study.search_errors:
+                search_error_scores(run, study.search_errors, args.data_root)
 
 
 def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
