@@ -21,6 +21,7 @@ from mt.studies.conduct import Options, conduct
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m mt.study",
+        usage="%(prog)s STUDY.yaml [options]",  # the options, each with its help, follow
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
