@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from pytest import approx
 
 from mt import compare
+from mt import study as study_command
 from mt.common.errors import MTError
 from mt.common.files import sha256_file
 from mt.evaluation.comparison import clock
@@ -75,6 +76,19 @@ def run_study(study: Path, root: Path, runs: Path, *extra: str) -> subprocess.Co
     command = [sys.executable, "-m", "mt.study", str(study), "--runs", str(runs)]
     command += ["--data-root", str(root), "--threads", "1", *extra]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def study_here(capsys, study: Path, root: Path, runs: Path, *extra: str) -> tuple[int, str, str]:
+    """mt.study in this process, for what trains nothing (a report, a refusal): its exit
+    status, stdout and stderr."""
+    capsys.readouterr()
+    try:
+        study_command.main([str(study), "--runs", str(runs), "--data-root", str(root), *extra])
+        status = 0
+    except SystemExit as end:
+        status = end.code
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdowns(
@@ -179,11 +193,11 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert page.read_text() == report
     assert not list(outputs.rglob("*.pt"))
     page.write_text("<!-- study: tiny -->\n<!-- end of study: tiny -->\n")
-    alone = run_study(
-        study, memorise_root, outputs, "--write", str(page), "--figures", str(figures)
+    status, out, err = study_here(
+        capsys, study, memorise_root, outputs, "--write", str(page), "--figures", str(figures)
     )
-    assert alone.returncode == 0, alone.stderr[-3000:]
-    assert alone.stdout.count(": finished, kept") == 4 and "mt.train" not in alone.stdout
+    assert status == 0, err[-3000:]
+    assert out.count(": finished, kept") == 4 and "mt.train" not in out
     assert block(page.read_text()) == block(report)
 
     # Seed 2 alone (--only-seeds): a run retrained from nothing gives the same numbers; an
@@ -207,11 +221,9 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
     assert sorted(p.name for p in seed2.iterdir()) == ["rnn-seed2", "transformer-seed2"]
     assert (seed2 / stale).is_file() and (runs / "tiny.md").read_text() == reported
     # The whole study again: what was computed from the earlier runs (ensembles) made again.
-    retrained = run_study(study, memorise_root, runs)
-    assert retrained.returncode == 0, retrained.stderr[-3000:]
-    assert f"{runs / 'rnn-ensemble-seeds1-2.json'}: made from other runs than these" in (
-        retrained.stdout
-    )
+    status, out, err = study_here(capsys, study, memorise_root, runs)
+    assert status == 0, err[-3000:]
+    assert f"{runs / 'rnn-ensemble-seeds1-2.json'}: made from other runs than these" in out
     for row in ("rnn", "transformer"):
         made = json.loads((runs / f"{row}-ensemble-seeds1-2.json").read_text())["made_from"]
         assert made[1] == {
@@ -221,9 +233,9 @@ def test_a_study_trains_its_grid_once_and_reports_seeds_significance_and_breakdo
 
     # The same run directories asked for with other settings (--set adds to every run's
     # overrides): refused, naming the key.
-    refused = run_study(study, memorise_root, runs, "--set", "trainer.max_steps=7")
-    assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines() == [
+    status, _, err = study_here(capsys, study, memorise_root, runs, "--set", "trainer.max_steps=7")
+    assert status == 1
+    assert err.strip().splitlines() == [
         f"error: {runs / 'rnn-seed1'}: trained with trainer.max_steps=6, the study asks 7; "
         "give the row another name or the study another --runs"
     ]
