@@ -260,7 +260,8 @@ def compare_engines(result: dict, engines: list[dict]) -> None:
     result["engines"] = [pytorch, *engines]
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """The command line: which models, data, sizes and engines."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
     parser.add_argument("--data-root", help="directory holding multi30k/ (default: data/)")
@@ -297,7 +298,11 @@ def main() -> None:
     parser.add_argument("--json", default="benchmark.json")
     # internal: measure one model (NAME) or one CTranslate2 export (NAME@QUANTIZATION) here
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     args.checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
     if args.one:
         name, _, quantization = args.one.partition("@")
