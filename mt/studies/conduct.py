@@ -68,9 +68,10 @@ def conduct(options: Options) -> None:
     if options.only_seeds:
         runs = of_seeds(study, runs, options)
         train_study(study, runs, options)
-        evaluate_each(study, runs, options)
-        if options.outputs:
-            keep_outputs(runs, [], options.outputs)
+        for _, views in sections(study, runs):  # a multilingual run once per direction
+            evaluate_each(study, views, options)
+            if options.outputs:
+                keep_outputs(views, [], options.outputs)
         return
     train_study(study, runs, options)
     write_reports(study, runs, options)
@@ -90,12 +91,11 @@ def of_seeds(study: Study, runs: list[Run], options: Options) -> list[Run]:
 
 def evaluate_each(study: Study, runs: list[Run], args: Options) -> None:
     """What the report needs of each run alone (long inputs, search errors), kept beside it."""
-    for _, section_runs in sections(study, runs):
-        for run in section_runs:
-            if study.long_inputs:
-                long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
-            if study.search_errors:
-                search_error_scores(run, study.search_errors, args.data_root)
+    for run in runs:
+        if study.long_inputs:
+            long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
+        if study.search_errors:
+            search_error_scores(run, study.search_errors, args.data_root)
 
 
 def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
