@@ -69,7 +69,8 @@ def conduct(options: Options) -> None:
         runs = of_seeds(study, runs, options)
         train_study(study, runs, options)
         for _, views in sections(study, runs):  # a multilingual run once per direction
-            evaluate_each(study, views, options)
+            for view in views:
+                run_evaluations(study, view, options)
             if options.outputs:
                 keep_outputs(views, [], options.outputs)
         return
@@ -89,13 +90,14 @@ def of_seeds(study: Study, runs: list[Run], options: Options) -> list[Run]:
     return chosen
 
 
-def evaluate_each(study: Study, runs: list[Run], args: Options) -> None:
-    """What the report needs of each run alone (long inputs, search errors), kept beside it."""
-    for run in runs:
-        if study.long_inputs:
-            long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
-        if study.search_errors:
-            search_error_scores(run, study.search_errors, args.data_root)
+def run_evaluations(study: Study, run: Run, args: Options) -> dict:
+    """What the report needs of one run alone (long inputs, search errors), kept beside it."""
+    return {
+        "long_inputs": study.long_inputs
+        and long_input_scores(run, study.long_inputs, args.data_root, study.segmented),
+        "search_errors": study.search_errors
+        and search_error_scores(run, study.search_errors, args.data_root),
+    }
 
 
 def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
@@ -107,15 +109,10 @@ def evaluated(study: Study, runs: list[Run], args: Options) -> dict:
         row_runs = of_row(runs, row)
         if study.ensemble and len(row_runs) > 1:
             extra["ensembles"][row.name] = ensemble_scores(row_runs, args.runs, args.data_root)
-        if study.long_inputs:
-            extra["long_inputs"][row.name] = [
-                long_input_scores(run, study.long_inputs, args.data_root, study.segmented)
-                for run in row_runs
-            ]
-        if study.search_errors:
-            extra["search_errors"][row.name] = [
-                search_error_scores(run, study.search_errors, args.data_root) for run in row_runs
-            ]
+        each = [run_evaluations(study, run, args) for run in row_runs]
+        for kind in ("long_inputs", "search_errors"):
+            if getattr(study, kind):
+                extra[kind][row.name] = [evaluations[kind] for evaluations in each]
     return extra
 
 
