@@ -7,7 +7,9 @@
 ab        what each change to the CPU step bought: the real Trainer's step on the real corpus's
           batches, with each change undone in turn (each variant also undoes those above it),
           interleaved in one process so that the machine's drift hits every variant alike:
-            now              this code: bf16 where the CPU has it, lane dropout, fused projections
+            now              this code: freed memory kept in the heap, bf16 where the CPU has
+                             it, lane dropout, fused projections
+            glibc's heap     freed memory back to the kernel (glibc's defaults), as before
             separate q/k/v   one matmul per projection, as before fused projections
             torch dropout    F.dropout and SDPA's own attention dropout (bernoulli_ per element)
             fp32             no autocast: the step as it was before
@@ -38,6 +40,7 @@ from torch import nn
 
 import mt.models.dropout as lane_dropout
 import mt.models.transformer as transformer
+from mt.common.heap import keep_freed_memory
 from mt.common.runtime import synchronize
 from mt.config.store import composed_config
 from mt.data.batches import make_batch, train_batches
@@ -49,7 +52,7 @@ NOW = {
     "dropout": lane_dropout.dropout,
     "attend": transformer.attend,
 }
-VARIANTS = ["now", "separate q/k/v", "torch dropout", "fp32"]
+VARIANTS = ["now", "glibc's heap", "separate q/k/v", "torch dropout", "fp32"]
 
 
 def real_updates(trainer: Trainer, count: int) -> list[list]:
@@ -76,11 +79,12 @@ def sdpa_attend(q, k, v, mask, is_causal, dropout_p):
 
 
 def variant(trainer: Trainer, undone: int, precision: str) -> None:
-    """Undo the first `undone` changes (projections, dropout, bf16) on this trainer."""
-    transformer.MultiHeadAttention.project = separate_projections if undone >= 1 else NOW["project"]
-    lane_dropout.dropout = torch_dropout if undone >= 2 else NOW["dropout"]
-    transformer.attend = sdpa_attend if undone >= 2 else NOW["attend"]
-    trainer.update.precision = "fp32" if undone >= 3 else precision
+    """Undo the first `undone` changes (heap, projections, dropout, bf16) on this trainer."""
+    keep_freed_memory(undone < 1)
+    transformer.MultiHeadAttention.project = separate_projections if undone >= 2 else NOW["project"]
+    lane_dropout.dropout = torch_dropout if undone >= 3 else NOW["dropout"]
+    transformer.attend = sdpa_attend if undone >= 3 else NOW["attend"]
+    trainer.update.precision = "fp32" if undone >= 4 else precision
 
 
 def timed(trainer: Trainer, updates: list[list]) -> float:

@@ -162,6 +162,9 @@ class TrainerConfig:
     # Training arithmetic: auto = bf16 autocast where bf16 matmuls are faster (CUDA; CPUs with
     # AVX512-BF16 or AMX), else fp32. Weights, optimizer and loss stay fp32 either way.
     precision: Precision = Precision.auto
+    # CPU: freed memory stays in the C heap for the next step's tensors instead of going back
+    # to the kernel (mt/common/heap.py; glibc only): faster steps, resident memory at its peak.
+    keep_freed_memory: bool = True
     num_samples: int = 3  # sample translations logged at each validation
     attention_maps: int = 2  # first validation sentences whose attention is drawn
     resume: bool = False  # continue from {run dir}/checkpoints/last.pt

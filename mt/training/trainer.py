@@ -15,6 +15,7 @@ import torch
 from mt.common.checkpoint import keep_snapshot, load_checkpoint, save_checkpoint
 from mt.common.errors import Stopped
 from mt.common.files import remove_stale_temporaries
+from mt.common.heap import keep_freed_memory
 from mt.common.progress import bar_with_logs
 from mt.common.runtime import pick_device, set_cpu_threads, source_commit, training_precision
 from mt.config.checks import trainer_warnings
@@ -65,6 +66,8 @@ class Trainer:
         timeout = timedelta(seconds=settings.ddp_timeout_s)
         self.device = distributed.init(pick_device(settings.device), timeout)
         self.precision = training_precision(self.device, settings.precision.value)
+        if self.device.type == "cpu" and settings.keep_freed_memory:
+            keep_freed_memory()
         # Dropout differs between ranks; the weights do not: DDP copies rank 0's at the start.
         torch.manual_seed(settings.seed + distributed.rank())
         # Each machine's first process builds a missing data cache while the others wait for
