@@ -106,9 +106,9 @@ def measure(recipe: str, args) -> dict:
     torch.manual_seed(0)
     vocab = 1000 if args.tiny else vocab
     model = build_model(config.model, vocab, vocab, True).to(device)
-    plan = step_plan(device, t, config.data)
-    wrapped = torch.compile(model) if plan.compiled else model
     precision = training_precision(device, t.precision.value)
+    plan = step_plan(device, t, config.data, precision)
+    wrapped = torch.compile(model) if plan.compiled else model
     update = Update(model, wrapped, *optimizer_and_schedule(model, t, device), t, device, precision)
     updates = synthetic_updates(config, vocab, mean, args.warmup + args.steps, plan.fixed_shapes)
     started = time.perf_counter()

@@ -9,8 +9,10 @@ import torch
 from helpers import make_config, update_losses
 
 from mt.common.runtime import bf16_is_fast, training_precision
+from mt.config.store import composed_config
 from mt.data.batches import make_batch, train_batches
 from mt.training.trainer import Trainer
+from mt.training.update import step_plan
 
 STEPS = 20
 # bf16 keeps 8 significant bits (a relative step of 2^-8 = 0.4%) in every matmul's inputs;
@@ -41,6 +43,22 @@ def test_precision_auto_is_bf16_only_where_bf16_is_fast():
     assert training_precision(cpu, "auto") == ("bf16" if native else "fp32")
     assert training_precision(cpu, "fp32") == "fp32"
     assert training_precision(torch.device("cuda"), "auto") == "bf16"
+
+
+@pytest.mark.parametrize(
+    "device, precision, settings, plan",
+    [
+        ("cpu", "fp32", (), (False, False)),
+        ("cpu", "bf16", (), (False, True)),  # a few oneDNN kernels, not hundreds an epoch
+        ("cuda", "bf16", (), (True, True)),
+        ("cpu", "bf16", ("data.fixed_shapes=false",), (False, False)),
+        ("cuda", "bf16", ("trainer.compile=false",), (False, False)),
+    ],
+)
+def test_the_step_plan_follows_device_precision_and_settings(device, precision, settings, plan):
+    config = composed_config(["+experiment=transformer", *settings])
+    chosen = step_plan(torch.device(device), config.trainer, config.data, precision)
+    assert (chosen.compiled, chosen.fixed_shapes) == plan
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])

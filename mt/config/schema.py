@@ -105,7 +105,8 @@ class DataConfig:
     cache_dir: str | None = None  # None: $MT_CACHE_DIR, else ~/.cache/mt (mt/data/cache.py)
     loader_workers: int | None = None  # processes padding batches ahead; None: 1 on a GPU, else 0
     # Training batches of a few fixed shapes (mt.data.batches.fixed_shape_batches), so a
-    # compiled step compiles a handful of graphs; None: when the step is compiled.
+    # compiled step compiles a handful of graphs and a CPU's bf16 step builds a handful of
+    # oneDNN kernels; None: when the step is compiled or runs in bf16 on a CPU.
     fixed_shapes: bool | None = None
 
     RANGES: ClassVar[dict[str, Rule]] = {

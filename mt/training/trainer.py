@@ -76,7 +76,7 @@ class Trainer:
         build = distributed.local_rank() == 0
         self.corpus: Corpus = load_corpus(config.data, build, tokenizer)
         self.model = build_model(config.model, *self.corpus.tokenizer.sizes()).to(self.device)
-        self.plan = step_plan(self.device, settings, config.data)
+        self.plan = step_plan(self.device, settings, config.data, self.precision)
         optimizer, scheduler = optimizer_and_schedule(self.model, settings, self.device)
         args = (optimizer, scheduler, settings, self.device, self.precision)
         self.update = Update(self.model, wrapped(self.model, self.device, self.plan), *args)

@@ -26,11 +26,16 @@ class StepPlan:
     fixed_shapes: bool
 
 
-def step_plan(device: torch.device, trainer: TrainerConfig, data: DataConfig) -> StepPlan:
+def step_plan(
+    device: torch.device, trainer: TrainerConfig, data: DataConfig, precision: str
+) -> StepPlan:
     """The plan by the settings, null ones decided by the device: compiled and fixed shapes
-    on a GPU, neither on a CPU."""
+    on a GPU; on a CPU eager, with fixed shapes in bf16. A CPU's bf16 matmuls are oneDNN
+    kernels built for each shape and kept in a cache of 1024: exact batches bring hundreds of
+    shapes an epoch, so the step rebuilds kernels for ever (docs/performance.md)."""
     compiled = device.type == "cuda" if trainer.compile is None else trainer.compile
-    fixed = compiled if data.fixed_shapes is None else data.fixed_shapes
+    cpu_bf16 = device.type == "cpu" and precision == "bf16"
+    fixed = (compiled or cpu_bf16) if data.fixed_shapes is None else data.fixed_shapes
     return StepPlan(compiled, fixed)
 
 
