@@ -4,7 +4,7 @@ pages from the kernel.
 glibc's malloc serves each allocation over its mmap threshold (at most 32 MiB) with a new
 mapping and unmaps it on free. A CPU step allocates several tensors that size every update
 (the logits and their gradients, tokens × vocabulary floats), and the kernel zero-fills each
-of their pages on first touch: a fifth of the fp32 step on a 2-core CPU (docs/performance.md).
+of their pages on first touch: a sixth of the fp32 step on a 2-core Xeon (docs/performance.md).
 With no mappings and no trimming, freed memory stays in the heap and the next step reuses it;
 the process's resident memory stays at its peak instead of falling between steps. PyTorch's
 CPU tuning guide gets the same from jemalloc or tcmalloc; this needs no extra library."""
