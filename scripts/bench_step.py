@@ -7,13 +7,18 @@
 ab        what each change to the CPU step bought: the real Trainer's step on the real corpus's
           batches, with each change undone in turn (each variant also undoes those above it),
           interleaved in one process so that the machine's drift hits every variant alike:
-            now              this code: freed memory kept in the heap, bf16 where the CPU has
-                             it, lane dropout, fused projections
+            now              this code: fused Adam, a one-function loss, dropout masks in the
+                             input's dtype, freed memory kept in the heap, bf16 where the CPU
+                             has it, lane dropout, fused projections
+            per-tensor Adam  torch's default Adam on a CPU: a loop over the parameters
+            unfused loss     F.cross_entropy's label smoothing
+            bool masks       lane dropout's masks as bool, multiplied by aten's dropout kernel
             glibc's heap     freed memory back to the kernel (glibc's defaults), as before
             separate q/k/v   one matmul per projection, as before fused projections
             torch dropout    F.dropout and SDPA's own attention dropout (bernoulli_ per element)
             fp32             no autocast: the step as it was before
-          the median ms per update and target tokens/s of each over --rounds rounds of --steps.
+          the median ms per update and target tokens/s of each over --rounds rounds of --steps,
+          and the fastest and slowest round (the noise).
 profile   where a step's time goes: timed on the host and with the device's queue drained
           (host time far above device time: the accelerator waits on Python and launches),
           then torch.profiler's busiest operators.
@@ -40,19 +45,32 @@ from torch import nn
 
 import mt.models.dropout as lane_dropout
 import mt.models.transformer as transformer
+import mt.training.loss as loss
 from mt.common.heap import keep_freed_memory
 from mt.common.runtime import synchronize
+from mt.common.special_ids import PAD_ID
 from mt.config.store import composed_config
 from mt.data.batches import make_batch, train_batches
 from mt.models.transformer import Transformer, TransformerConfig
 from mt.training.trainer import Trainer
 
 NOW = {
+    "loss": loss.smoothed_cross_entropy,
+    "scaled": lane_dropout.scaled,
     "project": transformer.MultiHeadAttention.project,
     "dropout": lane_dropout.dropout,
     "attend": transformer.attend,
 }
-VARIANTS = ["now", "glibc's heap", "separate q/k/v", "torch dropout", "fp32"]
+VARIANTS = [
+    "now",
+    "per-tensor Adam",
+    "unfused loss",
+    "bool masks",
+    "glibc's heap",
+    "separate q/k/v",
+    "torch dropout",
+    "fp32",
+]
 
 
 def real_updates(trainer: Trainer, count: int) -> list[list]:
@@ -61,6 +79,23 @@ def real_updates(trainer: Trainer, count: int) -> list[list]:
     d, split = trainer.config.data, trainer.corpus.train
     chosen = train_batches(split, d.max_tokens, d.max_len, 1, 0, d.max_length_ratio)
     return [[make_batch(split, indices)] for indices in chosen[:count]]
+
+
+def torch_cross_entropy(logits, target, smoothing):
+    return F.cross_entropy(
+        logits, target, ignore_index=PAD_ID, label_smoothing=smoothing, reduction="sum"
+    )
+
+
+def bool_mask_dropout(x, p, training):
+    if not training or p == 0.0 or x.device.type != "cpu":
+        return NOW["dropout"](x, p, training)
+    keep = lane_dropout.keep_mask(x.shape, p, x.device, torch.bool)
+    return lane_dropout._ScaleKept.apply(x, keep, 1.0 / (1.0 - p))
+
+
+def aten_scaled(x, keep, scale):
+    return torch.ops.aten.native_dropout_backward(x, keep, scale)
 
 
 def separate_projections(self, x, *layers):
@@ -79,12 +114,19 @@ def sdpa_attend(q, k, v, mask, is_causal, dropout_p):
 
 
 def variant(trainer: Trainer, undone: int, precision: str) -> None:
-    """Undo the first `undone` changes (heap, projections, dropout, bf16) on this trainer."""
-    keep_freed_memory(undone < 1)
-    transformer.MultiHeadAttention.project = separate_projections if undone >= 2 else NOW["project"]
-    lane_dropout.dropout = torch_dropout if undone >= 3 else NOW["dropout"]
-    transformer.attend = sdpa_attend if undone >= 3 else NOW["attend"]
-    trainer.update.precision = "fp32" if undone >= 4 else precision
+    """Undo the changes VARIANTS[1 : undone + 1] on this trainer."""
+    off = set(VARIANTS[1 : undone + 1])
+    for group in trainer.update.optimizer.param_groups:
+        group["fused"] = "per-tensor Adam" not in off or None
+    loss.smoothed_cross_entropy = torch_cross_entropy if "unfused loss" in off else NOW["loss"]
+    lane_dropout.scaled = aten_scaled if "bool masks" in off else NOW["scaled"]
+    chosen = bool_mask_dropout if "bool masks" in off else NOW["dropout"]
+    lane_dropout.dropout = transformer.dropout = torch_dropout if "torch dropout" in off else chosen
+    transformer.attend = sdpa_attend if "torch dropout" in off else NOW["attend"]
+    keep_freed_memory("glibc's heap" not in off)
+    separate = "separate q/k/v" in off
+    transformer.MultiHeadAttention.project = separate_projections if separate else NOW["project"]
+    trainer.update.precision = "fp32" if "fp32" in off else precision
 
 
 def timed(trainer: Trainer, updates: list[list]) -> float:
@@ -112,7 +154,8 @@ def ab(trainer: Trainer, args) -> None:
     for name in VARIANTS:
         median = statistics.median(seconds[name])
         rate = tokens / args.steps / median
-        print(f"{name:16s} {1000 * median:6.0f} ms/update {rate:7.0f} target tokens/s")
+        spread = f"rounds {1000 * min(seconds[name]):.0f}-{1000 * max(seconds[name]):.0f} ms"
+        print(f"{name:16s} {1000 * median:6.0f} ms/update {rate:7.0f} target tokens/s  {spread}")
 
 
 def profile(trainer: Trainer, args) -> None:
