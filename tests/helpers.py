@@ -266,13 +266,17 @@ def one_token_source(batch: int = 1) -> torch.Tensor:
     return torch.full((batch, 1), EOS_ID)  # length limit = 0 * 1 + 4 = 4 tokens
 
 
-def update_losses(root: Path, cache: Path, run_dir: Path, steps: int, *overrides: str, fixed=None):
+def update_losses(
+    root: Path, cache: Path, run_dir: Path, steps: int, *overrides: str, fixed=None, adjust=None
+):
     """Per-token loss of `steps` updates of the tiny model (dropout off) on the first
     fixed-shape batches of epoch 0, cycled: padded to their fixed shapes when fixed (None: as
-    the trainer would), to their longest sentences otherwise."""
+    the trainer would), to their longest sentences otherwise. `adjust(trainer)` runs first."""
     config = make_config(root, "tiny", cache, "model.dropout=0", *overrides)
     torch.manual_seed(0)
     trainer = Trainer(config, run_dir)
+    if adjust is not None:
+        adjust(trainer)
     split, data = trainer.corpus.train, config.data
     seed = config.trainer.seed
     batches = train_batches(split, data.max_tokens, data.max_len, seed, 0, fixed_shapes=True)

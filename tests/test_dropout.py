@@ -35,6 +35,20 @@ def test_kept_elements_scale_and_the_gradient_follows_the_mask():
     torch.testing.assert_close(x.grad, kept.float() / 0.75)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_output_and_gradient_are_atens_dropout_on_the_same_mask_to_the_bit(dtype):
+    x = torch.randn(37, 29, dtype=dtype, requires_grad=True)
+    grad = torch.randn(37, 29, dtype=dtype)
+    torch.manual_seed(5)
+    out = dropout(x, 0.1, training=True)
+    out.backward(grad)
+    torch.manual_seed(5)
+    keep = keep_mask(x.shape, 0.1, x.device, torch.bool)  # the same draws
+    aten = torch.ops.aten.native_dropout_backward
+    assert torch.equal(out, aten(x.detach(), keep, 1 / 0.9))
+    assert torch.equal(x.grad, aten(grad, keep, 1 / 0.9))
+
+
 def test_eval_mode_and_zero_rate_change_nothing_and_one_drops_everything():
     x = torch.randn(8, 5)
     module = Dropout(0.3).eval()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mt.common.special_ids import PAD_ID
-from mt.models.transformer import MultiHeadAttention, Transformer, TransformerConfig
+from mt.models.transformer import MultiHeadAttention, Transformer, TransformerConfig, attend
 
 VOCAB = 60
 
@@ -63,6 +63,24 @@ def test_attention_equals_torch_multihead_attention(dropout, training):
     expected, _ = reference(query, query, query, attn_mask=causal)
     got = ours(query, *ours.project_kv(query), is_causal=True)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_written_out_attention_has_sdpas_output_and_gradients(causal):
+    # The CPU's training path (a dropout rate that rounds to 0 keeps every weight) against
+    # F.scaled_dot_product_attention, which the rate 0 takes: values and all three gradients.
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 6, 8, requires_grad=True) for _ in range(3))
+    mask = None if causal else torch.ones(3, 1, 1, 6, dtype=torch.bool)
+    if mask is not None:
+        mask[1, ..., 4:] = False
+    grad = torch.randn(3, 4, 6, 8)
+    results = []
+    for rate in (0.0, 1e-9):
+        out = attend(q, k, v, mask, causal, rate)
+        results.append((out, *torch.autograd.grad(out, (q, k, v), grad)))
+    for ours, sdpa in zip(*results, strict=True):
+        torch.testing.assert_close(ours, sdpa, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pre_norm", [True, False])
