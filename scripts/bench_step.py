@@ -21,7 +21,7 @@ ab        what each change to the CPU step bought: the real Trainer's step on th
           and the fastest and slowest round (the noise).
 profile   where a step's time goes: timed on the host and with the device's queue drained
           (host time far above device time: the accelerator waits on Python and launches),
-          then torch.profiler's busiest operators.
+          then torch.profiler's busiest operators, and its busiest operators by input shape.
 vs-torch  mt's Transformer against a bare torch.nn.Transformer on the same random batch, the
           same vocabulary and loss: the difference is the model code alone.
 
@@ -181,9 +181,11 @@ def profile(trainer: Trainer, args) -> None:
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as profiled:
+    with torch.profiler.profile(activities=activities, record_shapes=True) as profiled:
         timed(trainer, updates[args.warmup + args.steps :])
     print(profiled.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    by_shape = profiled.key_averages(group_by_input_shape=True)
+    print(by_shape.table(sort_by="self_cpu_time_total", row_limit=20, max_shapes_column_width=60))
 
 
 class BareTransformer(nn.Module):
