@@ -4,8 +4,8 @@ torch's CPU dropout draws one 32-bit number per element (bernoulli_): on a 2-cor
 27% of a Transformer training step in bf16 (scripts/bench_step.py profile). Here one 64-bit draw
 decides four elements through its four 16-bit lanes, about 4 times fewer draws. The mask is
 written in the input's dtype, 1 for kept and 0 for dropped: a bool mask costs a conversion to
-that dtype in every multiply on the CPU, which made dropout's multiplies 3 times slower in fp32.
-The drop probability is p rounded to 1/65536. Other devices keep torch's own dropout (on CUDA it
+that dtype, a pass of its own, in every multiply on the CPU (docs/performance.md). The drop
+probability is p rounded to 1/65536. Other devices keep torch's own dropout (on CUDA it
 is already fused and cheap).
 """
 
