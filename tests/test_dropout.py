@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import update_losses
 
+import mt.models.dropout as lane_dropout
+import mt.models.transformer as transformer
 from mt.models.dropout import Dropout, dropout, keep_mask
 from mt.models.transformer import MultiHeadAttention
 
@@ -47,6 +50,31 @@ def test_output_and_gradient_are_atens_dropout_on_the_same_mask_to_the_bit(dtype
     aten = torch.ops.aten.native_dropout_backward
     assert torch.equal(out, aten(x.detach(), keep, 1 / 0.9))
     assert torch.equal(x.grad, aten(grad, keep, 1 / 0.9))
+
+
+def bool_mask_dropout(x, p, training):
+    """The same draws as a bool mask, applied each way by aten's dropout kernel: the CPU
+    dropout as it was before 0c5fa44 (with `scaled` patched to the kernel)."""
+    if not training or p == 0.0:
+        return x
+    keep = keep_mask(x.shape, p, x.device, torch.bool)
+    return lane_dropout._ScaleKept.apply(x, keep, 1.0 / (1.0 - p))
+
+
+def aten_kernel(x, keep, scale):
+    return torch.ops.aten.native_dropout_backward(x, keep, scale)
+
+
+def test_a_step_with_dropout_gives_the_bool_masks_losses_to_the_bit(
+    memorise_root, cache_dir, tmp_path, monkeypatch
+):
+    ours = update_losses(memorise_root, cache_dir, tmp_path / "ours", 6, "model.dropout=0.3")
+    monkeypatch.setattr(lane_dropout, "dropout", bool_mask_dropout)
+    monkeypatch.setattr(transformer, "dropout", bool_mask_dropout)
+    monkeypatch.setattr(lane_dropout, "scaled", aten_kernel)
+    theirs = update_losses(memorise_root, cache_dir, tmp_path / "aten", 6, "model.dropout=0.3")
+    assert ours[-1] < ours[0]  # it trains
+    assert ours == theirs
 
 
 def test_eval_mode_and_zero_rate_change_nothing_and_one_drops_everything():
