@@ -48,7 +48,6 @@ import mt.models.transformer as transformer
 import mt.training.loss as loss
 from mt.common.heap import keep_freed_memory
 from mt.common.runtime import synchronize
-from mt.common.special_ids import PAD_ID
 from mt.config.store import composed_config
 from mt.data.batches import make_batch, train_batches
 from mt.models.transformer import Transformer, TransformerConfig
@@ -79,12 +78,6 @@ def real_updates(trainer: Trainer, count: int) -> list[list]:
     d, split = trainer.config.data, trainer.corpus.train
     chosen = train_batches(split, d.max_tokens, d.max_len, 1, 0, d.max_length_ratio)
     return [[make_batch(split, indices)] for indices in chosen[:count]]
-
-
-def torch_cross_entropy(logits, target, smoothing):
-    return F.cross_entropy(
-        logits, target, ignore_index=PAD_ID, label_smoothing=smoothing, reduction="sum"
-    )
 
 
 def bool_mask_dropout(x, p, training):
@@ -118,7 +111,7 @@ def variant(trainer: Trainer, undone: int, precision: str) -> None:
     off = set(VARIANTS[1 : undone + 1])
     for group in trainer.update.optimizer.param_groups:
         group["fused"] = "per-tensor Adam" not in off or None
-    loss.smoothed_cross_entropy = torch_cross_entropy if "unfused loss" in off else NOW["loss"]
+    loss.smoothed_cross_entropy = loss.torch_cross_entropy if "unfused loss" in off else NOW["loss"]
     lane_dropout.scaled = aten_scaled if "bool masks" in off else NOW["scaled"]
     chosen = bool_mask_dropout if "bool masks" in off else NOW["dropout"]
     lane_dropout.dropout = transformer.dropout = torch_dropout if "torch dropout" in off else chosen

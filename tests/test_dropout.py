@@ -17,7 +17,7 @@ from mt.models.transformer import MultiHeadAttention
 def test_drop_rate_is_p_and_neighbours_are_independent(p):
     torch.manual_seed(0)
     n = 400_000
-    keep = keep_mask(torch.Size([n]), p, torch.device("cpu")).float()
+    keep = keep_mask(torch.Size([n]), p, torch.device("cpu"), torch.float)
     # 5 standard deviations of a binomial proportion over n elements.
     bound = 5 * (p * (1 - p) / n) ** 0.5
     assert abs((1 - keep.mean().item()) - p) < bound

@@ -31,17 +31,11 @@ def test_the_loss_and_its_gradient_are_torchs_label_smoothed_cross_entropy(smoot
     assert ours_grad[target == PAD_ID].abs().max() == 0
 
 
-def torch_loss(logits, target, smoothing):
-    return F.cross_entropy(
-        logits, target, ignore_index=PAD_ID, label_smoothing=smoothing, reduction="sum"
-    )
-
-
 def test_a_step_with_the_cpu_loss_trains_as_with_torchs(
     memorise_root, cache_dir, tmp_path, monkeypatch
 ):
     ours = update_losses(memorise_root, cache_dir, tmp_path / "ours", 8)
-    monkeypatch.setattr(loss, "smoothed_cross_entropy", torch_loss)
+    monkeypatch.setattr(loss, "smoothed_cross_entropy", loss.torch_cross_entropy)
     theirs = update_losses(memorise_root, cache_dir, tmp_path / "torch", 8)
     assert ours[-1] < ours[0]  # it trains
     # Adam divides by the gradients' size: rounding-level differences in the loss's gradient grow

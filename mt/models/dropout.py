@@ -21,7 +21,9 @@ LANES = 4  # 16-bit lanes in one 64-bit draw
 LANE_VALUES = 1 << 16
 
 
-def keep_mask(shape: torch.Size, p: float, device: torch.device, dtype=torch.float) -> torch.Tensor:
+def keep_mask(
+    shape: torch.Size, p: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """A `dtype` tensor of `shape`: 0 (dropped) with probability ≈ p, else 1."""
     count = math.prod(shape)
     draws = torch.empty((count + LANES - 1) // LANES, dtype=torch.int64, device=device)

@@ -44,15 +44,19 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         return grad_logits.mul_((grad * real)[:, None]), None, None
 
 
+def torch_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float):
+    """torch's summed label-smoothed cross-entropy over (N, V) logits, PAD_ID rows ignored."""
+    return F.cross_entropy(
+        logits, target, ignore_index=PAD_ID, label_smoothing=smoothing, reduction="sum"
+    )
+
+
 def smoothed_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, smoothing: float
 ) -> torch.Tensor:
-    """F.cross_entropy(logits, target, ignore_index=PAD_ID, label_smoothing=smoothing,
-    reduction="sum") for (N, V) logits; on the CPU in fewer passes over them."""
+    """torch_cross_entropy's value; on the CPU in fewer passes over the logits."""
     if logits.device.type != "cpu":
-        return F.cross_entropy(
-            logits, target, ignore_index=PAD_ID, label_smoothing=smoothing, reduction="sum"
-        )
+        return torch_cross_entropy(logits, target, smoothing)
     return _SmoothedCrossEntropy.apply(logits, target, smoothing)
 
 
